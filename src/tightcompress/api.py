@@ -1,0 +1,146 @@
+"""`pack()`: the Python entry point that mirrors `tightcompress pack`, with its parameters checked first."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from tightcompress.baselines import pack_column_combining, pack_dense, pack_nm
+from tightcompress.errors import TightCompressError
+from tightcompress.format.build import build_packed, uniform_group_offsets
+from tightcompress.format.packed import PackedMatrix
+from tightcompress.permute import AnnealConfig, search_permutation
+from tightcompress.prune import magnitude_prune
+
+METHODS = ("tight", "nm", "column-combining", "dense")
+Method = Literal["tight", "nm", "column-combining", "dense"]
+
+
+@dataclass(frozen=True)
+class PackConfig:
+    """Everything that decides how a matrix is packed. Validated on construction."""
+
+    method: Method = "tight"
+    group: int = 8
+    height: int | Literal["auto"] = "auto"
+    tile: int = 32
+    alpha: int = 8
+    gamma: float = 0.5
+    sparsity: float | None = None
+    seed: int = 0
+    iterations: int | None = None
+    objective: Literal["magnitude", "squared"] = "magnitude"
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise TightCompressError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if not _is_int(self.group) or self.group < 1:
+            raise TightCompressError(f"group G must be an integer >= 1, got {self.group!r}")
+        if self.group > 256:
+            raise TightCompressError(f"group G must be at most 256 (8-bit lane index), got {self.group}")
+        if self.height != "auto":
+            if not _is_int(self.height) or self.height < 1:
+                raise TightCompressError(f"height must be an integer >= 1 or 'auto', got {self.height!r}")
+            if self.method in ("tight", "nm") and self.height > self.group:
+                raise TightCompressError(f"height h={self.height} exceeds group G={self.group}")
+        if self.method == "nm" and self.height == "auto":
+            raise TightCompressError("method nm needs an integer height (N of N:M)")
+        if not _is_int(self.tile) or self.tile < 1:
+            raise TightCompressError(f"tile C must be an integer >= 1, got {self.tile!r}")
+        if not _is_int(self.alpha) or not 1 <= self.alpha <= 256:
+            raise TightCompressError(f"alpha must be an integer in [1, 256], got {self.alpha!r}")
+        if not 0.0 <= float(self.gamma):
+            raise TightCompressError(f"gamma must be >= 0, got {self.gamma!r}")
+        if self.sparsity is not None and not 0.0 <= self.sparsity < 1.0:
+            raise TightCompressError(f"sparsity must be in [0, 1), got {self.sparsity}")
+        if self.iterations is not None and (not _is_int(self.iterations) or self.iterations < 0):
+            raise TightCompressError(f"iterations must be an integer >= 0, got {self.iterations!r}")
+        if self.objective not in ("magnitude", "squared"):
+            raise TightCompressError(f"objective must be 'magnitude' or 'squared', got {self.objective!r}")
+
+
+def check_matrix(weights: np.ndarray, name: str = "matrix") -> np.ndarray:
+    """A 2-D, finite, not all-zero floating matrix, or a one-line error naming what is wrong."""
+    weights = np.asarray(weights)
+    if weights.ndim != 2:
+        raise TightCompressError(f"{name}: expected a 2-D K x N matrix, got shape {weights.shape}")
+    if weights.size == 0:
+        raise TightCompressError(f"{name}: the matrix is empty (shape {weights.shape})")
+    if not np.issubdtype(weights.dtype, np.floating):
+        if not np.issubdtype(weights.dtype, np.integer):
+            raise TightCompressError(f"{name}: expected numeric weights, got dtype {weights.dtype}")
+        weights = weights.astype(np.float32)
+    if not np.all(np.isfinite(weights)):
+        raise TightCompressError(f"{name}: the matrix has NaN or infinite weights")
+    if not np.any(weights):
+        raise TightCompressError(f"{name}: the matrix is all zeros; there is nothing to pack")
+    return np.ascontiguousarray(weights)
+
+
+def pack(
+    weights: np.ndarray, config: PackConfig | None = None, *, name: str = "matrix", **options
+) -> PackedMatrix:
+    """Pack a `K x N` matrix (layer `y = x @ W`) into the tight format by the configured method.
+
+    Pass a `PackConfig` or its fields as keywords, e.g. `pack(W, method="tight", group=32, height=2,
+    tile=64)`. The result has `.to_dense()`, `.matmul(x)`, `.report()` and the report figures as properties.
+    """
+    if config is None:
+        config = PackConfig(**options)
+    elif options:
+        raise TightCompressError("give either a PackConfig or keyword options, not both")
+    weights = check_matrix(weights, name)
+    if config.sparsity is not None:
+        weights = magnitude_prune(weights, config.sparsity)
+        if not np.any(weights):
+            raise TightCompressError(f"{name}: sparsity {config.sparsity} leaves no nonzero weight")
+    height_cap = None if config.height == "auto" else int(config.height)
+    if config.method == "dense":
+        packed = pack_dense(weights, tile=config.tile)
+    elif config.method == "nm":
+        packed = pack_nm(weights, group=config.group, height=int(config.height), tile=config.tile)
+    elif config.method == "column-combining":
+        packed = pack_column_combining(weights, alpha=config.alpha, gamma=config.gamma, tile=config.tile)
+    else:
+        packed = _pack_tight(weights, config, height_cap)
+    packed.info["name"] = name
+    return packed
+
+
+def _pack_tight(weights: np.ndarray, config: PackConfig, height_cap: int | None) -> PackedMatrix:
+    start = time.perf_counter()
+    offsets = uniform_group_offsets(weights.shape[0], config.group)
+    anneal = AnnealConfig(iterations=config.iterations, seed=config.seed, objective=config.objective)
+    result = search_permutation(
+        weights, group_offsets=offsets, tile=config.tile, height_cap=height_cap, config=anneal
+    )
+    packed = build_packed(
+        weights,
+        method="tight",
+        group=config.group,
+        tile=config.tile,
+        height_cap=height_cap,
+        row_perm=result.row_perm,
+        col_perm=result.col_perm,
+        group_offsets=offsets,
+        info={
+            "extra": {
+                "search_iterations": result.iterations,
+                "search_accepted": result.accepted,
+                "search_initial_cost": result.initial_cost,
+                "search_final_cost": result.final_cost,
+                "search_seconds": result.seconds,
+                "seed": config.seed,
+                "objective": config.objective,
+            }
+        },
+    )
+    packed.info["seconds"] = time.perf_counter() - start
+    return packed
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)

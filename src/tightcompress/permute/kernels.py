@@ -1,0 +1,512 @@
+"""Compiled (numba) kernels of the permutation search: greedy start and simulated annealing.
+
+State shared by the kernels:
+    cost: `(K, N)` float64, the price of dropping each weight (|w| or w^2), 0 where the weight is pruned.
+    perm: `(T, K)` int64, the per-tile row permutation; group g is positions `offsets[g]:offsets[g+1]`.
+    tile_cols: `(T, C)` int64, the original column at each array column of each tile, -1 where unused.
+
+Two objectives:
+    capped: every group has height k; minimise the summed cost of the weights beyond the k largest in
+        each (tile, group, column). Kept per (tile, group, column) in `drop`.
+    lossless (auto): every group is as tall as its densest column; minimise the total packed rows
+        `sum_{t,g} max_c count[t,g,c]`. Kept as counts, a histogram of counts per group and its maximum,
+        so a move updates the maximum in O(1) amortised. A small secondary term (columns at the
+        maximum) gives the search a slope on the plateaus of the max.
+
+A move is either a swap of two rows between groups of one tile or a swap of two columns between tiles;
+its delta is computed from the touched (tile, group, column) cells only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+# Weight of "columns at the group maximum" in the lossless energy, per column, relative to one row.
+_AT_MAX_WEIGHT = 0.5
+
+
+# ------------------------------------------------------------------------------------------ capped
+@nb.njit(cache=True, inline="always")
+def _group_drop(cost, perm, t, start, end, j, k, swap_pos, swap_row, top):
+    """Cost dropped by keeping the k largest of column j in positions start:end of tile t.
+
+    Position `swap_pos` is read as row `swap_row` (a tentative swap); pass -1 for none.
+    """
+    total = 0.0
+    n_top = 0
+    for p in range(start, end):
+        r = swap_row if p == swap_pos else perm[t, p]
+        v = cost[r, j]
+        if v == 0.0:
+            continue
+        total += v
+        if n_top < k:
+            i = n_top
+            n_top += 1
+        elif v > top[k - 1]:
+            i = k - 1
+        else:
+            continue
+        while i > 0 and top[i - 1] < v:
+            top[i] = top[i - 1]
+            i -= 1
+        top[i] = v
+    kept = 0.0
+    for i in range(n_top):
+        kept += top[i]
+    return total - kept
+
+
+@nb.njit(cache=True)
+def capped_drop_table(cost, perm, tile_cols, offsets, k):
+    """`drop[t, g, c]` for the current arrangement."""
+    n_tiles, C = tile_cols.shape
+    n_groups = offsets.shape[0] - 1
+    top = np.empty(max(k, 1), dtype=np.float64)
+    drop = np.zeros((n_tiles, n_groups, C), dtype=np.float64)
+    for t in range(n_tiles):
+        for c in range(C):
+            j = tile_cols[t, c]
+            if j < 0:
+                continue
+            for g in range(n_groups):
+                drop[t, g, c] = _group_drop(cost, perm, t, offsets[g], offsets[g + 1], j, k, -1, -1, top)
+    return drop
+
+
+@nb.njit(cache=True)
+def _capped_row_delta(
+    cost, perm, tile_cols, offsets, group_of_pos, k, drop, t, i1, i2, top, new1, new2, touched
+):
+    """Delta of swapping positions i1, i2 of tile t; fills the new drops of touched columns."""
+    g1 = group_of_pos[i1]
+    g2 = group_of_pos[i2]
+    r1 = perm[t, i1]
+    r2 = perm[t, i2]
+    n_touched = 0
+    delta = 0.0
+    for c in range(tile_cols.shape[1]):
+        j = tile_cols[t, c]
+        if j < 0 or (cost[r1, j] == 0.0 and cost[r2, j] == 0.0):
+            continue
+        d1 = _group_drop(cost, perm, t, offsets[g1], offsets[g1 + 1], j, k, i1, r2, top)
+        d2 = _group_drop(cost, perm, t, offsets[g2], offsets[g2 + 1], j, k, i2, r1, top)
+        new1[n_touched] = d1
+        new2[n_touched] = d2
+        touched[n_touched] = c
+        n_touched += 1
+        delta += d1 + d2 - drop[t, g1, c] - drop[t, g2, c]
+    return delta, n_touched
+
+
+@nb.njit(cache=True)
+def _capped_col_delta(cost, perm, tile_cols, offsets, k, drop, t1, c1, t2, c2, top, col1, col2):
+    """Delta of swapping array column c1 of tile t1 with c2 of tile t2; fills their new drops per group."""
+    n_groups = offsets.shape[0] - 1
+    j1 = tile_cols[t1, c1]
+    j2 = tile_cols[t2, c2]
+    delta = 0.0
+    for g in range(n_groups):
+        col1[g] = (
+            0.0 if j2 < 0 else _group_drop(cost, perm, t1, offsets[g], offsets[g + 1], j2, k, -1, -1, top)
+        )
+        col2[g] = (
+            0.0 if j1 < 0 else _group_drop(cost, perm, t2, offsets[g], offsets[g + 1], j1, k, -1, -1, top)
+        )
+        delta += col1[g] + col2[g] - drop[t1, g, c1] - drop[t2, g, c2]
+    return delta
+
+
+@nb.njit(cache=True)
+def _pick_row_swap(n_pos, group_of_pos):
+    """Two positions in different groups (uniform); (-1, -1) if there is one group only."""
+    for _ in range(64):
+        i1 = np.random.randint(n_pos)
+        i2 = np.random.randint(n_pos)
+        if group_of_pos[i1] != group_of_pos[i2]:
+            return i1, i2
+    return -1, -1
+
+
+@nb.njit(cache=True)
+def anneal_capped(
+    cost, perm, tile_cols, offsets, k, iterations, seed, col_move_prob, t0_scale, t_ratio, lower_bound
+):
+    """Simulated annealing for the capped objective, in place on `perm`/`tile_cols` (left at the best).
+
+    Returns (initial cost, best cost, iterations run, moves accepted).
+    """
+    np.random.seed(seed)
+    n_tiles, K = perm.shape
+    C = tile_cols.shape[1]
+    n_groups = offsets.shape[0] - 1
+    group_of_pos = np.empty(K, dtype=np.int64)
+    for g in range(n_groups):
+        for p in range(offsets[g], offsets[g + 1]):
+            group_of_pos[p] = g
+    top = np.empty(max(k, 1), dtype=np.float64)
+    new1 = np.empty(C, dtype=np.float64)
+    new2 = np.empty(C, dtype=np.float64)
+    touched = np.empty(C, dtype=np.int64)
+    col1 = np.empty(n_groups, dtype=np.float64)
+    col2 = np.empty(n_groups, dtype=np.float64)
+
+    drop = capped_drop_table(cost, perm, tile_cols, offsets, k)
+    current = drop.sum()
+    initial = current
+    best = current
+    best_perm = perm.copy()
+    best_cols = tile_cols.copy()
+    can_swap_rows = n_groups > 1
+    can_swap_cols = n_tiles > 1
+    if not (can_swap_rows or can_swap_cols) or iterations <= 0 or current <= lower_bound:
+        return initial, best, 0, 0
+
+    # Starting temperature: the mean uphill delta of random moves, scaled.
+    uphill = 0.0
+    n_uphill = 0
+    for _ in range(200):
+        if can_swap_rows:
+            i1, i2 = _pick_row_swap(K, group_of_pos)
+            t = np.random.randint(n_tiles)
+            d, _n = _capped_row_delta(
+                cost, perm, tile_cols, offsets, group_of_pos, k, drop, t, i1, i2, top, new1, new2, touched
+            )
+            if d > 0:
+                uphill += d
+                n_uphill += 1
+    t0 = t0_scale * (uphill / n_uphill if n_uphill else max(current / max(1, K), 1e-12))
+
+    accepted = 0
+    it = 0
+    log_ratio = math.log(t_ratio)
+    for it in range(iterations):
+        temperature = t0 * math.exp(log_ratio * it / iterations)
+        if can_swap_cols and (not can_swap_rows or np.random.random() < col_move_prob):
+            t1 = np.random.randint(n_tiles)
+            t2 = np.random.randint(n_tiles - 1)
+            t2 = t2 + 1 if t2 >= t1 else t2
+            c1 = np.random.randint(C)
+            c2 = np.random.randint(C)
+            if tile_cols[t1, c1] < 0 and tile_cols[t2, c2] < 0:
+                continue
+            delta = _capped_col_delta(
+                cost, perm, tile_cols, offsets, k, drop, t1, c1, t2, c2, top, col1, col2
+            )
+            if delta <= 0.0 or np.random.random() < math.exp(-delta / temperature):
+                j = tile_cols[t1, c1]
+                tile_cols[t1, c1] = tile_cols[t2, c2]
+                tile_cols[t2, c2] = j
+                for g in range(n_groups):
+                    drop[t1, g, c1] = col1[g]
+                    drop[t2, g, c2] = col2[g]
+                current += delta
+                accepted += 1
+            else:
+                continue
+        else:
+            t = np.random.randint(n_tiles)
+            i1, i2 = _pick_row_swap(K, group_of_pos)
+            delta, n_touched = _capped_row_delta(
+                cost, perm, tile_cols, offsets, group_of_pos, k, drop, t, i1, i2, top, new1, new2, touched
+            )
+            if n_touched == 0:
+                continue
+            if delta <= 0.0 or np.random.random() < math.exp(-delta / temperature):
+                g1 = group_of_pos[i1]
+                g2 = group_of_pos[i2]
+                r = perm[t, i1]
+                perm[t, i1] = perm[t, i2]
+                perm[t, i2] = r
+                for n in range(n_touched):
+                    drop[t, g1, touched[n]] = new1[n]
+                    drop[t, g2, touched[n]] = new2[n]
+                current += delta
+                accepted += 1
+            else:
+                continue
+        if current < best - 1e-12 * (1.0 + abs(best)):
+            # Re-sum to shed floating drift before trusting a new best.
+            current = drop.sum()
+            if current < best:
+                best = current
+                best_perm[:, :] = perm
+                best_cols[:, :] = tile_cols
+                if best <= lower_bound + 1e-12 * (1.0 + abs(lower_bound)):
+                    break
+    perm[:, :] = best_perm
+    tile_cols[:, :] = best_cols
+    return initial, best, it + 1, accepted
+
+
+# ---------------------------------------------------------------------------------------- lossless
+@nb.njit(cache=True)
+def _lossless_tables(nonzero, perm, tile_cols, offsets, max_size):
+    n_tiles, C = tile_cols.shape
+    n_groups = offsets.shape[0] - 1
+    counts = np.zeros((n_tiles, n_groups, C), dtype=np.int64)
+    hist = np.zeros((n_tiles, n_groups, max_size + 2), dtype=np.int64)
+    gmax = np.zeros((n_tiles, n_groups), dtype=np.int64)
+    for t in range(n_tiles):
+        for g in range(n_groups):
+            for c in range(C):
+                j = tile_cols[t, c]
+                n = 0
+                if j >= 0:
+                    for p in range(offsets[g], offsets[g + 1]):
+                        if nonzero[perm[t, p], j]:
+                            n += 1
+                counts[t, g, c] = n
+                hist[t, g, n] += 1
+                if n > gmax[t, g]:
+                    gmax[t, g] = n
+    return counts, hist, gmax
+
+
+@nb.njit(cache=True, inline="always")
+def _group_energy(hist, gmax, t, g, C):
+    m = gmax[t, g]
+    if m == 0:
+        return 0.0
+    return m + _AT_MAX_WEIGHT * hist[t, g, m] / C
+
+
+@nb.njit(cache=True, inline="always")
+def _refresh_max(hist, gmax, t, g):
+    m = gmax[t, g]
+    if hist[t, g, m + 1] > 0:
+        m += 1
+        while hist[t, g, m + 1] > 0:
+            m += 1
+    else:
+        while m > 0 and hist[t, g, m] == 0:
+            m -= 1
+    gmax[t, g] = m
+
+
+@nb.njit(cache=True, inline="always")
+def _set_count(counts, hist, t, g, c, n):
+    hist[t, g, counts[t, g, c]] -= 1
+    counts[t, g, c] = n
+    hist[t, g, n] += 1
+
+
+@nb.njit(cache=True)
+def anneal_lossless(
+    nonzero, perm, tile_cols, offsets, iterations, seed, col_move_prob, t0_scale, t_ratio, lower_bound_rows
+):
+    """Simulated annealing for the total packed rows, in place on `perm`/`tile_cols` (left at the best).
+
+    Returns (initial rows, best rows, iterations run, moves accepted).
+    """
+    np.random.seed(seed)
+    n_tiles, K = perm.shape
+    C = tile_cols.shape[1]
+    n_groups = offsets.shape[0] - 1
+    max_size = 0
+    group_of_pos = np.empty(K, dtype=np.int64)
+    for g in range(n_groups):
+        max_size = max(max_size, offsets[g + 1] - offsets[g])
+        for p in range(offsets[g], offsets[g + 1]):
+            group_of_pos[p] = g
+    counts, hist, gmax = _lossless_tables(nonzero, perm, tile_cols, offsets, max_size)
+    energy = 0.0
+    for t in range(n_tiles):
+        for g in range(n_groups):
+            energy += _group_energy(hist, gmax, t, g, C)
+    rows = gmax.sum()
+    initial = rows
+    best_rows = rows
+    best_energy = energy
+    best_perm = perm.copy()
+    best_cols = tile_cols.copy()
+    changed_c = np.empty(C, dtype=np.int64)
+    old_n = np.empty(C, dtype=np.int64)
+    new_col1 = np.empty(n_groups, dtype=np.int64)
+    new_col2 = np.empty(n_groups, dtype=np.int64)
+    old_col1 = np.empty(n_groups, dtype=np.int64)
+    old_col2 = np.empty(n_groups, dtype=np.int64)
+    old_max1 = np.empty(n_groups, dtype=np.int64)
+    old_max2 = np.empty(n_groups, dtype=np.int64)
+    can_swap_rows = n_groups > 1
+    can_swap_cols = n_tiles > 1
+    if not (can_swap_rows or can_swap_cols) or iterations <= 0 or rows <= lower_bound_rows:
+        return initial, best_rows, 0, 0
+    t0 = t0_scale * 1.0  # deltas are in rows: one row is the natural scale
+    log_ratio = math.log(t_ratio)
+    accepted = 0
+    it = 0
+    for it in range(iterations):
+        temperature = t0 * math.exp(log_ratio * it / iterations)
+        if can_swap_cols and (not can_swap_rows or np.random.random() < col_move_prob):
+            t1 = np.random.randint(n_tiles)
+            t2 = np.random.randint(n_tiles - 1)
+            t2 = t2 + 1 if t2 >= t1 else t2
+            c1 = np.random.randint(C)
+            c2 = np.random.randint(C)
+            j1 = tile_cols[t1, c1]
+            j2 = tile_cols[t2, c2]
+            if j1 < 0 and j2 < 0:
+                continue
+            before = 0.0
+            for g in range(n_groups):
+                before += _group_energy(hist, gmax, t1, g, C) + _group_energy(hist, gmax, t2, g, C)
+                n1 = 0
+                n2 = 0
+                for p in range(offsets[g], offsets[g + 1]):
+                    if j2 >= 0 and nonzero[perm[t1, p], j2]:
+                        n1 += 1
+                    if j1 >= 0 and nonzero[perm[t2, p], j1]:
+                        n2 += 1
+                new_col1[g] = n1
+                new_col2[g] = n2
+            after = 0.0
+            rows_delta = 0
+            for g in range(n_groups):
+                old_col1[g] = counts[t1, g, c1]
+                old_col2[g] = counts[t2, g, c2]
+                old_max1[g] = gmax[t1, g]
+                old_max2[g] = gmax[t2, g]
+                _set_count(counts, hist, t1, g, c1, new_col1[g])
+                _set_count(counts, hist, t2, g, c2, new_col2[g])
+                _refresh_max(hist, gmax, t1, g)
+                _refresh_max(hist, gmax, t2, g)
+                after += _group_energy(hist, gmax, t1, g, C) + _group_energy(hist, gmax, t2, g, C)
+                rows_delta += gmax[t1, g] + gmax[t2, g] - old_max1[g] - old_max2[g]
+            delta = after - before
+            if delta <= 0.0 or np.random.random() < math.exp(-delta / temperature):
+                tile_cols[t1, c1] = j2
+                tile_cols[t2, c2] = j1
+                energy += delta
+                rows += rows_delta
+                accepted += 1
+            else:
+                for g in range(n_groups):
+                    _set_count(counts, hist, t1, g, c1, old_col1[g])
+                    _set_count(counts, hist, t2, g, c2, old_col2[g])
+                    gmax[t1, g] = old_max1[g]
+                    gmax[t2, g] = old_max2[g]
+                continue
+        else:
+            t = np.random.randint(n_tiles)
+            i1, i2 = _pick_row_swap(K, group_of_pos)
+            g1 = group_of_pos[i1]
+            g2 = group_of_pos[i2]
+            r1 = perm[t, i1]
+            r2 = perm[t, i2]
+            before = _group_energy(hist, gmax, t, g1, C) + _group_energy(hist, gmax, t, g2, C)
+            m1 = gmax[t, g1]
+            m2 = gmax[t, g2]
+            n_changed = 0
+            for c in range(C):
+                j = tile_cols[t, c]
+                if j < 0 or nonzero[r1, j] == nonzero[r2, j]:
+                    continue
+                step = 1 if nonzero[r2, j] else -1
+                changed_c[n_changed] = c
+                old_n[n_changed] = step
+                n_changed += 1
+                _set_count(counts, hist, t, g1, c, counts[t, g1, c] + step)
+                _set_count(counts, hist, t, g2, c, counts[t, g2, c] - step)
+            if n_changed == 0:
+                continue
+            _refresh_max(hist, gmax, t, g1)
+            _refresh_max(hist, gmax, t, g2)
+            after = _group_energy(hist, gmax, t, g1, C) + _group_energy(hist, gmax, t, g2, C)
+            delta = after - before
+            if delta <= 0.0 or np.random.random() < math.exp(-delta / temperature):
+                perm[t, i1] = r2
+                perm[t, i2] = r1
+                energy += delta
+                rows += gmax[t, g1] + gmax[t, g2] - m1 - m2
+                accepted += 1
+            else:
+                for n in range(n_changed):
+                    c = changed_c[n]
+                    _set_count(counts, hist, t, g1, c, counts[t, g1, c] - old_n[n])
+                    _set_count(counts, hist, t, g2, c, counts[t, g2, c] + old_n[n])
+                gmax[t, g1] = m1
+                gmax[t, g2] = m2
+                continue
+        if rows < best_rows or (rows == best_rows and energy < best_energy - 1e-9):
+            best_rows = rows
+            best_energy = energy
+            best_perm[:, :] = perm
+            best_cols[:, :] = tile_cols
+            if best_rows <= lower_bound_rows:
+                break
+    perm[:, :] = best_perm
+    tile_cols[:, :] = best_cols
+    return initial, best_rows, it + 1, accepted
+
+
+# ------------------------------------------------------------------------------------------ greedy
+@nb.njit(cache=True)
+def greedy_rows(cost, tile_cols, offsets, k):
+    """Greedy start, per tile: rows by descending nnz, each into the open group where it adds the least.
+
+    "Least" is lexicographic: first the cost it would push over the height k (k <= 0: the rise of the
+    group's tallest column), then its overlap with the group's nonzeros, then the group's fill.
+    """
+    n_tiles, C = tile_cols.shape
+    K = cost.shape[0]
+    n_groups = offsets.shape[0] - 1
+    perm = np.empty((n_tiles, K), dtype=np.int64)
+    row_cols = np.empty(C, dtype=np.int64)
+    for t in range(n_tiles):
+        counts = np.zeros((n_groups, C), dtype=np.int64)
+        heads = np.zeros(n_groups, dtype=np.int64)
+        tallest = np.zeros(n_groups, dtype=np.int64)
+        row_nnz = np.zeros(K, dtype=np.int64)
+        for r in range(K):
+            for c in range(C):
+                j = tile_cols[t, c]
+                if j >= 0 and cost[r, j] != 0.0:
+                    row_nnz[r] += 1
+        order = np.argsort(-row_nnz, kind="mergesort")
+        for r in order:
+            n_cols = 0
+            for c in range(C):
+                j = tile_cols[t, c]
+                if j >= 0 and cost[r, j] != 0.0:
+                    row_cols[n_cols] = c
+                    n_cols += 1
+            best_g = -1
+            best_key0 = 0.0
+            best_key1 = 0
+            best_key2 = 0
+            for g in range(n_groups):
+                if heads[g] >= offsets[g + 1] - offsets[g]:
+                    continue
+                key0 = 0.0
+                key1 = 0
+                for n in range(n_cols):
+                    c = row_cols[n]
+                    key1 += counts[g, c]
+                    if k > 0:
+                        if counts[g, c] >= k:
+                            key0 += cost[r, tile_cols[t, c]]
+                    elif counts[g, c] + 1 > tallest[g]:
+                        key0 = 1.0
+                key2 = heads[g]
+                if (
+                    best_g < 0
+                    or key0 < best_key0
+                    or (key0 == best_key0 and key1 < best_key1)
+                    or (key0 == best_key0 and key1 == best_key1 and key2 < best_key2)
+                ):
+                    best_g = g
+                    best_key0 = key0
+                    best_key1 = key1
+                    best_key2 = key2
+            perm[t, offsets[best_g] + heads[best_g]] = r
+            heads[best_g] += 1
+            for n in range(n_cols):
+                c = row_cols[n]
+                counts[best_g, c] += 1
+                if counts[best_g, c] > tallest[best_g]:
+                    tallest[best_g] = counts[best_g, c]
+    return perm
