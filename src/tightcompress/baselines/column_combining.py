@@ -8,12 +8,14 @@ already hold a weight), smaller pairs first on ties, while the merged group stay
 its conflicts (weights pruned by combining) stay within `gamma` per output column on average, the paper's
 "average number of conflicts per row allowed for each group".
 
-The merge loop is compiled; pair overlaps are updated incrementally from the conflict columns of a merge,
-and each group remembers its best partner, so a merge costs O(K * conflicts) rather than O(K * N).
+The merge loop is compiled; pair overlaps are updated incrementally from the conflict columns of a merge
+(O(K * conflicts) rather than O(K * N)), and candidate pairs wait in a heap with lazy invalidation, so the
+whole agglomeration is O(K^2 log K).
 """
 
 from __future__ import annotations
 
+import heapq
 import time
 
 import numba as nb
@@ -33,45 +35,33 @@ def _pair_key(ov, size, conflicts, a, b, alpha, max_conflicts, n_rows):
 
 
 @nb.njit(cache=True)
-def _best_partner(ov, size, conflicts, active, a, alpha, max_conflicts, n_rows):
-    best_key = _NO_PAIR
-    best_b = -1
-    for b in range(n_rows):
-        if b == a or not active[b]:
-            continue
-        key = _pair_key(ov, size, conflicts, a, b, alpha, max_conflicts, n_rows)
-        if key < best_key:
-            best_key = key
-            best_b = b
-    return best_b, best_key
-
-
-@nb.njit(cache=True)
 def _combine(occupied, overlap, alpha, max_conflicts):
-    """Agglomerate rows; returns the group label (leader row) of every row."""
+    """Agglomerate rows; returns the group label (leader row) of every row.
+
+    Candidate pairs sit in a heap keyed by (overlap, merged size, a, b); a merge bumps the version of
+    the surviving group, which invalidates its old entries lazily, and pushes its new pairs.
+    """
     n_rows, n_cols = occupied.shape
     ov = overlap
     size = np.ones(n_rows, dtype=np.int64)
     conflicts = np.zeros(n_rows, dtype=np.int64)
     active = np.ones(n_rows, dtype=np.bool_)
+    version = np.zeros(n_rows, dtype=np.int64)
     leader = np.arange(n_rows)
-    partner = np.empty(n_rows, dtype=np.int64)
-    partner_key = np.empty(n_rows, dtype=np.int64)
+    zero = np.int64(0)
+    heap = [(zero, zero, zero, zero, zero)]
+    heap.pop()
     for a in range(n_rows):
-        partner[a], partner_key[a] = _best_partner(
-            ov, size, conflicts, active, a, alpha, max_conflicts, n_rows
-        )
+        for b in range(a + 1, n_rows):
+            key = _pair_key(ov, size, conflicts, a, b, alpha, max_conflicts, n_rows)
+            if key != _NO_PAIR:
+                heap.append((key, np.int64(a), np.int64(b), zero, zero))
+    heapq.heapify(heap)
     shared = np.empty(n_cols, dtype=np.int64)
-    while True:
-        a = -1
-        key = _NO_PAIR
-        for x in range(n_rows):
-            if active[x] and partner_key[x] < key:
-                key = partner_key[x]
-                a = x
-        if a < 0:
-            break
-        b = partner[a]
+    while len(heap) > 0:
+        _key, a, b, version_a, version_b = heapq.heappop(heap)
+        if not (active[a] and active[b]) or version[a] != version_a or version[b] != version_b:
+            continue
         # Columns where both groups hold a weight: the merge prunes one of each.
         n_shared = 0
         for j in range(n_cols):
@@ -93,17 +83,17 @@ def _combine(occupied, overlap, alpha, max_conflicts):
         conflicts[a] += conflicts[b] + n_shared
         size[a] += size[b]
         active[b] = False
+        version[a] += 1
         for r in range(n_rows):
             if leader[r] == b:
                 leader[r] = a
-        partner[a], partner_key[a] = _best_partner(
-            ov, size, conflicts, active, a, alpha, max_conflicts, n_rows
-        )
         for x in range(n_rows):
-            if active[x] and x != a and (partner[x] == a or partner[x] == b):
-                partner[x], partner_key[x] = _best_partner(
-                    ov, size, conflicts, active, x, alpha, max_conflicts, n_rows
-                )
+            if not active[x] or x == a:
+                continue
+            key = _pair_key(ov, size, conflicts, a, x, alpha, max_conflicts, n_rows)
+            if key != _NO_PAIR:
+                lo, hi = min(a, x), max(a, x)
+                heapq.heappush(heap, (key, np.int64(lo), np.int64(hi), version[lo], version[hi]))
     return leader
 
 

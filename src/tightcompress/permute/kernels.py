@@ -275,23 +275,19 @@ def _group_energy(hist, gmax, t, g, C):
 
 
 @nb.njit(cache=True, inline="always")
-def _refresh_max(hist, gmax, t, g):
-    m = gmax[t, g]
-    if hist[t, g, m + 1] > 0:
-        m += 1
-        while hist[t, g, m + 1] > 0:
-            m += 1
-    else:
-        while m > 0 and hist[t, g, m] == 0:
-            m -= 1
-    gmax[t, g] = m
-
-
-@nb.njit(cache=True, inline="always")
-def _set_count(counts, hist, t, g, c, n):
-    hist[t, g, counts[t, g, c]] -= 1
+def _set_count(counts, hist, gmax, t, g, c, n):
+    """Set count[t, g, c] to n, keeping the histogram and the group maximum exact for any change."""
+    old = counts[t, g, c]
+    hist[t, g, old] -= 1
     counts[t, g, c] = n
     hist[t, g, n] += 1
+    if n > gmax[t, g]:
+        gmax[t, g] = n
+    elif old == gmax[t, g] and hist[t, g, old] == 0:
+        m = old
+        while m > 0 and hist[t, g, m] == 0:
+            m -= 1
+        gmax[t, g] = m
 
 
 @nb.njit(cache=True)
@@ -370,10 +366,8 @@ def anneal_lossless(
                 old_col2[g] = counts[t2, g, c2]
                 old_max1[g] = gmax[t1, g]
                 old_max2[g] = gmax[t2, g]
-                _set_count(counts, hist, t1, g, c1, new_col1[g])
-                _set_count(counts, hist, t2, g, c2, new_col2[g])
-                _refresh_max(hist, gmax, t1, g)
-                _refresh_max(hist, gmax, t2, g)
+                _set_count(counts, hist, gmax, t1, g, c1, new_col1[g])
+                _set_count(counts, hist, gmax, t2, g, c2, new_col2[g])
                 after += _group_energy(hist, gmax, t1, g, C) + _group_energy(hist, gmax, t2, g, C)
                 rows_delta += gmax[t1, g] + gmax[t2, g] - old_max1[g] - old_max2[g]
             delta = after - before
@@ -385,10 +379,8 @@ def anneal_lossless(
                 accepted += 1
             else:
                 for g in range(n_groups):
-                    _set_count(counts, hist, t1, g, c1, old_col1[g])
-                    _set_count(counts, hist, t2, g, c2, old_col2[g])
-                    gmax[t1, g] = old_max1[g]
-                    gmax[t2, g] = old_max2[g]
+                    _set_count(counts, hist, gmax, t1, g, c1, old_col1[g])
+                    _set_count(counts, hist, gmax, t2, g, c2, old_col2[g])
                 continue
         else:
             t = np.random.randint(n_tiles)
@@ -409,12 +401,10 @@ def anneal_lossless(
                 changed_c[n_changed] = c
                 old_n[n_changed] = step
                 n_changed += 1
-                _set_count(counts, hist, t, g1, c, counts[t, g1, c] + step)
-                _set_count(counts, hist, t, g2, c, counts[t, g2, c] - step)
+                _set_count(counts, hist, gmax, t, g1, c, counts[t, g1, c] + step)
+                _set_count(counts, hist, gmax, t, g2, c, counts[t, g2, c] - step)
             if n_changed == 0:
                 continue
-            _refresh_max(hist, gmax, t, g1)
-            _refresh_max(hist, gmax, t, g2)
             after = _group_energy(hist, gmax, t, g1, C) + _group_energy(hist, gmax, t, g2, C)
             delta = after - before
             if delta <= 0.0 or np.random.random() < math.exp(-delta / temperature):
@@ -426,10 +416,8 @@ def anneal_lossless(
             else:
                 for n in range(n_changed):
                     c = changed_c[n]
-                    _set_count(counts, hist, t, g1, c, counts[t, g1, c] - old_n[n])
-                    _set_count(counts, hist, t, g2, c, counts[t, g2, c] + old_n[n])
-                gmax[t, g1] = m1
-                gmax[t, g2] = m2
+                    _set_count(counts, hist, gmax, t, g1, c, counts[t, g1, c] - old_n[n])
+                    _set_count(counts, hist, gmax, t, g2, c, counts[t, g2, c] + old_n[n])
                 continue
         if rows < best_rows or (rows == best_rows and energy < best_energy - 1e-9):
             best_rows = rows

@@ -1,0 +1,31 @@
+"""Symmetric per-output-channel int8 quantization of `K x N` matrices (one scale per column of `W`).
+
+Shared by the bit-exact hardware simulation, the RTL export and subword pruning, so all of them agree on
+what the integer weights are: `q = clip(round(W / scale), -127, 127)` with `scale = max|W[:, j]| / 127`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+INT8_MAX = 127
+
+
+def column_scales(weights: np.ndarray, qmax: int = INT8_MAX) -> np.ndarray:
+    """Per-column scale so the largest |w| of each column maps to `qmax`; 1.0 for an all-zero column."""
+    peak = np.abs(np.asarray(weights, dtype=np.float64)).max(axis=0)
+    return np.where(peak > 0, peak / qmax, 1.0)
+
+
+def quantize_columns(weights: np.ndarray, scales: np.ndarray | None = None, qmax: int = INT8_MAX):
+    """`(q, scales)`: int8 weights (zeros stay zero) and the float64 scale of each column."""
+    weights = np.asarray(weights, dtype=np.float64)
+    if scales is None:
+        scales = column_scales(weights, qmax)
+    q = np.clip(np.rint(weights / scales), -qmax, qmax).astype(np.int8)
+    return q, np.asarray(scales, dtype=np.float64)
+
+
+def dequantize_columns(q: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """Float weights `q * scale` (per column)."""
+    return q.astype(np.float64) * scales
