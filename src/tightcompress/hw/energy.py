@@ -1,0 +1,164 @@
+"""Energy model of one GEMM layer on a weight-stationary array, from per-operation energies.
+
+Source of the base energies: M. Horowitz, "Computing's energy problem (and what we can do about it)",
+ISSCC 2014, 45 nm at 0.9 V: 8-bit integer add 0.03 pJ, 8-bit multiply 0.2 pJ, 32-bit add 0.1 pJ, 32-bit
+multiply 3.1 pJ; a 64-bit read from an 8 KB / 32 KB / 1 MB SRAM 10 / 20 / 100 pJ; a 64-bit DRAM read
+1.3-2.6 nJ. What the table does not give is derived, and each assumption is named here:
+
+- MAC (`b_w`-bit weight x `b_a`-bit activation, int32 accumulate) = `mult8 * (b_w * b_a) / 64 + add32`:
+  an array multiplier's partial-product array grows with the product of the operand widths (ASSUMPTION
+  "multiplier energy ~ b_w * b_a", i.e. bit-width squared for equal widths), so a 4 x 8-bit multiply
+  costs half an 8 x 8 one; the accumulator is a 32-bit add.
+- a G:1 multiplexer of `b_a`-bit activations is a tree of `G - 1` 2:1 muxes per bit; one 2:1 mux bit is
+  charged half a full-adder bit, `add8 / 8 / 2` (ASSUMPTION "mux bit = half an adder bit"; it counts the
+  whole tree switching, an upper bound, which is against the methods that use muxes).
+- a register bit read or written (stationary weight and lane index read each MAC; activation lanes
+  forwarded PE to PE each cycle) is charged one full-adder bit, `add8 / 8` (ASSUMPTION "flip-flop bit =
+  adder bit").
+- all on-chip buffers default to 32 KB SRAMs (20 pJ per 64 bits); DRAM is the middle of Horowitz's range,
+  1.95 nJ per 64 bits.
+
+What is counted per layer (no zero-skipping by default: a weight-stationary PE multiplies whatever weight it
+holds; `gate_zeros=True` charges MACs, muxes and register reads only for nonzero slots):
+- `mac`, `mux`, `weight_reg`: once per occupied slot per input vector;
+- `act_forward`: each pass forwards, per column and input vector, the lanes of each non-empty group
+  (G activations shared by that group's rows; one per row for dense);
+- `sram_weights` / `sram_indices`: each slot's weight / lane index read once (M is streamed per fold);
+- `sram_activations`: per pass, the inputs its groups read, once per input vector;
+- `sram_outputs`: per fold, one `acc_bits` write per column and input vector, and for every fold after the
+  first of a pass a read of the partial sums it accumulates onto;
+- `dram_weights`: the packed weights and indices brought in once.
+
+`weight_bits=4` (and `slot_extra_bits=1` for a shift bit) is the hook for the 4-bit subword mode.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tomllib
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from tightcompress.errors import TightCompressError
+from tightcompress.format.packed import PackedMatrix
+from tightcompress.hw.cycles import array_passes, parse_array
+
+SOURCE = "Horowitz, ISSCC 2014, 45 nm, 0.9 V (derived entries: see tightcompress.hw.energy)"
+
+
+@dataclass(frozen=True)
+class EnergyTable:
+    """Per-operation energies in pJ (bit-level entries per bit). Defaults: Horowitz ISSCC 2014, 45 nm."""
+
+    add8_pj: float = 0.03
+    mult8_pj: float = 0.2
+    add32_pj: float = 0.1
+    mult32_pj: float = 3.1
+    mux2_pj_per_bit: float = 0.03 / 8 / 2
+    reg_pj_per_bit: float = 0.03 / 8
+    sram_weight_pj_per_bit: float = 20.0 / 64
+    sram_index_pj_per_bit: float = 20.0 / 64
+    sram_act_pj_per_bit: float = 20.0 / 64
+    sram_out_pj_per_bit: float = 20.0 / 64
+    dram_pj_per_bit: float = 1950.0 / 64
+    source: str = SOURCE
+
+    def mac_pj(self, weight_bits: int = 8, act_bits: int = 8) -> float:
+        """One multiply (scaled by `weight_bits * act_bits / 64`) plus a 32-bit accumulate."""
+        return self.mult8_pj * weight_bits * act_bits / 64 + self.add32_pj
+
+    def mux_pj(self, group: int, act_bits: int = 8) -> float:
+        """One G:1 selection of a `act_bits` activation: `(G - 1) * act_bits` 2:1 mux bits; 0 for G = 1."""
+        return max(group - 1, 0) * act_bits * self.mux2_pj_per_bit
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON fields."""
+        return asdict(self)
+
+
+DEFAULT_ENERGY = EnergyTable()
+
+
+def load_energy_table(path: str | os.PathLike[str] | None = None, **overrides: float) -> EnergyTable:
+    """The default table, with fields overridden from a `.toml`/`.json` file (flat keys) and keywords."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise TightCompressError(f"energy table not found: {path}")
+        try:
+            if path.suffix.lower() == ".toml":
+                values = tomllib.loads(path.read_text())
+            else:
+                values = json.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+            raise TightCompressError(f"{path}: not a readable energy table ({exc})") from None
+        if not isinstance(values, dict):
+            raise TightCompressError(f"{path}: the energy table must be a flat mapping of field = value")
+    values.update(overrides)
+    known = {f.name for f in fields(EnergyTable)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise TightCompressError(f"unknown energy table field(s): {', '.join(unknown)}")
+    for key, value in values.items():
+        if key == "source":
+            continue
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            raise TightCompressError(f"energy table field {key} must be a number >= 0, got {value!r}")
+    if path is not None and "source" not in values:
+        values["source"] = f"{SOURCE}; overridden by {path}"
+    return replace(DEFAULT_ENERGY, **values)
+
+
+def packed_energy(
+    packed: PackedMatrix,
+    array: tuple[int, int] = (32, 32),
+    m: int = 1,
+    *,
+    table: EnergyTable | None = None,
+    weight_bits: int = 8,
+    act_bits: int = 8,
+    acc_bits: int = 32,
+    slot_extra_bits: int = 0,
+    gate_zeros: bool = False,
+) -> dict[str, Any]:
+    """Energy (pJ) of one packed layer with M input vectors: `energy_pj` and its `breakdown_pj` by part."""
+    table = table or DEFAULT_ENERGY
+    rows, cols = parse_array(array)
+    if m < 1:
+        raise TightCompressError(f"M (input vectors) must be >= 1, got {m}")
+    index_bits = packed.index_bits
+    plan = array_passes(packed, (rows, cols))
+    slots = sum(p.height * p.width for p in plan)
+    macs = (packed.nnz if gate_zeros else slots) * m
+    folds = [math.ceil(p.height / rows) for p in plan]
+    forwarded = sum(p.inputs * p.width for p in plan) * m * act_bits
+    out_writes = sum(f * p.width for f, p in zip(folds, plan, strict=True)) * m * acc_bits
+    out_reads = sum(max(f - 1, 0) * p.width for f, p in zip(folds, plan, strict=True)) * m * acc_bits
+    slot_bits = weight_bits + index_bits + slot_extra_bits
+    breakdown = {
+        "mac": macs * table.mac_pj(weight_bits, act_bits),
+        "mux": macs * table.mux_pj(packed.group, act_bits),
+        "weight_reg": macs * slot_bits * table.reg_pj_per_bit,
+        "act_forward": forwarded * table.reg_pj_per_bit,
+        "sram_weights": slots * (weight_bits + slot_extra_bits) * table.sram_weight_pj_per_bit,
+        "sram_indices": slots * index_bits * table.sram_index_pj_per_bit,
+        "sram_activations": sum(p.inputs for p in plan) * m * act_bits * table.sram_act_pj_per_bit,
+        "sram_outputs": (out_writes + out_reads) * table.sram_out_pj_per_bit,
+        "dram_weights": slots * slot_bits * table.dram_pj_per_bit,
+    }
+    return {
+        "energy_pj": float(sum(breakdown.values())),
+        "breakdown_pj": {key: float(value) for key, value in breakdown.items()},
+        "macs": int(macs),
+        "weight_bits": weight_bits,
+        "act_bits": act_bits,
+    }

@@ -1,0 +1,122 @@
+"""Per-layer and total hardware figures of packed layers: cycles, PE utilization, energy, gains over dense.
+
+The dense baseline of a layer is the same (kept) `K x N` matrix packed by method dense with the array's
+column count as tile, run on the same array with the same M; optionally column combining is a second
+baseline (`cc_baseline`), giving `speedup_vs_cc` and `energy_gain_vs_cc`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from tightcompress.baselines import pack_dense
+from tightcompress.format.packed import PackedMatrix
+from tightcompress.hw.cycles import packed_cycles, parse_array
+from tightcompress.hw.energy import DEFAULT_ENERGY, EnergyTable, packed_energy
+
+
+def dense_baseline(packed: PackedMatrix, array: tuple[int, int] = (32, 32)) -> PackedMatrix:
+    """The kept weights of `packed` packed dense, one tile per array width."""
+    return pack_dense(packed.to_dense(), tile=parse_array(array)[1])
+
+
+def simulate_packed(
+    packed: PackedMatrix,
+    *,
+    array: tuple[int, int] = (32, 32),
+    m: int = 1,
+    energy: EnergyTable | None = None,
+    weight_bits: int = 8,
+    slot_extra_bits: int = 0,
+    gate_zeros: bool = False,
+    trim: bool = False,
+    dense: PackedMatrix | None = None,
+    cc_baseline: PackedMatrix | None = None,
+) -> dict[str, Any]:
+    """Hardware figures of one packed layer on an `R x C` array with M input vectors (see module doc).
+
+    Fields: cycles, dense_cycles, speedup, utilization_pe, dense_utilization_pe, energy_pj,
+    dense_energy_pj, energy_gain, energy_breakdown_pj, and more; `*_vs_cc` ones with `cc_baseline`.
+    """
+    array = parse_array(array)
+    table = energy or DEFAULT_ENERGY
+    options = {"weight_bits": weight_bits, "slot_extra_bits": slot_extra_bits, "gate_zeros": gate_zeros}
+    dense = dense if dense is not None else dense_baseline(packed, array)
+    cyc = packed_cycles(packed, array, m, trim=trim)
+    dense_cyc = packed_cycles(dense, array, m, trim=trim)
+    en = packed_energy(packed, array, m, table=table, **options)
+    # The dense baseline is the conventional 8-bit array: same operand widths, no mux, no index.
+    dense_en = packed_energy(dense, array, m, table=table, weight_bits=weight_bits, gate_zeros=gate_zeros)
+    result: dict[str, Any] = {
+        "array": f"{array[0]}x{array[1]}",
+        "m": int(m),
+        "cycles": cyc.cycles,
+        "dense_cycles": dense_cyc.cycles,
+        "speedup": dense_cyc.cycles / cyc.cycles if cyc.cycles else 0.0,
+        "utilization_pe": cyc.utilization_pe,
+        "dense_utilization_pe": dense_cyc.utilization_pe,
+        "passes": cyc.passes,
+        "folds": cyc.folds,
+        "dense_folds": dense_cyc.folds,
+        "useful_macs": cyc.useful_macs,
+        "pe_cycles": cyc.pe_cycles,
+        "dense_pe_cycles": dense_cyc.pe_cycles,
+        "energy_pj": en["energy_pj"],
+        "dense_energy_pj": dense_en["energy_pj"],
+        "energy_gain": dense_en["energy_pj"] / en["energy_pj"] if en["energy_pj"] else 0.0,
+        "energy_breakdown_pj": en["breakdown_pj"],
+    }
+    if cc_baseline is not None:
+        cc_cyc = packed_cycles(cc_baseline, array, m, trim=trim)
+        cc_en = packed_energy(
+            cc_baseline, array, m, table=table, weight_bits=weight_bits, gate_zeros=gate_zeros
+        )
+        result.update(
+            {
+                "cc_cycles": cc_cyc.cycles,
+                "speedup_vs_cc": cc_cyc.cycles / cyc.cycles if cyc.cycles else 0.0,
+                "cc_energy_pj": cc_en["energy_pj"],
+                "energy_gain_vs_cc": cc_en["energy_pj"] / en["energy_pj"] if en["energy_pj"] else 0.0,
+            }
+        )
+    return result
+
+
+def total_simulation(layers: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Sum the per-layer hardware figures; speed-up, utilization and gains are taken over the sums."""
+    layers = list(layers)
+    keys = (
+        "cycles",
+        "dense_cycles",
+        "useful_macs",
+        "pe_cycles",
+        "dense_pe_cycles",
+        "energy_pj",
+        "dense_energy_pj",
+    )
+    total: dict[str, Any] = {key: sum(layer[key] for layer in layers) for key in keys}
+    dense_useful = total["useful_macs"]
+    total["speedup"] = total["dense_cycles"] / total["cycles"] if total["cycles"] else 0.0
+    total["utilization_pe"] = total["useful_macs"] / total["pe_cycles"] if total["pe_cycles"] else 0.0
+    total["dense_utilization_pe"] = (
+        dense_useful / total["dense_pe_cycles"] if total["dense_pe_cycles"] else 0.0
+    )
+    total["energy_gain"] = total["dense_energy_pj"] / total["energy_pj"] if total["energy_pj"] else 0.0
+    breakdown: dict[str, float] = {}
+    for layer in layers:
+        for part, value in layer.get("energy_breakdown_pj", {}).items():
+            breakdown[part] = breakdown.get(part, 0.0) + value
+    total["energy_breakdown_pj"] = breakdown
+    if layers and all("cc_cycles" in layer for layer in layers):
+        cc_cycles = sum(layer["cc_cycles"] for layer in layers)
+        cc_energy = sum(layer["cc_energy_pj"] for layer in layers)
+        total.update(
+            {
+                "cc_cycles": cc_cycles,
+                "speedup_vs_cc": cc_cycles / total["cycles"] if total["cycles"] else 0.0,
+                "cc_energy_pj": cc_energy,
+                "energy_gain_vs_cc": cc_energy / total["energy_pj"] if total["energy_pj"] else 0.0,
+            }
+        )
+    return total
