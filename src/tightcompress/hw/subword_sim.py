@@ -1,0 +1,96 @@
+"""Bit-exact simulation of the subword array: 4-bit x 8-bit multipliers, a shift bit, int32 accumulation.
+
+Each slot is a `4 + 1 + ceil(log2 G)`-bit word (`encode_slots`): bits 0-3 the signed 4-bit subword (two's
+complement), bit 4 the shift bit (1 = shift left by 4, a high subword), the bits above the lane index. The
+simulator sees only these words and the arrangement arrays of the tight format. Tile by tile, each group
+of a tile puts its `G` inputs on a bus in the tile's row order (subword row `s` carries activation
+`x[s // 2]`: both subwords of an input read the same wire); each slot's G:1 multiplexer picks the bus
+entry its lane names, multiplies it by the 4-bit value (a 12-bit signed product), shifts the product left by
+4 when the shift bit is set, and adds it to the int32 partial sum running down the array column. The
+result must equal the int8 reference GEMM `x @ W` (int32) of the recomposed weights exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tightcompress.errors import TightCompressError
+from tightcompress.prune.subword_pack import SubwordPacked
+
+INT32_MAX = np.iinfo(np.int32).max
+
+
+def encode_slots(sp: SubwordPacked) -> np.ndarray:
+    """`(total_rows, tile)` uint16 slot words: `value & 0xF | shift_bit << 4 | lane << 5` (0 if unused)."""
+    values = sp.packed.values.astype(np.int16)
+    if np.any(values < -8) or np.any(values > 7):
+        raise TightCompressError("a slot value does not fit a signed 4-bit field")
+    if not np.all(np.isin(sp.shifts, (0, 4))):
+        raise TightCompressError("a slot shift is neither 0 nor 4")
+    lanes = sp.packed.lanes.astype(np.uint16)
+    if np.any(lanes >= 1 << sp.packed.index_bits):
+        raise TightCompressError("a lane index does not fit its ceil(log2 G)-bit field")
+    shift_bit = (sp.shifts == 4).astype(np.uint16)
+    words = (values.astype(np.uint16) & 0xF) | (shift_bit << 4) | (lanes << 5)
+    return np.where(values != 0, words, 0).astype(np.uint16)
+
+
+def decode_slots(words: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`(value int32 in [-8, 7], shift 0 or 4, lane)` from slot words (sign-extends the 4-bit field)."""
+    words = words.astype(np.int32)
+    nibble = words & 0xF
+    value = np.where(nibble >= 8, nibble - 16, nibble)
+    shift = ((words >> 4) & 1) * 4
+    lane = words >> 5
+    return value.astype(np.int32), shift.astype(np.int32), lane.astype(np.int64)
+
+
+def reference_gemm(x: np.ndarray, w_int8: np.ndarray) -> np.ndarray:
+    """The int8 reference `x @ W` accumulated in int32 (computed in int64, checked to fit)."""
+    out = _check_int8(x, "activations").astype(np.int64) @ _check_int8(w_int8, "weights").astype(np.int64)
+    if out.size and np.abs(out).max() > INT32_MAX:
+        raise TightCompressError("the reference GEMM overflows int32")
+    return out.astype(np.int32)
+
+
+def simulate_subword_gemm(sp: SubwordPacked, x: np.ndarray) -> np.ndarray:
+    """`x @ W` (int32 `(M, N)`) as the subword array computes it from the slots; `x` is int8 `(M, K)`."""
+    x = _check_int8(x, "activations")
+    squeeze = x.ndim == 1
+    x = np.atleast_2d(x)
+    packed = sp.packed
+    if x.shape[1] != sp.K:
+        raise TightCompressError(f"activations have {x.shape[1]} features, the layer has K={sp.K}")
+    # Worst case |partial sum| = 2K * 8 * 128 * 16; the int32 accumulator must hold it.
+    if 2 * sp.K * 8 * 128 * 16 > INT32_MAX:
+        raise TightCompressError(f"K={sp.K} can overflow the int32 accumulator")
+    value, shift, lane = decode_slots(encode_slots(sp))
+    x32 = x.astype(np.int32)
+    out = np.zeros((x.shape[0], sp.N), dtype=np.int32)
+    groups = packed.slot_groups()
+    offsets = packed.tile_row_offsets
+    C = packed.tile
+    for t in range(packed.n_tiles):
+        acc = np.zeros((x.shape[0], C), dtype=np.int32)
+        for r in range(offsets[t], offsets[t + 1]):
+            g = groups[r]
+            sub_rows = packed.row_perm[t, packed.group_offsets[g] : packed.group_offsets[g + 1]]
+            bus = x32[:, sub_rows // 2]  # (M, size_g): the group's inputs, in this tile's row order
+            if np.any(lane[r] >= bus.shape[1]):
+                raise TightCompressError(f"slot row {r} selects a lane outside its group")
+            selected = bus[:, lane[r]]  # (M, C): each column's multiplexer output
+            product = selected * value[r]  # 4-bit x 8-bit
+            acc += np.left_shift(product, shift[r])
+        cols = packed.col_perm[t * C : (t + 1) * C]
+        live = cols >= 0
+        out[:, cols[live]] = acc[:, live]
+    return out[0] if squeeze else out
+
+
+def _check_int8(a: np.ndarray, what: str) -> np.ndarray:
+    a = np.asarray(a)
+    if not np.issubdtype(a.dtype, np.integer):
+        raise TightCompressError(f"{what} must be integers (int8), got dtype {a.dtype}")
+    if a.size and (a.min() < -128 or a.max() > 127):
+        raise TightCompressError(f"{what} leave the int8 range")
+    return a
