@@ -65,20 +65,45 @@ def run_packed_int8(packed: PackedMatrix, x_q: np.ndarray, q_values: np.ndarray 
     q_values = _as_int8(q_values, "slot weights")
     if q_values.shape != packed.values.shape:
         raise TightCompressError(f"slot weights must have shape {packed.values.shape}, got {q_values.shape}")
+    return run_array(packed, x_q, q_values, packed.lanes)
+
+
+def run_array(
+    packed: PackedMatrix,
+    x_q: np.ndarray,
+    slot_values: np.ndarray,
+    slot_lanes: np.ndarray,
+    slot_shifts: np.ndarray | None = None,
+    input_of_row: np.ndarray | None = None,
+) -> np.ndarray:
+    """The array walk shared by the word and subword simulators; int32 `(M, N)` outputs.
+
+    Per tile, the activations enter in the tile's row order (row `r` of the packed matrix reads input
+    `input_of_row[r]`, default `r`); each group's inputs form a bus; each slot's multiplexer picks the lane
+    `slot_lanes` names, the PE multiplies it by `slot_values` (int32-exact), shifts the product left by
+    `slot_shifts` (default 0) and adds it to the int32 partial sum running down its column.
+    """
     m = x_q.shape[0]
     out = np.zeros((m, packed.N), dtype=np.int32)
     offsets = packed.tile_row_offsets
     starts = packed.group_offsets
+    values32 = slot_values.astype(np.int32)
+    lanes64 = slot_lanes.astype(np.int64)
     with np.errstate(over="ignore"):
         for t in range(packed.n_tiles):
-            x_perm = x_q[:, packed.row_perm[t]]  # activations in this tile's row order
+            rows = packed.row_perm[t] if input_of_row is None else input_of_row[packed.row_perm[t]]
+            x_perm = x_q[:, rows].astype(np.int32)  # activations in this tile's row order
             psum = np.zeros((m, packed.tile), dtype=np.int32)  # partial sums entering the top of the tile
             row = int(offsets[t])
             for g in range(packed.n_groups):
                 bus = x_perm[:, starts[g] : starts[g + 1]]  # (M, size_g): the group's lanes
                 for _ in range(int(packed.heights[g, t])):
-                    selected = bus[:, packed.lanes[row].astype(np.int64)]  # each PE's G:1 mux, (M, C)
-                    psum += selected.astype(np.int32) * q_values[row].astype(np.int32)
+                    if np.any(lanes64[row] >= bus.shape[1]):
+                        raise TightCompressError(f"slot row {row} selects a lane outside its group")
+                    product = bus[:, lanes64[row]] * values32[row]  # each PE's G:1 mux, then multiply
+                    if slot_shifts is not None:
+                        product = np.left_shift(product, slot_shifts[row].astype(np.int32))
+                    psum += product
                     row += 1
             cols = packed.col_perm[t * packed.tile : (t + 1) * packed.tile]
             live = cols >= 0

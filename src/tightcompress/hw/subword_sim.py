@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from tightcompress.errors import TightCompressError
+from tightcompress.hw.bitexact import run_array
 from tightcompress.prune.subword_pack import SubwordPacked
 
 INT32_MAX = np.iinfo(np.int32).max
@@ -58,32 +59,14 @@ def simulate_subword_gemm(sp: SubwordPacked, x: np.ndarray) -> np.ndarray:
     x = _check_int8(x, "activations")
     squeeze = x.ndim == 1
     x = np.atleast_2d(x)
-    packed = sp.packed
     if x.shape[1] != sp.K:
         raise TightCompressError(f"activations have {x.shape[1]} features, the layer has K={sp.K}")
     # Worst case |partial sum| = 2K * 8 * 128 * 16; the int32 accumulator must hold it.
     if 2 * sp.K * 8 * 128 * 16 > INT32_MAX:
         raise TightCompressError(f"K={sp.K} can overflow the int32 accumulator")
     value, shift, lane = decode_slots(encode_slots(sp))
-    x32 = x.astype(np.int32)
-    out = np.zeros((x.shape[0], sp.N), dtype=np.int32)
-    groups = packed.slot_groups()
-    offsets = packed.tile_row_offsets
-    C = packed.tile
-    for t in range(packed.n_tiles):
-        acc = np.zeros((x.shape[0], C), dtype=np.int32)
-        for r in range(offsets[t], offsets[t + 1]):
-            g = groups[r]
-            sub_rows = packed.row_perm[t, packed.group_offsets[g] : packed.group_offsets[g + 1]]
-            bus = x32[:, sub_rows // 2]  # (M, size_g): the group's inputs, in this tile's row order
-            if np.any(lane[r] >= bus.shape[1]):
-                raise TightCompressError(f"slot row {r} selects a lane outside its group")
-            selected = bus[:, lane[r]]  # (M, C): each column's multiplexer output
-            product = selected * value[r]  # 4-bit x 8-bit
-            acc += np.left_shift(product, shift[r])
-        cols = packed.col_perm[t * C : (t + 1) * C]
-        live = cols >= 0
-        out[:, cols[live]] = acc[:, live]
+    # Subword row s of the 2K x N matrix carries activation x[s // 2]: both subwords read the same wire.
+    out = run_array(sp.packed, x, value, lane, shift, input_of_row=np.arange(2 * sp.K) // 2)
     return out[0] if squeeze else out
 
 

@@ -1,5 +1,29 @@
-"""Pruning: which weights are zero before packing."""
+"""Pruning: which weights (or 4-bit subwords of int8 weights) are zero before packing."""
 
 from tightcompress.prune.magnitude import magnitude_prune
+from tightcompress.prune.subword import (
+    SUBWORD_QMAX,
+    SubwordMasks,
+    gradual_schedule,
+    merge_subwords,
+    prune_layer_subwords,
+    prune_subwords,
+    quantize_for_subwords,
+    split_int8,
+)
+from tightcompress.prune.subword_pack import SubwordPacked, pack_subwords, word_bit_rates
 
-__all__ = ["magnitude_prune"]
+__all__ = [
+    "SUBWORD_QMAX",
+    "SubwordMasks",
+    "SubwordPacked",
+    "gradual_schedule",
+    "magnitude_prune",
+    "merge_subwords",
+    "pack_subwords",
+    "prune_layer_subwords",
+    "prune_subwords",
+    "quantize_for_subwords",
+    "split_int8",
+    "word_bit_rates",
+]
