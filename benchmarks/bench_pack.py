@@ -73,7 +73,9 @@ def run(repeats: int = 5, seed: int = 0) -> dict:
     rows.append(row("dense", packed, seconds))
     packed, seconds = timed(lambda: tc.pack(W, method="nm", group=32, height=2, tile=64), repeats)
     rows.append(row("nm (2:32, identity)", packed, seconds))
-    packed, seconds = timed(lambda: tc.pack(W, method="tight", group=32, height=2, tile=64, seed=seed), repeats)
+    packed, seconds = timed(
+        lambda: tc.pack(W, method="tight", group=32, height=2, tile=64, seed=seed), repeats
+    )
     rows.append(row("tight (G=32, h=2)", packed, seconds, iterations=packed.report()["search_iterations"]))
     packed, seconds = timed(lambda: tc.pack(W, method="tight", group=32, height="auto", tile=64), repeats)
     rows.append(row("tight (G=32, h=auto)", packed, seconds))

