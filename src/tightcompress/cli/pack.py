@@ -9,19 +9,37 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from tightcompress.api import METHODS, PackConfig, pack
+from tightcompress.api import METHODS, PackConfig
 from tightcompress.cli.common import add_quiet, height_arg
 from tightcompress.errors import TightCompressError
 from tightcompress.format.io import load_packed, save_packed
 from tightcompress.matrices import load_matrices
+from tightcompress.parallel import default_jobs, pack_layers
 from tightcompress.report import build_report
 from tightcompress.utils.atomic import atomic_path, write_json_atomic
+from tightcompress.zoo import ZOO, ZooLayer, zoo_matrices
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("pack", help="pack a matrix or every conv/linear weight of a checkpoint")
-    parser.add_argument("input", help=".npy K x N matrix, or a .pt/.pth/.safetensors state_dict")
+    parser.add_argument(
+        "input", nargs="?", help=".npy K x N matrix, or a .pt/.pth/.safetensors state_dict (or use --zoo)"
+    )
+    parser.add_argument(
+        "--zoo",
+        metavar="NAME",
+        help=f"pack every layer of a zoo model instead of a file: {', '.join(ZOO)}",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        metavar="STATE.pt",
+        help="with --zoo: weights from this state_dict of the same architecture (default: seeded init)",
+    )
+    parser.add_argument(
+        "--zoo-layers", choices=("all", "conv"), default="all", help="with --zoo: all layers, or conv only"
+    )
     add_pack_options(parser)
+    add_parallel_options(parser)
     parser.add_argument("--json", required=True, metavar="REPORT.json", help="write the report here")
     parser.add_argument("--out", metavar="PACKED.safetensors", help="also write the packed layers here")
     add_quiet(parser)
@@ -69,6 +87,47 @@ def add_pack_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_parallel_options(parser: argparse.ArgumentParser) -> None:
+    """`--jobs` and `--ray`: where the independent layers are packed."""
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"worker processes packing layers in parallel (default: the cores, here {default_jobs()})",
+    )
+    parser.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="pack the layers on this Ray cluster (optional extra; fails if unreachable, no fallback)",
+    )
+
+
+def matrices_from_args(args: argparse.Namespace) -> tuple[dict[str, np.ndarray], dict, dict[str, ZooLayer]]:
+    """`(matrices, notes, zoo layers by name)` from the input file or the `--zoo` model."""
+    if (args.input is None) == (args.zoo is None):
+        raise TightCompressError("give either an input file or --zoo NAME (exactly one)")
+    if args.zoo is None:
+        if args.checkpoint is not None:
+            raise TightCompressError("--checkpoint goes with --zoo; pass a checkpoint file as the input")
+        return load_matrices(args.input), {}, {}
+    matrices, layers, skipped = zoo_matrices(
+        args.zoo, seed=args.seed, kinds=args.zoo_layers, checkpoint=args.checkpoint
+    )
+    notes = {
+        "zoo": args.zoo,
+        "weights": args.checkpoint or f"seeded Kaiming-normal init (seed {args.seed})",
+        "skipped_layers": [
+            {"name": layer.name, "kind": layer.kind, "shape": list(layer.shape), "reason": _SKIP_REASON}
+            for layer in skipped
+        ],
+    }
+    return matrices, notes, {layer.name: layer for layer in layers}
+
+
+_SKIP_REASON = "depthwise convolution is not a dense GEMM; not packed"
+
+
 def config_from_args(args: argparse.Namespace) -> PackConfig:
     return PackConfig(
         method=args.method,
@@ -86,14 +145,25 @@ def config_from_args(args: argparse.Namespace) -> PackConfig:
 
 def run_pack(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    matrices = load_matrices(args.input)
-    packed_layers = {}
-    for name, matrix in tqdm(
-        matrices.items(), desc="pack", unit="layer", disable=args.quiet or len(matrices) < 2, file=sys.stderr
-    ):
-        packed_layers[name] = pack(matrix, config, name=name)
+    matrices, notes, zoo = matrices_from_args(args)
+    with tqdm(
+        total=len(matrices),
+        desc="pack",
+        unit="layer",
+        disable=args.quiet or len(matrices) < 2,
+        file=sys.stderr,
+    ) as bar:
+        packed_layers = pack_layers(
+            matrices, config, jobs=args.jobs, ray_address=args.ray, progress=lambda _name: bar.update()
+        )
     layers = [packed.report() for packed in packed_layers.values()]
+    for layer in layers:
+        if layer["name"] in zoo:
+            layer["kind"] = zoo[layer["name"]].kind
+            layer["out_pixels"] = zoo[layer["name"]].out_pixels
     report = build_report(layers, config=vars(config))
+    if notes:
+        report["notes"] = notes
     if args.out:
         save_packed(args.out, packed_layers)
     write_json_atomic(args.json, report)
