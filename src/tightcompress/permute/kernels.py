@@ -1,7 +1,10 @@
 """Compiled (numba) kernels of the permutation search: greedy start and simulated annealing.
 
 State shared by the kernels:
-    cost: `(K, N)` float64, the price of dropping each weight (|w| or w^2), 0 where the weight is pruned.
+    cost: `(N, K)` float64, the price of dropping each weight (|w| or w^2), 0 where the weight is pruned;
+        stored column by column (the transpose of `W`) because every kernel scans the rows of a group
+        within one column: contiguous reads instead of a cache miss per row (about 3x on large layers).
+    nonzero: `(N, K)` bool, likewise.
     perm: `(T, K)` int64, the per-tile row permutation; group g is positions `offsets[g]:offsets[g+1]`.
     tile_cols: `(T, C)` int64, the original column at each array column of each tile, -1 where unused.
 
@@ -39,7 +42,7 @@ def _group_drop(cost, perm, t, start, end, j, k, swap_pos, swap_row, top):
     n_top = 0
     for p in range(start, end):
         r = swap_row if p == swap_pos else perm[t, p]
-        v = cost[r, j]
+        v = cost[j, r]
         if v == 0.0:
             continue
         total += v
@@ -90,7 +93,7 @@ def _capped_row_delta(
     delta = 0.0
     for c in range(tile_cols.shape[1]):
         j = tile_cols[t, c]
-        if j < 0 or (cost[r1, j] == 0.0 and cost[r2, j] == 0.0):
+        if j < 0 or (cost[j, r1] == 0.0 and cost[j, r2] == 0.0):
             continue
         d1 = _group_drop(cost, perm, t, offsets[g1], offsets[g1 + 1], j, k, i1, r2, top)
         d2 = _group_drop(cost, perm, t, offsets[g2], offsets[g2 + 1], j, k, i2, r1, top)
@@ -160,6 +163,7 @@ def anneal_capped(
     best = current
     best_perm = perm.copy()
     best_cols = tile_cols.copy()
+    at_best = True  # the current state is the best seen (best_perm/best_cols may hold an older one)
     can_swap_rows = n_groups > 1
     can_swap_cols = n_tiles > 1
     if not (can_swap_rows or can_swap_cols) or iterations <= 0 or current <= lower_bound:
@@ -197,6 +201,10 @@ def anneal_capped(
                 cost, perm, tile_cols, offsets, k, drop, t1, c1, t2, c2, top, col1, col2
             )
             if delta <= 0.0 or np.random.random() < math.exp(-delta / temperature):
+                if delta > 0.0 and at_best:  # leaving the best state seen: keep a copy of it
+                    best_perm[:, :] = perm
+                    best_cols[:, :] = tile_cols
+                    at_best = False
                 j = tile_cols[t1, c1]
                 tile_cols[t1, c1] = tile_cols[t2, c2]
                 tile_cols[t2, c2] = j
@@ -216,6 +224,10 @@ def anneal_capped(
             if n_touched == 0:
                 continue
             if delta <= 0.0 or np.random.random() < math.exp(-delta / temperature):
+                if delta > 0.0 and at_best:
+                    best_perm[:, :] = perm
+                    best_cols[:, :] = tile_cols
+                    at_best = False
                 g1 = group_of_pos[i1]
                 g2 = group_of_pos[i2]
                 r = perm[t, i1]
@@ -229,16 +241,15 @@ def anneal_capped(
             else:
                 continue
         if current < best - 1e-12 * (1.0 + abs(best)):
-            # Re-sum to shed floating drift before trusting a new best.
-            current = drop.sum()
-            if current < best:
-                best = current
-                best_perm[:, :] = perm
-                best_cols[:, :] = tile_cols
-                if best <= lower_bound + 1e-12 * (1.0 + abs(lower_bound)):
-                    break
-    perm[:, :] = best_perm
-    tile_cols[:, :] = best_cols
+            best = current  # the current state is the new best; it is copied only when left uphill
+            at_best = True
+            if best <= lower_bound + 1e-12 * (1.0 + abs(lower_bound)):
+                break
+    if not at_best:
+        perm[:, :] = best_perm
+        tile_cols[:, :] = best_cols
+    # The running sum of deltas drifts by rounding; report the best state's exact cost.
+    best = capped_drop_table(cost, perm, tile_cols, offsets, k).sum()
     return initial, best, it + 1, accepted
 
 
@@ -257,7 +268,7 @@ def _lossless_tables(nonzero, perm, tile_cols, offsets, max_size):
                 n = 0
                 if j >= 0:
                     for p in range(offsets[g], offsets[g + 1]):
-                        if nonzero[perm[t, p], j]:
+                        if nonzero[j, perm[t, p]]:
                             n += 1
                 counts[t, g, c] = n
                 hist[t, g, n] += 1
@@ -319,6 +330,7 @@ def anneal_lossless(
     best_energy = energy
     best_perm = perm.copy()
     best_cols = tile_cols.copy()
+    at_best = True
     changed_c = np.empty(C, dtype=np.int64)
     old_n = np.empty(C, dtype=np.int64)
     new_col1 = np.empty(n_groups, dtype=np.int64)
@@ -353,9 +365,9 @@ def anneal_lossless(
                 n1 = 0
                 n2 = 0
                 for p in range(offsets[g], offsets[g + 1]):
-                    if j2 >= 0 and nonzero[perm[t1, p], j2]:
+                    if j2 >= 0 and nonzero[j2, perm[t1, p]]:
                         n1 += 1
-                    if j1 >= 0 and nonzero[perm[t2, p], j1]:
+                    if j1 >= 0 and nonzero[j1, perm[t2, p]]:
                         n2 += 1
                 new_col1[g] = n1
                 new_col2[g] = n2
@@ -372,6 +384,10 @@ def anneal_lossless(
                 rows_delta += gmax[t1, g] + gmax[t2, g] - old_max1[g] - old_max2[g]
             delta = after - before
             if delta <= 0.0 or np.random.random() < math.exp(-delta / temperature):
+                if at_best and (rows_delta > 0 or (rows_delta == 0 and delta > 1e-9)):
+                    best_perm[:, :] = perm
+                    best_cols[:, :] = tile_cols
+                    at_best = False
                 tile_cols[t1, c1] = j2
                 tile_cols[t2, c2] = j1
                 energy += delta
@@ -395,9 +411,9 @@ def anneal_lossless(
             n_changed = 0
             for c in range(C):
                 j = tile_cols[t, c]
-                if j < 0 or nonzero[r1, j] == nonzero[r2, j]:
+                if j < 0 or nonzero[j, r1] == nonzero[j, r2]:
                     continue
-                step = 1 if nonzero[r2, j] else -1
+                step = 1 if nonzero[j, r2] else -1
                 changed_c[n_changed] = c
                 old_n[n_changed] = step
                 n_changed += 1
@@ -407,11 +423,16 @@ def anneal_lossless(
                 continue
             after = _group_energy(hist, gmax, t, g1, C) + _group_energy(hist, gmax, t, g2, C)
             delta = after - before
+            rows_delta = gmax[t, g1] + gmax[t, g2] - m1 - m2
             if delta <= 0.0 or np.random.random() < math.exp(-delta / temperature):
+                if at_best and (rows_delta > 0 or (rows_delta == 0 and delta > 1e-9)):
+                    best_perm[:, :] = perm
+                    best_cols[:, :] = tile_cols
+                    at_best = False
                 perm[t, i1] = r2
                 perm[t, i2] = r1
                 energy += delta
-                rows += gmax[t, g1] + gmax[t, g2] - m1 - m2
+                rows += rows_delta
                 accepted += 1
             else:
                 for n in range(n_changed):
@@ -422,12 +443,12 @@ def anneal_lossless(
         if rows < best_rows or (rows == best_rows and energy < best_energy - 1e-9):
             best_rows = rows
             best_energy = energy
-            best_perm[:, :] = perm
-            best_cols[:, :] = tile_cols
+            at_best = True
             if best_rows <= lower_bound_rows:
                 break
-    perm[:, :] = best_perm
-    tile_cols[:, :] = best_cols
+    if not at_best:
+        perm[:, :] = best_perm
+        tile_cols[:, :] = best_cols
     return initial, best_rows, it + 1, accepted
 
 
@@ -440,7 +461,7 @@ def greedy_rows(cost, tile_cols, offsets, k):
     group's tallest column), then its overlap with the group's nonzeros, then the group's fill.
     """
     n_tiles, C = tile_cols.shape
-    K = cost.shape[0]
+    K = cost.shape[1]
     n_groups = offsets.shape[0] - 1
     perm = np.empty((n_tiles, K), dtype=np.int64)
     row_cols = np.empty(C, dtype=np.int64)
@@ -452,14 +473,14 @@ def greedy_rows(cost, tile_cols, offsets, k):
         for r in range(K):
             for c in range(C):
                 j = tile_cols[t, c]
-                if j >= 0 and cost[r, j] != 0.0:
+                if j >= 0 and cost[j, r] != 0.0:
                     row_nnz[r] += 1
         order = np.argsort(-row_nnz, kind="mergesort")
         for r in order:
             n_cols = 0
             for c in range(C):
                 j = tile_cols[t, c]
-                if j >= 0 and cost[r, j] != 0.0:
+                if j >= 0 and cost[j, r] != 0.0:
                     row_cols[n_cols] = c
                     n_cols += 1
             best_g = -1
@@ -476,7 +497,7 @@ def greedy_rows(cost, tile_cols, offsets, k):
                     key1 += counts[g, c]
                     if k > 0:
                         if counts[g, c] >= k:
-                            key0 += cost[r, tile_cols[t, c]]
+                            key0 += cost[tile_cols[t, c], r]
                     elif counts[g, c] + 1 > tallest[g]:
                         key0 = 1.0
                 key2 = heads[g]

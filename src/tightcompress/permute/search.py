@@ -79,7 +79,7 @@ def search_permutation(
     K, _N = weights.shape
     magnitude = np.abs(weights.astype(np.float64))
     cost = magnitude**2 if config.objective == "squared" else magnitude
-    cost = np.ascontiguousarray(cost)
+    cost = np.ascontiguousarray(cost.T)  # (N, K): the kernels scan rows within a column
     tile_cols = greedy_col_perm(weights, tile).reshape(-1, tile)
     n_tiles = tile_cols.shape[0]
     offsets = np.ascontiguousarray(group_offsets, dtype=np.int64)
@@ -105,7 +105,7 @@ def search_permutation(
     else:
         sizes = np.diff(offsets)
         capacity = int(np.minimum(sizes, height_cap).sum())
-        bound = column_capacity_floor(cost, capacity)
+        bound = column_capacity_floor(cost.T, capacity)
         initial, final, ran, accepted = kernels.anneal_capped(
             cost,
             perm,
