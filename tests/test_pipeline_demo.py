@@ -39,9 +39,22 @@ def test_demo_json_schema(tmp_path: Path) -> None:
     ]
     args += ["--prune-rounds", "1", "--prune-epochs", "0.1", "--finetune-epochs", "0.1"]
     assert main(args) == 0
-    rows = json.loads(out.read_text())["rows"]
+    result = json.loads(out.read_text())
+    rows = result["rows"]
     assert [r["method"] for r in rows] == ["dense", "tight", "column-combining", "nm"]
     for r in rows[1:]:
         assert r["compression_rate"] >= 16.0
         assert r["accuracy_drop"] == pytest.approx(rows[0]["accuracy"] - r["accuracy"])
+        assert r["bit_rate"] == pytest.approx(r["compression_rate"])
+        assert r["speedup"] > 1.0 and r["energy_gain"] > 1.0  # packed layers beat dense on the array
+    versus = result["tight_vs_column_combining"]
+    assert versus["array"] == "32x32"
+    assert [layer["name"] for layer in versus["layers"]] == [
+        "features.0",
+        "features.3",
+        "features.6",
+        "features.9",
+        "head",
+    ]
+    assert versus["total"]["throughput_gain"] > 0 and versus["total"]["energy_gain"] > 0
     assert list((tmp_path / "cache").glob("dense-*.pt"))  # the trained model is cached

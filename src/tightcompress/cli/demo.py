@@ -43,6 +43,16 @@ def run(args: argparse.Namespace) -> int:
     )
     result = run_demo(config, workdir=args.workdir, resume=args.resume, quiet=args.quiet, out_dir=args.out)
     print(format_table(result["rows"]))
+    versus = result["tight_vs_column_combining"]
+    if versus is not None:
+        total = versus["total"]
+        print(
+            f"tight over column combining on a {versus['array']} array: "
+            f"throughput {total['throughput_gain']:.2f}x, energy efficiency {total['energy_gain']:.2f}x"
+        )
     if args.json:
-        write_json_atomic(args.json, {"rows": result["rows"]})
+        payload = {
+            key: result[key] for key in ("rows", "tight_vs_column_combining", "unstructured", "seconds")
+        }
+        write_json_atomic(args.json, payload)
     return 0

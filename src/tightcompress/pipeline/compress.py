@@ -31,14 +31,16 @@ from tightcompress.format.packed import PackedMatrix
 from tightcompress.matrices import matrix_to_weight, weight_to_matrix
 from tightcompress.pipeline import fit, masks
 from tightcompress.pipeline.data import Dataset
+from tightcompress.pipeline.hardware import simulate_model, vectors_per_layer
 from tightcompress.pipeline.models import gemm_layers
-from tightcompress.pipeline.train import evaluate, seed_everything, train
+from tightcompress.pipeline.train import evaluate, frozen_copy, seed_everything, train
 from tightcompress.report import build_report
 from tightcompress.utils.atomic import atomic_path, write_json_atomic
 
 log = logging.getLogger("tightcompress.pipeline")
 
 PIPELINE_METHODS = tuple(m for m in METHODS if m != "dense")
+HW_ARRAY = (32, 32)  # the project's reference array for the reports' cycles and energy
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ class CompressConfig:
     format_rounds: int = 2
     prune_normalized: bool = False
     format_start_rate: float = 4.0
+    distill: float = 0.5  # weight of distillation from the dense model in every training step (0: off)
+    distill_temperature: float = 4.0
 
     def __post_init__(self) -> None:
         if self.method not in PIPELINE_METHODS:
@@ -89,6 +93,8 @@ class CompressConfig:
         for name in ("prune_epochs", "finetune_epochs"):
             if getattr(self, name) < 0:
                 raise TightCompressError(f"{name} must be >= 0")
+        if not 0.0 <= self.distill <= 1.0 or self.distill_temperature <= 0:
+            raise TightCompressError("distill must be in [0, 1] and its temperature > 0")
         if min(self.prune_rounds, self.max_fit_rounds, self.format_rounds, self.batch_size) < 1:
             raise TightCompressError("prune, format and fit rounds and batch_size must be >= 1")
         if self.rate is None:
@@ -126,6 +132,8 @@ class CompressConfig:
             self.batch_size,
             self.seed,
             self.prune_normalized,
+            self.distill,
+            self.distill_temperature,
         )
         return hashlib.sha1(json.dumps(fields).encode()).hexdigest()[:10]
 
@@ -215,6 +223,13 @@ def layer_matrices(model: nn.Module) -> dict[str, np.ndarray]:
     }
 
 
+def _distillation(config: CompressConfig, teacher: nn.Module | None) -> dict[str, Any]:
+    """The distillation arguments of `train` for this config (none without a teacher)."""
+    if teacher is None or config.distill <= 0:
+        return {}
+    return {"teacher": teacher, "distill": config.distill, "temperature": config.distill_temperature}
+
+
 # --------------------------------------------------------------------------------------------- stages
 def unstructured_stage(
     model: nn.Module,
@@ -224,8 +239,14 @@ def unstructured_stage(
     workdir: Path | None = None,
     resume: bool = False,
     quiet: bool = False,
+    teacher: nn.Module | None = None,
 ) -> StageResult:
-    """Step 1: gradual global magnitude pruning to the target sparsity, fine-tuning after each round."""
+    """Step 1: gradual global magnitude pruning to the target sparsity, fine-tuning after each round.
+
+    `model` comes in dense; unless a `teacher` is given, a frozen copy of it teaches (`config.distill`).
+    """
+    if teacher is None and config.distill > 0:
+        teacher = frozen_copy(model)
     layers = gemm_layers(model)
     schedule = masks.cubic_schedule(config.target_sparsity(), config.prune_rounds)
     key = f"{config.prune_key()}-{fingerprint(model.state_dict())}"
@@ -254,6 +275,7 @@ def unstructured_stage(
             seed=config.seed + index,
             desc=f"prune {index + 1}/{len(schedule)} ({schedule[index]:.1%})",
             quiet=quiet,
+            **_distillation(config, teacher),
         )
         accuracy = evaluate(model, data.x_test, data.y_test)
         log.info(
@@ -276,6 +298,7 @@ def format_stage(
     config: CompressConfig,
     *,
     quiet: bool = False,
+    teacher: nn.Module | None = None,
 ) -> tuple[dict[str, PackedMatrix], dict[str, Any]]:
     """Step 2 on a model holding step 1's masks: choose options, prune to fit, fine-tune, check the fit.
 
@@ -287,7 +310,7 @@ def format_stage(
     for index in range(1, rounds):
         rate = config.format_start_rate ** (1 - index / rounds) * config.rate ** (index / rounds)
         step = replace(config, rate=rate, format_rounds=1, finetune_epochs=epochs, max_fit_rounds=1)
-        _, meta = format_stage(model, data, step, quiet=quiet)
+        _, meta = format_stage(model, data, step, quiet=quiet, teacher=teacher)
         log.info("%s: format round %d/%d at rate %.2fx done", config.method, index, rounds, rate)
     if rounds > 1:
         config = replace(config, format_rounds=1, finetune_epochs=epochs)
@@ -333,6 +356,7 @@ def format_stage(
             seed=config.seed + 100 + round_index,
             desc=f"fine-tune {config.method}",
             quiet=quiet,
+            **_distillation(config, teacher),
         )
         finetuned_accuracy = evaluate(model, data.x_test, data.y_test)
         matrices = layer_matrices(model)
@@ -368,12 +392,16 @@ def compress_model(
     quiet: bool = False,
     unstructured: StageResult | None = None,
     dense_accuracy: float | None = None,
+    teacher: nn.Module | None = None,
 ) -> CompressResult:
     """Run the pipeline on `model` (changed in place and returned with masks folded).
 
-    Pass `unstructured` (a step-1 result) to share step 1 between several methods.
+    Pass `unstructured` (a step-1 result) to share step 1 between several methods; then also pass the
+    dense `teacher` for distillation (without `unstructured`, the incoming dense model is the teacher).
     """
     seed_everything(config.seed)
+    if teacher is None and unstructured is None and config.distill > 0:
+        teacher = frozen_copy(model)
     if config.rate is not None:
         shapes = {
             n: tuple(weight_to_matrix(m.weight.detach().numpy()).shape) for n, m in gemm_layers(model).items()
@@ -397,11 +425,13 @@ def compress_model(
             log.info("%s: resumed the finished format-aware stage from %s", config.method, fit_path)
             return CompressResult(model, load_packed(packed_path), stage.meta["report"])
     if unstructured is None:
-        unstructured = unstructured_stage(model, data, config, workdir=workdir, resume=resume, quiet=quiet)
+        unstructured = unstructured_stage(
+            model, data, config, workdir=workdir, resume=resume, quiet=quiet, teacher=teacher
+        )
     else:
         restore(model, unstructured)
     seed_everything(config.seed)
-    packed, meta = format_stage(model, data, config, quiet=quiet)
+    packed, meta = format_stage(model, data, config, quiet=quiet, teacher=teacher)
     masks.fold_masks(gemm_layers(model))
     layer_reports = [p.report() for p in packed.values()]
     report = build_report(layer_reports, config={**asdict(config), "workflow": "compress"})
@@ -411,6 +441,10 @@ def compress_model(
         "prune_to_fit": meta["prune_to_fit_accuracy"],
         "packed_finetuned": meta["finetuned_accuracy"],
     }
+    hardware, hardware_total = simulate_model(packed, vectors_per_layer(model, data.x_test[:1]), HW_ARRAY)
+    for layer in report["layers"]:
+        layer.update({k: v for k, v in hardware[layer["name"]].items() if k != "energy_breakdown_pj"})
+    report["hardware"] = {"array": f"{HW_ARRAY[0]}x{HW_ARRAY[1]}", "per": "image", **hardware_total}
     report["unstructured_sparsity"] = unstructured.meta.get("sparsity")
     report["choices"] = meta["choices"]
     report["compression_rate"] = report["total"]["compression_rate"]

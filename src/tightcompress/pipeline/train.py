@@ -11,6 +11,16 @@ from torch import nn
 from tqdm import tqdm
 
 
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A detached, eval-mode copy of `model` (the distillation teacher), unaffected by later pruning."""
+    import copy
+
+    teacher = copy.deepcopy(model).eval()
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    return teacher
+
+
 def seed_everything(seed: int) -> None:
     """Seed torch and NumPy's legacy generator."""
     import numpy as np
@@ -44,11 +54,18 @@ def train(
     weight_decay: float = 0.0,
     desc: str = "train",
     quiet: bool = False,
+    teacher: nn.Module | None = None,
+    distill: float = 0.0,
+    temperature: float = 4.0,
 ) -> float:
     """Train with Adam and a cosine learning rate for `epochs` (may be fractional); returns the last loss.
 
-    Pruning masks from `torch.nn.utils.prune` stay applied (their forward hooks mask every step).
+    Pruning masks from `torch.nn.utils.prune` stay applied (their forward hooks mask every step). With a
+    `teacher`, the loss mixes in knowledge distillation (Hinton et al., 2015): `(1 - distill) * CE +
+    distill * T^2 * KL(teacher || student)` on logits softened by temperature `T`.
     """
+    if teacher is not None:
+        teacher.eval()
     generator = torch.Generator().manual_seed(seed)
     steps_per_epoch = max(1, math.ceil(len(x) / batch_size))
     total = max(1, round(epochs * steps_per_epoch))
@@ -69,7 +86,13 @@ def train(
             index = order[cursor : cursor + batch_size]
             cursor += batch_size
             optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x[index]), y[index])
+            logits = model(x[index])
+            loss = F.cross_entropy(logits, y[index])
+            if teacher is not None and distill > 0:
+                with torch.no_grad():
+                    target = F.softmax(teacher(x[index]) / temperature, dim=1)
+                soft = F.kl_div(F.log_softmax(logits / temperature, dim=1), target, reduction="batchmean")
+                loss = (1 - distill) * loss + distill * temperature**2 * soft
             loss.backward()
             optimizer.step()
             schedule.step()
