@@ -33,7 +33,9 @@ class AnnealConfig:
         """Default iteration count: enough moves to visit every row of every tile many times."""
         if self.iterations is not None:
             return int(self.iterations)
-        return int(min(max(700 * K * n_tiles, 20_000), 4_000_000))
+        # Capped at 1M moves: on large layers (ResNet-50 layer4, 4608 x 512) five times more moves than
+        # 20k removed under 1 % of the dropped magnitude (benchmarks/RESULTS_scale.md).
+        return int(min(max(700 * K * n_tiles, 20_000), 1_000_000))
 
 
 @dataclass(frozen=True)
