@@ -50,7 +50,9 @@ def test_baselines_through_the_cli(tmp_path, matrix_file, method):
     path, _ = matrix_file
     report_path = tmp_path / "r.json"
     extra = ["--height", "2"] if method == "nm" else []
-    assert _run("pack", path, "--method", method, "--tile", "8", *extra, "--json", report_path, "--quiet") == 0
+    assert (
+        _run("pack", path, "--method", method, "--tile", "8", *extra, "--json", report_path, "--quiet") == 0
+    )
     assert json.loads(report_path.read_text())["layers"][0]["method"] == method
 
 
@@ -63,7 +65,10 @@ def test_checkpoint_packs_every_conv_and_linear(tmp_path):
     report_path = tmp_path / "r.json"
     assert _run("pack", ckpt, "--tile", "4", "--json", report_path, "--out", tmp_path / "p.safetensors") == 0
     layers = json.loads(report_path.read_text())["layers"]
-    assert [(layer["name"], layer["K"], layer["N"]) for layer in layers] == [("0.weight", 27, 8), ("3.weight", 8, 4)]
+    assert [(layer["name"], layer["K"], layer["N"]) for layer in layers] == [
+        ("0.weight", 27, 8),
+        ("3.weight", 8, 4),
+    ]
     assert set(load_packed(tmp_path / "p.safetensors")) == {"0.weight", "3.weight"}
 
 
@@ -110,6 +115,8 @@ def test_packed_file_version_is_checked(tmp_path, matrix_file, capsys):
     save_packed(path, {"w": tc.pack(W, method="dense", tile=8)})
     from safetensors.numpy import load_file, save_file
 
-    save_file(load_file(str(path)), str(path), metadata={"format": "tightcompress.packed", "format_version": "999"})
+    save_file(
+        load_file(str(path)), str(path), metadata={"format": "tightcompress.packed", "format_version": "999"}
+    )
     assert _run("unpack", path, tmp_path / "o.npy") == 2
     assert "version 999" in capsys.readouterr().err

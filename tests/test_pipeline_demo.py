@@ -41,8 +41,11 @@ def test_demo_json_schema(tmp_path: Path) -> None:
     assert main(args) == 0
     result = json.loads(out.read_text())
     rows = result["rows"]
-    assert [r["method"] for r in rows] == ["dense", "tight", "column-combining", "nm"]
-    for r in rows[1:]:
+    assert [r["method"] for r in rows] == ["dense", "tight", "column-combining", "nm", "tight-subword"]
+    subword = rows[-1]
+    assert subword["bit_rate"] >= 24.0 and subword["bit_rate_with_index"] < subword["bit_rate"]
+    assert subword["speedup"] > 1.0 and subword["energy_gain"] > 1.0
+    for r in rows[1:-1]:
         assert r["compression_rate"] >= 16.0
         assert r["accuracy_drop"] == pytest.approx(rows[0]["accuracy"] - r["accuracy"])
         assert r["bit_rate"] == pytest.approx(r["compression_rate"])

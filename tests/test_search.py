@@ -53,8 +53,10 @@ def test_annealing_beats_identity_and_greedy_start():
     nm = tc.pack(W, method="nm", group=32, height=2, tile=64)
     greedy_only = tc.pack(W, method="tight", group=32, height=2, tile=64, iterations=0)
     annealed = tc.pack(W, method="tight", group=32, height=2, tile=64, iterations=400_000)
-    fraction = {name: p.report()["dropped_magnitude_fraction"] for name, p in
-                [("nm", nm), ("greedy", greedy_only), ("annealed", annealed)]}
+    fraction = {
+        name: p.report()["dropped_magnitude_fraction"]
+        for name, p in [("nm", nm), ("greedy", greedy_only), ("annealed", annealed)]
+    }
     assert fraction["annealed"] < fraction["greedy"] < fraction["nm"]
     bound = annealed.report()["lower_bound_dropped_magnitude_fraction"]
     assert bound <= annealed.report()["dropped_magnitude_fraction"]

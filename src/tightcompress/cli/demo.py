@@ -17,6 +17,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rate", type=float, default=16.0, help="target compression rate (default 16)")
     parser.add_argument("--methods", nargs="+", choices=DEMO_METHODS, default=list(DEMO_METHODS))
     parser.add_argument("--dense-epochs", type=float, default=DemoConfig.dense_epochs)
+    parser.add_argument(
+        "--subword-bit-rate",
+        type=float,
+        default=DemoConfig.subword_bit_rate,
+        help="bit rate of the tight-subword row (default 24); 0 skips the row",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the table as JSON")
     parser.add_argument("--out", metavar="DIR", help="also write each method's model, packed layers, report")
     add_pipeline_options(parser)
@@ -40,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         dense_epochs=args.dense_epochs,
         seed=args.seed,
         compress=compress,
+        subword_bit_rate=args.subword_bit_rate or None,
     )
     result = run_demo(config, workdir=args.workdir, resume=args.resume, quiet=args.quiet, out_dir=args.out)
     print(format_table(result["rows"]))

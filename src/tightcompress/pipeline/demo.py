@@ -10,7 +10,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tightcompress.hw import total_simulation
+from tightcompress.hw.subword_sim import simulate_subword
 from tightcompress.pipeline.compress import (
+    HW_ARRAY,
     CompressConfig,
     StageResult,
     compress_model,
@@ -21,8 +24,11 @@ from tightcompress.pipeline.compress import (
     unstructured_stage,
 )
 from tightcompress.pipeline.data import Dataset, load_mnist
+from tightcompress.pipeline.hardware import vectors_per_layer
 from tightcompress.pipeline.models import DemoCNN
+from tightcompress.pipeline.subword import SubwordConfig, run_subword_row
 from tightcompress.pipeline.train import evaluate, frozen_copy, seed_everything, train
+from tightcompress.prune.subword_pack import SubwordPacked
 
 log = logging.getLogger("tightcompress.pipeline")
 
@@ -40,6 +46,7 @@ class DemoConfig:
     test_fraction: float = 0.2
     seed: int = 0
     compress: CompressConfig = field(default_factory=CompressConfig)
+    subword_bit_rate: float | None = 24.0  # the tight-subword row (None: skip it)
 
 
 def default_workdir() -> Path:
@@ -139,6 +146,27 @@ def run_demo(
                 energy_gain=result.report["hardware"]["energy_gain"],
             )
         )
+    if config.subword_bit_rate is not None:
+        subword_row, subword = run_subword_row(
+            DemoCNN(in_channels=1, n_classes=data.n_classes),
+            data,
+            dense,
+            bit_rate=config.subword_bit_rate,
+            seed=config.seed,
+            config=SubwordConfig(  # the word-level budget, so the rows compare fairly
+                steps=config.compress.prune_rounds,
+                prune_epochs=config.compress.prune_epochs,
+                finetune_epochs=config.compress.finetune_epochs,
+                format_rounds=config.compress.format_rounds,
+                lr=config.compress.lr,
+            ),
+            workdir=workdir,
+            resume=resume,
+            quiet=quiet,
+        )
+        hardware = subword_hardware(subword.model, subword.packed, data)
+        reports["tight-subword"] = {**subword.report, "hardware": hardware}
+        rows.append({**subword_row, "speedup": hardware["speedup"], "energy_gain": hardware["energy_gain"]})
     return {
         "rows": rows,
         "tight_vs_column_combining": tight_vs_column_combining(reports),
@@ -146,6 +174,16 @@ def run_demo(
         "reports": reports,
         "seconds": time.perf_counter() - start,
     }
+
+
+def subword_hardware(model, packed: dict, data: Dataset) -> dict[str, Any]:
+    """Total cycles and energy of the subword layers (4-bit x 8-bit multipliers) on the reference array."""
+    vectors = vectors_per_layer(model, data.x_test[:1])
+    layers = [
+        simulate_subword(SubwordPacked.from_packed(p), array=HW_ARRAY, m=vectors[name])
+        for name, p in packed.items()
+    ]
+    return {"array": f"{HW_ARRAY[0]}x{HW_ARRAY[1]}", **total_simulation(layers)}
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
