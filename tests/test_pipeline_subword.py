@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from test_pipeline_cli import TINY
 from tightcompress.cli.main import main
 from tightcompress.errors import TightCompressError
 from tightcompress.format.io import load_packed
@@ -228,23 +229,6 @@ def replace_rate(config: SubwordConfig, rate: float) -> SubwordConfig:
 def test_unreachable_bit_rate_fails_before_training() -> None:
     with pytest.raises(TightCompressError, match="cannot be reached"):
         compress_subword(Small(), tiny_data(), SubwordConfig(bit_rate=1000.0, **FAST), quiet=True)
-
-
-TINY = """
-import torch
-from torch import nn
-
-
-class Tiny(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(1, 8, 3, padding=1)
-        self.pool = nn.AdaptiveAvgPool2d(2)
-        self.fc = nn.Linear(32, 2)
-
-    def forward(self, x):
-        return self.fc(torch.relu(self.pool(torch.relu(self.conv(x)))).flatten(1))
-"""
 
 
 def test_cli_granularity_subword(tmp_path: Path, capsys) -> None:

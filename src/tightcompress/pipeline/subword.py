@@ -44,7 +44,6 @@ from torch import nn
 
 from tightcompress.api import PackConfig
 from tightcompress.errors import TightCompressError
-from tightcompress.format.build import build_packed
 from tightcompress.format.io import save_packed
 from tightcompress.matrices import matrix_to_weight, weight_to_matrix
 from tightcompress.pipeline import fit
@@ -397,19 +396,7 @@ def candidate_configs(rows: int, config: SubwordConfig) -> list[PackConfig]:
 
 def repack_subwords(q: np.ndarray, arrangement: SubwordPacked) -> SubwordPacked:
     """Pack int8 `q` into `arrangement`'s permutations, groups and height cap (drops are recorded)."""
-    a = arrangement.packed
-    packed = build_packed(
-        np.ascontiguousarray(subword_contributions(q).astype(np.float32)),
-        method="tight",
-        group=a.group,
-        tile=a.tile,
-        height_cap=a.height_cap,
-        row_perm=a.row_perm,
-        col_perm=a.col_perm,
-        group_offsets=a.group_offsets,
-        info={"extra": dict(a.info.get("extra", {}))},
-    )
-    packed.info["name"] = a.info.get("name", "matrix")
+    packed = fit.repack(subword_contributions(q).astype(np.float32), arrangement.packed)
     shifts = slot_shifts(packed)
     packed.values = (np.rint(packed.values).astype(np.int16) >> shifts.astype(np.int16)).astype(np.int8)
     packed.method = "tight-subword"
