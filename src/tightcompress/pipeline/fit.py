@@ -44,17 +44,36 @@ class Option:
         return f"{c.method} G={c.group} h={c.height}"
 
 
-def candidate_configs(method: str, K: int, tile: int, seed: int = 0) -> list[PackConfig]:
-    """The packing configs tried for a `K`-row layer when a rate is targeted (a lossless one included)."""
+def layer_tile(N: int, tile: int) -> int:
+    """The tile width for an `N`-column layer: `tile`, or `N` when the whole layer is narrower.
+
+    A layer with fewer outputs than the array has columns is one pass either way; sizing its tile to the
+    layer stores no padding columns, which would otherwise count as slots (a 10-output head on 32-wide
+    tiles costs 3.2x its own size).
+    """
+    return min(int(tile), int(N))
+
+
+def candidate_configs(
+    method: str, K: int, tile: int, seed: int = 0, N: int | None = None
+) -> list[PackConfig]:
+    """The packing configs tried for a `K x N` layer when a rate is targeted (a lossless one included).
+
+    With `N` given, layers narrower than `tile` get a tile of their own width (`layer_tile`).
+    """
+    if N is not None:
+        tile = layer_tile(N, tile)
     if method == "column-combining":
         return [PackConfig(method=method, alpha=a, gamma=g, tile=tile, seed=seed) for a, g in CC_OPTIONS]
     if method == "dense":
         return [PackConfig(method="dense", tile=tile)]
     groups = TIGHT_GROUPS if method == "tight" else NM_GROUPS
-    configs = []
+    # The lossless option is the dense layout itself (G = 1): a full-height group would hold the same
+    # slots and pay for a G:1 multiplexer and lane indices it never needs.
+    configs = [PackConfig(method="dense", tile=tile)]
     for group in groups:
         g = min(group, K)  # a group never has more rows than the layer
-        for height in sorted({h for h in HEIGHTS if h <= g // 2} | {g}):
+        for height in sorted(h for h in HEIGHTS if h <= g // 2):
             configs.append(PackConfig(method=method, group=g, height=height, tile=tile, seed=seed))
     return list(dict.fromkeys(configs))
 
@@ -64,11 +83,13 @@ def best_reachable_rate(shapes: dict[str, tuple[int, int]], method: str, tile: i
     dense = slots = 0
     for K, N in shapes.values():
         groups = [
-            c.alpha if c.method == "column-combining" else c.group for c in candidate_configs(method, K, tile)
+            c.alpha if c.method == "column-combining" else 1 if c.method == "dense" else c.group
+            for c in candidate_configs(method, K, tile)
         ]
-        n_tiles = -(-N // tile)
+        width = layer_tile(N, tile)
+        n_tiles = -(-N // width)
         dense += K * N
-        slots += -(-K // max(groups)) * tile * n_tiles
+        slots += -(-K // max(groups)) * width * n_tiles
     return dense / max(slots, 1)
 
 
@@ -211,7 +232,7 @@ def plan_rate(
     for name, matrix in tqdm(
         items, desc=f"plan {method}", unit="layer", disable=quiet, file=sys.stderr, leave=False
     ):
-        configs = candidate_configs(method, matrix.shape[0], tile, seed)
+        configs = candidate_configs(method, matrix.shape[0], tile, seed, N=matrix.shape[1])
         options[name] = evaluate_options(matrix, configs, plan_iterations=plan_iterations)
     sizes = {name: int(m.shape[0] * m.shape[1]) for name, m in items}
     return choose_options(options, sizes, rate)
