@@ -23,7 +23,21 @@ log = logging.getLogger("tightcompress.pipeline")
 TIGHT_GROUPS = (32, 64)
 NM_GROUPS = (4, 8, 16, 32, 64)
 HEIGHTS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 24, 32, 48, 64)
-CC_OPTIONS = ((1, 0.0), (8, 0.25), (16, 0.5), (16, 1.0), (32, 1.0), (32, 2.0), (64, 4.0))
+# (alpha, gamma) of column combining: rates between the tight heights' steps, so that its allocation lands
+# as close to a target rate as tight's does (a coarser grid overshoots and costs it accuracy).
+CC_OPTIONS = (
+    (1, 0.0),
+    (8, 0.25),
+    (12, 0.5),
+    (16, 0.5),
+    (16, 1.0),
+    (24, 0.5),
+    (24, 1.0),
+    (32, 1.0),
+    (32, 2.0),
+    (48, 2.0),
+    (64, 4.0),
+)
 
 
 @dataclass(frozen=True)
