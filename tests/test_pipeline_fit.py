@@ -87,7 +87,7 @@ def test_narrow_layer_gets_its_own_tile_width() -> None:
     configs = fit.candidate_configs("tight", K=128, tile=32, N=10)
     assert {c.tile for c in configs} == {10}
     head = _sparse(128, 10, 0.5)
-    dense = [c for c in configs if c.method == "dense"][0]
+    dense = next(c for c in configs if c.method == "dense")
     assert pack(head, dense).packed_slots == 128 * 10
     assert fit.candidate_configs("nm", K=128, tile=32, N=64)[0].tile == 32  # wide layers keep the tile
     # The reachable-rate check counts the narrow tile too: one slot row per 64-row group of 128 rows.

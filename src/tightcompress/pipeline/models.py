@@ -13,14 +13,15 @@ import torch
 from torch import nn
 
 from tightcompress.errors import TightCompressError
+from tightcompress.zoo import DEMO_CNN_WIDTHS
 
 
 class DemoCNN(nn.Module):
-    """Four 3x3 conv layers (32-64-128-128 channels, the first three with stride 2) with batch norm,
+    """Four 3x3 conv layers (24-48-96-96 channels by default, the first three with stride 2) with batch norm,
     global average pooling and a linear head: about 4.5 M multiply-adds per 28x28 image (CPU-friendly)."""
 
     def __init__(
-        self, in_channels: int = 1, n_classes: int = 10, widths: tuple[int, ...] = (32, 64, 128, 128)
+        self, in_channels: int = 1, n_classes: int = 10, widths: tuple[int, ...] = DEMO_CNN_WIDTHS
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
