@@ -126,6 +126,8 @@ def _pack_tight(weights: np.ndarray, config: PackConfig, height_cap: int | None)
         row_perm=result.row_perm,
         col_perm=result.col_perm,
         group_offsets=offsets,
+        # The search's floor is of its objective; it is the |w| floor only for the magnitude objective.
+        magnitude_floor=result.lower_bound if config.objective == "magnitude" else None,
         info={
             "extra": {
                 "search_iterations": result.iterations,

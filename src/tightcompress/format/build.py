@@ -124,13 +124,15 @@ def lossless_lower_bound_slots(weights: np.ndarray, col_perm: np.ndarray, tile: 
 def column_capacity_floor(cost: np.ndarray, capacity: int) -> float:
     """Least cost any capped arrangement drops: a column holds at most `capacity` weights in all, so its
     smallest-cost excess is lost whatever the permutation (`capacity = sum_g min(size_g, h)`)."""
-    nnz = np.count_nonzero(cost, axis=0)
+    columns = np.ascontiguousarray(cost.T)  # free when `cost` is a transposed view, as the search passes it
+    nnz = np.count_nonzero(columns, axis=1)
     floor = 0.0
-    for j in np.flatnonzero(nnz > capacity):
-        col = cost[:, j]
-        col = col[col != 0]
+    for j in np.flatnonzero(nnz > capacity).tolist():
+        col = columns[j]
+        col = col[col != 0]  # a copy, so the in-place partition below is safe (as np.partition would copy)
         excess = col.size - capacity
-        floor += float(np.partition(col, excess - 1)[:excess].sum())
+        col.partition(excess - 1)
+        floor += float(np.add.reduce(col[:excess]))
     return floor
 
 
@@ -145,11 +147,13 @@ def build_packed(
     col_perm: np.ndarray,
     group_offsets: np.ndarray,
     info: dict | None = None,
+    magnitude_floor: float | None = None,
 ) -> PackedMatrix:
     """Place `weights` into the format under the given arrangement and record what was dropped.
 
     `height_cap=None` packs losslessly (heights from the densest column of each group); an integer gives
-    every group that height and drops the smallest-magnitude overflow.
+    every group that height and drops the smallest-magnitude overflow. `magnitude_floor` is
+    `column_capacity_floor(|weights|, capacity)` if the caller already has it (the search computes it).
     """
     weights = np.ascontiguousarray(weights)
     K, N = weights.shape
@@ -182,7 +186,7 @@ def build_packed(
     )
     if height_cap is not None:
         capacity = int(np.minimum(np.diff(group_offsets), height_cap).sum())
-        bound = column_capacity_floor(magnitudes, capacity)
+        bound = column_capacity_floor(magnitudes, capacity) if magnitude_floor is None else magnitude_floor
         info["lower_bound_dropped_magnitude_fraction"] = bound / total_magnitude if total_magnitude else 0.0
     return PackedMatrix(
         K=K,
