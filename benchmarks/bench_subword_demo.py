@@ -5,6 +5,8 @@
 Per seed: the cached dense demo model (`pipeline.demo.dense_model`), then `compress_subword` at the bit rate
 (from the dense model, and with `--starts dense,unstructured` also from the word-level unstructured stage),
 then word-level tight (`compress_model`, `CompressConfig(method="tight", rate=...)`) at the same rate.
+Every training step of both distils from the frozen dense model with weight `--distill` (default 0.5, the
+pipelines' default; 0 turns it off in both), as the demo does.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from tightcompress.pipeline.data import load_mnist
 from tightcompress.pipeline.demo import DemoConfig, dense_model
 from tightcompress.pipeline.models import DemoCNN
 from tightcompress.pipeline.subword import SubwordConfig, run_subword_row
+from tightcompress.pipeline.train import frozen_copy
 
 
 def main() -> int:
@@ -39,24 +42,34 @@ def main() -> int:
         "pruning step and no pruning-phase epochs: the word-level fine-tuning budget)",
     )
     parser.add_argument("--no-word", action="store_true", help="skip the word-level tight run")
+    parser.add_argument(
+        "--distill",
+        type=float,
+        default=CompressConfig.distill,
+        help="weight of distillation from the dense model, both granularities (0: off; default 0.5)",
+    )
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--json", help="write all rows here")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     workdir = Path(args.workdir)
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
         demo = DemoConfig(rate=args.rate, seed=seed)
         data = load_mnist(demo.test_fraction, seed)
         dense = dense_model(data, demo, workdir, quiet=True)
-        base = replace(CompressConfig(), method="tight", rate=args.rate, seed=seed)
+        base = replace(CompressConfig(), method="tight", rate=args.rate, seed=seed, distill=args.distill)
+        model = DemoCNN(in_channels=1, n_classes=data.n_classes)
+        restore(model, dense)
+        teacher = frozen_copy(model)  # the dense model teaches every run of this seed, as in the demo
         unstructured = None
         if "unstructured" in args.starts or not args.no_word:
-            model = DemoCNN(in_channels=1, n_classes=data.n_classes)
-            restore(model, dense)
             t0 = time.perf_counter()
-            unstructured = unstructured_stage(model, data, base, workdir=workdir, resume=True, quiet=True)
+            unstructured = unstructured_stage(
+                model, data, base, workdir=workdir, resume=True, quiet=True, teacher=teacher
+            )
             unstructured_seconds = time.perf_counter() - t0
         rows.append({"seed": seed, "method": "dense", "accuracy": dense.accuracy})
         for start in args.starts.split(","):
@@ -73,9 +86,10 @@ def main() -> int:
                 resume=False,
                 quiet=True,
                 from_unstructured=start.startswith("unstructured"),
-                config=SubwordConfig(steps=1, prune_epochs=0.0)
+                config=SubwordConfig(steps=1, prune_epochs=0.0, distill=args.distill)
                 if start == "unstructured-lean"
-                else SubwordConfig(),
+                else SubwordConfig(distill=args.distill),
+                teacher=teacher,
             )
             seconds = time.perf_counter() - t0
             rows.append(
@@ -103,6 +117,7 @@ def main() -> int:
                 quiet=True,
                 unstructured=unstructured,
                 dense_accuracy=dense.accuracy,
+                teacher=teacher,
             )
             rep = result.report
             rows.append(

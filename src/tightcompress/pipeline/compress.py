@@ -7,6 +7,8 @@
 3. fold the masks in; return the model, the packed layers and a report.
 
 Each completed stage is saved atomically in `workdir`, so an interrupted run resumes with `resume=True`.
+Every training step distils from the dense model (`CompressConfig.distill`). The stage loops, training
+settings and stage files are shared with the subword pipeline (`pipeline.stages`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,18 @@ from tightcompress.pipeline import fit, masks
 from tightcompress.pipeline.data import Dataset
 from tightcompress.pipeline.hardware import simulate_model, vectors_per_layer
 from tightcompress.pipeline.models import gemm_layers
-from tightcompress.pipeline.train import evaluate, frozen_copy, seed_everything, train
+from tightcompress.pipeline.stages import (
+    StageResult,
+    Trainer,
+    fit_finetune_repack,
+    gradual_prune,
+    load_finished,
+    rising_rates,
+    save_finished,
+)
+from tightcompress.pipeline.stages import load_stage as load_stage  # re-exported: callers import it here
+from tightcompress.pipeline.stages import save_stage as save_stage  # re-exported: callers import it here
+from tightcompress.pipeline.train import evaluate, frozen_copy, seed_everything
 from tightcompress.report import build_report
 from tightcompress.utils.atomic import atomic_path, write_json_atomic
 
@@ -143,16 +156,6 @@ class CompressConfig:
 
 
 @dataclass
-class StageResult:
-    """A model state after a stage: folded weights, boolean masks, accuracy, and extra facts."""
-
-    state: dict[str, torch.Tensor]
-    masks: dict[str, torch.Tensor]
-    accuracy: float
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
 class CompressResult:
     """What the pipeline returns: the compressed model (masks folded), its packed layers, and the report."""
 
@@ -162,32 +165,6 @@ class CompressResult:
 
 
 # ------------------------------------------------------------------------------------------ stage files
-def save_stage(path: Path, stage: StageResult) -> None:
-    """Write a stage checkpoint atomically."""
-    payload = {
-        "state": stage.state,
-        "masks": stage.masks,
-        "accuracy": stage.accuracy,
-        "meta": json.dumps(stage.meta),
-    }
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(payload, str(tmp))
-
-
-def load_stage(path: Path) -> StageResult | None:
-    """A stage checkpoint, or None when it is missing or unreadable (then the stage is rerun)."""
-    if not path.is_file():
-        return None
-    try:
-        payload = torch.load(str(path), map_location="cpu", weights_only=True)
-        return StageResult(
-            payload["state"], payload["masks"], float(payload["accuracy"]), json.loads(payload["meta"])
-        )
-    except Exception as exc:  # a damaged stage file is redone, not trusted
-        log.warning("ignoring unreadable stage file %s (%s)", path, type(exc).__name__)
-        return None
-
-
 def snapshot(model: nn.Module, accuracy: float, meta: dict[str, Any] | None = None) -> StageResult:
     """The model's current weights with masks folded (the model itself is left as it is) and its masks."""
     clone = copy.deepcopy(model)
@@ -223,13 +200,6 @@ def layer_matrices(model: nn.Module) -> dict[str, np.ndarray]:
     }
 
 
-def _distillation(config: CompressConfig, teacher: nn.Module | None) -> dict[str, Any]:
-    """The distillation arguments of `train` for this config (none without a teacher)."""
-    if teacher is None or config.distill <= 0:
-        return {}
-    return {"teacher": teacher, "distill": config.distill, "temperature": config.distill_temperature}
-
-
 # --------------------------------------------------------------------------------------------- stages
 def unstructured_stage(
     model: nn.Module,
@@ -244,52 +214,27 @@ def unstructured_stage(
     """Step 1: gradual global magnitude pruning to the target sparsity, fine-tuning after each round.
 
     `model` comes in dense; unless a `teacher` is given, a frozen copy of it teaches (`config.distill`).
+    Round files are `unstructured-{prune_key}-{fingerprint of the dense model}-r{round}.pt` in `workdir`.
     """
     if teacher is None and config.distill > 0:
         teacher = frozen_copy(model)
     layers = gemm_layers(model)
-    schedule = masks.cubic_schedule(config.target_sparsity(), config.prune_rounds)
-    key = f"{config.prune_key()}-{fingerprint(model.state_dict())}"
-    start = 0
-    if resume and workdir is not None:
-        for index in reversed(range(len(schedule))):
-            stage = load_stage(workdir / f"unstructured-{key}-r{index + 1}.pt")
-            if stage is not None:
-                restore(model, stage)
-                log.info("resumed unstructured pruning after round %d/%d", index + 1, len(schedule))
-                start = index + 1
-                if start == len(schedule):
-                    return stage
-                break
-    stage = None
-    for index in range(start, len(schedule)):
-        seed_everything(config.seed + index)
-        masks.global_magnitude_prune(layers, schedule[index], normalized=config.prune_normalized)
-        train(
-            model,
-            data.x_train,
-            data.y_train,
-            epochs=config.prune_epochs,
-            lr=config.lr,
-            batch_size=config.batch_size,
-            seed=config.seed + index,
-            desc=f"prune {index + 1}/{len(schedule)} ({schedule[index]:.1%})",
-            quiet=quiet,
-            **_distillation(config, teacher),
-        )
-        accuracy = evaluate(model, data.x_test, data.y_test)
-        log.info(
-            "unstructured round %d/%d: sparsity %.2f%%, accuracy %.2f%%",
-            index + 1,
-            len(schedule),
-            100 * masks.sparsity_of(layers),
-            accuracy,
-        )
-        stage = snapshot(model, accuracy, {"sparsity": masks.sparsity_of(layers)})
-        if workdir is not None:
-            save_stage(workdir / f"unstructured-{key}-r{index + 1}.pt", stage)
-    assert stage is not None
-    return stage
+    return gradual_prune(
+        model,
+        Trainer.from_config(config, data, teacher=teacher, quiet=quiet),
+        masks.cubic_schedule(config.target_sparsity(), config.prune_rounds),
+        prune=lambda sparsity: masks.global_magnitude_prune(
+            layers, sparsity, normalized=config.prune_normalized
+        ),
+        snapshot=lambda accuracy: snapshot(model, accuracy, {"sparsity": masks.sparsity_of(layers)}),
+        restore=lambda stage: restore(model, stage),
+        epochs=config.prune_epochs,
+        seed=config.seed,
+        name="prune",
+        stage_prefix=f"unstructured-{config.prune_key()}-{fingerprint(model.state_dict())}",
+        workdir=workdir,
+        resume=resume,
+    )
 
 
 def format_stage(
@@ -307,12 +252,12 @@ def format_stage(
     """
     rounds = config.format_rounds if config.rate is not None else 1
     epochs = config.finetune_epochs / rounds
-    for index in range(1, rounds):
-        rate = config.format_start_rate ** (1 - index / rounds) * config.rate ** (index / rounds)
-        step = replace(config, rate=rate, format_rounds=1, finetune_epochs=epochs, max_fit_rounds=1)
-        _, meta = format_stage(model, data, step, quiet=quiet, teacher=teacher)
-        log.info("%s: format round %d/%d at rate %.2fx done", config.method, index, rounds, rate)
     if rounds > 1:
+        rates = rising_rates(config.format_start_rate, config.rate, rounds)
+        for index, rate in enumerate(rates[:-1], start=1):
+            step = replace(config, rate=rate, format_rounds=1, finetune_epochs=epochs, max_fit_rounds=1)
+            format_stage(model, data, step, quiet=quiet, teacher=teacher)
+            log.info("%s: format round %d/%d at rate %.2fx done", config.method, index, rounds, rate)
         config = replace(config, format_rounds=1, finetune_epochs=epochs)
     layers = gemm_layers(model)
     matrices = layer_matrices(model)
@@ -335,51 +280,36 @@ def format_stage(
     for name, text in choices.items():
         log.info("%s: %s", name, text)
     packed = fit.fit_layers(matrices, configs, final_iterations=config.final_iterations, quiet=quiet)
-    fit_accuracy = None
-    finetuned_accuracy = None
-    for round_index in range(config.max_fit_rounds):
+
+    def apply_kept(packed: dict[str, PackedMatrix]) -> None:
         kept = {
             name: torch.from_numpy(matrix_to_weight(p.to_dense() != 0, tuple(layers[name].weight.shape)))
             for name, p in packed.items()
         }
         masks.apply_masks(layers, kept)
-        if fit_accuracy is None:
-            fit_accuracy = evaluate(model, data.x_test, data.y_test)
-            log.info("%s: prune-to-fit accuracy %.2f%% (before fine-tuning)", config.method, fit_accuracy)
-        train(
-            model,
-            data.x_train,
-            data.y_train,
-            epochs=config.finetune_epochs,
-            lr=config.lr,
-            batch_size=config.batch_size,
-            seed=config.seed + 100 + round_index,
-            desc=f"fine-tune {config.method}",
-            quiet=quiet,
-            **_distillation(config, teacher),
-        )
-        finetuned_accuracy = evaluate(model, data.x_test, data.y_test)
-        matrices = layer_matrices(model)
-        packed = {name: fit.repack(matrices[name], arrangement) for name, arrangement in packed.items()}
-        dropped = sum(int(p.info.get("dropped_nnz", 0)) for p in packed.values())
-        log.info(
-            "%s: fine-tuned accuracy %.2f%%, %d weight(s) outside the format",
-            config.method,
-            finetuned_accuracy,
-            dropped,
-        )
-        if dropped == 0:
-            break
-    else:
-        raise TightCompressError(
-            f"{config.method}: layers still overflow the format after {config.max_fit_rounds} rounds"
-        )
+
+    def repack(packed: dict[str, PackedMatrix]) -> dict[str, PackedMatrix]:
+        now = layer_matrices(model)
+        return {name: fit.repack(now[name], arrangement) for name, arrangement in packed.items()}
+
+    outcome = fit_finetune_repack(
+        model,
+        Trainer.from_config(config, data, teacher=teacher, quiet=quiet),
+        packed,
+        apply_kept=apply_kept,
+        repack=repack,
+        count_dropped=lambda p: int(p.info.get("dropped_nnz", 0)),
+        epochs=config.finetune_epochs,
+        seed=config.seed + 100,
+        rounds=config.max_fit_rounds,
+        name=config.method,
+    )
     meta = {
         "choices": choices,
-        "prune_to_fit_accuracy": fit_accuracy,
-        "finetuned_accuracy": finetuned_accuracy,
+        "prune_to_fit_accuracy": outcome.prune_to_fit_accuracy,
+        "finetuned_accuracy": outcome.finetuned_accuracy,
     }
-    return packed, meta
+    return outcome.packed, meta
 
 
 def compress_model(
@@ -414,16 +344,13 @@ def compress_model(
     source = fingerprint(unstructured.state if unstructured is not None else model.state_dict())
     fit_name = f"fit-{config.method}-{config.fit_key()}-{source}.pt"
     fit_path = workdir / fit_name if workdir is not None else None
-    packed_path = fit_path.with_suffix(".safetensors") if fit_path is not None else None
-    if resume and fit_path is not None and fit_path.is_file() and packed_path.is_file():
-        stage = load_stage(fit_path)
-        if stage is not None:
-            from tightcompress.format.io import load_packed
-
-            restore(model, stage)
-            masks.fold_masks(gemm_layers(model))
-            log.info("%s: resumed the finished format-aware stage from %s", config.method, fit_path)
-            return CompressResult(model, load_packed(packed_path), stage.meta["report"])
+    finished = load_finished(fit_path) if resume else None
+    if finished is not None:
+        stage, packed = finished
+        restore(model, stage)
+        masks.fold_masks(gemm_layers(model))
+        log.info("%s: resumed the finished format-aware stage from %s", config.method, fit_path)
+        return CompressResult(model, packed, stage.meta["report"])
     if unstructured is None:
         unstructured = unstructured_stage(
             model, data, config, workdir=workdir, resume=resume, quiet=quiet, teacher=teacher
@@ -449,8 +376,7 @@ def compress_model(
     report["choices"] = meta["choices"]
     report["compression_rate"] = report["total"]["compression_rate"]
     if fit_path is not None:
-        save_packed(packed_path, packed)
-        save_stage(fit_path, snapshot(model, meta["finetuned_accuracy"], {"report": report}))
+        save_finished(fit_path, snapshot(model, meta["finetuned_accuracy"], {"report": report}), packed)
     return CompressResult(model, packed, report)
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tightcompress.errors import TightCompressError
 from tightcompress.hw import total_simulation
 from tightcompress.hw.subword_sim import simulate_subword
 from tightcompress.pipeline.compress import (
@@ -29,6 +30,7 @@ from tightcompress.pipeline.models import DemoCNN
 from tightcompress.pipeline.subword import SubwordConfig, run_subword_row
 from tightcompress.pipeline.train import evaluate, frozen_copy, seed_everything, train
 from tightcompress.prune.subword_pack import SubwordPacked
+from tightcompress.zoo import DEMO_CNN_WIDTHS
 
 log = logging.getLogger("tightcompress.pipeline")
 
@@ -41,12 +43,23 @@ class DemoConfig:
 
     rate: float = 16.0
     methods: tuple[str, ...] = DEMO_METHODS
+    widths: tuple[int, ...] = DEMO_CNN_WIDTHS  # conv channels of the demo CNN
     dense_epochs: float = 8.0
     dense_lr: float = 3e-3
     test_fraction: float = 0.2
     seed: int = 0
     compress: CompressConfig = field(default_factory=CompressConfig)
     subword_bit_rate: float | None = 24.0  # the tight-subword row (None: skip it)
+
+    def __post_init__(self) -> None:
+        if not self.widths or any(int(w) != w or w < 1 for w in self.widths):
+            raise TightCompressError(f"widths must be positive integers, got {self.widths!r}")
+        if not self.rate >= 1.0:
+            raise TightCompressError(f"rate must be >= 1, got {self.rate}")
+
+    def model(self, data: Dataset) -> DemoCNN:
+        """A fresh (untrained) demo CNN of these widths for `data`."""
+        return DemoCNN(in_channels=1, n_classes=data.n_classes, widths=tuple(int(w) for w in self.widths))
 
 
 def default_workdir() -> Path:
@@ -70,13 +83,14 @@ def row(method: str, compression_rate: float, accuracy: float, dense_accuracy: f
 
 def dense_model(data: Dataset, config: DemoConfig, workdir: Path, *, quiet: bool = False) -> StageResult:
     """Train the demo CNN, or load it from the cache when it was trained before with the same settings."""
-    path = workdir / f"dense-e{config.dense_epochs:g}-lr{config.dense_lr:g}-s{config.seed}.pt"
+    widths = "-".join(str(w) for w in config.widths)
+    path = workdir / f"dense-w{widths}-e{config.dense_epochs:g}-lr{config.dense_lr:g}-s{config.seed}.pt"
     cached = load_stage(path)
     if cached is not None:
         log.info("loaded the trained dense model from %s", path)
         return cached
     seed_everything(config.seed)  # before building the model: its initial weights come from this seed
-    model = DemoCNN(in_channels=1, n_classes=data.n_classes)
+    model = config.model(data)
     train(
         model,
         data.x_train,
@@ -109,7 +123,7 @@ def run_demo(
     data = load_mnist(config.test_fraction, config.seed)
     dense = dense_model(data, config, workdir, quiet=quiet)
     base = replace(config.compress, rate=config.rate, seed=config.seed)
-    model = DemoCNN(in_channels=1, n_classes=data.n_classes)
+    model = config.model(data)
     restore(model, dense)
     teacher = frozen_copy(model)
     unstructured = unstructured_stage(
@@ -118,7 +132,7 @@ def run_demo(
     rows = [row("dense", 1.0, dense.accuracy, dense.accuracy, bit_rate=1.0, speedup=1.0, energy_gain=1.0)]
     reports = {}
     for method in config.methods:
-        model = DemoCNN(in_channels=1, n_classes=data.n_classes)
+        model = config.model(data)
         result = compress_model(
             model,
             data,
@@ -148,21 +162,24 @@ def run_demo(
         )
     if config.subword_bit_rate is not None:
         subword_row, subword = run_subword_row(
-            DemoCNN(in_channels=1, n_classes=data.n_classes),
+            config.model(data),
             data,
             dense,
             bit_rate=config.subword_bit_rate,
             seed=config.seed,
-            config=SubwordConfig(  # the word-level budget, so the rows compare fairly
+            config=SubwordConfig(  # the word-level budget and teacher, so the rows compare fairly
                 steps=config.compress.prune_rounds,
                 prune_epochs=config.compress.prune_epochs,
                 finetune_epochs=config.compress.finetune_epochs,
                 format_rounds=config.compress.format_rounds,
                 lr=config.compress.lr,
+                distill=config.compress.distill,
+                distill_temperature=config.compress.distill_temperature,
             ),
             workdir=workdir,
             resume=resume,
             quiet=quiet,
+            teacher=teacher,
         )
         hardware = subword_hardware(subword.model, subword.packed, data)
         reports["tight-subword"] = {**subword.report, "hardware": hardware}

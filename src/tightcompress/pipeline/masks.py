@@ -59,6 +59,8 @@ def global_magnitude_prune(layers: dict[str, nn.Module], sparsity: float, normal
 
     Uses `prune.global_unstructured` with `L1Unstructured`; an existing mask is kept (pruning only adds).
     `normalized` ranks `|w|` divided by the layer's mean kept `|w|` (scale-free, as under batch norm).
+    The largest kept weight of every output unit is never pruned: a global threshold can otherwise empty a
+    whole channel or layer (layer collapse), leaving a dead output and an all-zero matrix to pack.
     """
     modules = list(layers.values())
     total = sum(m.weight.numel() for m in modules)
@@ -68,12 +70,13 @@ def global_magnitude_prune(layers: dict[str, nn.Module], sparsity: float, normal
     amount = round(sparsity * total) - max(already, masked)
     if amount <= 0:
         return
-    scores = None
-    if normalized:
-        scores = {}
-        for m in modules:
-            w = effective_weight(m).abs()
-            scores[(m, "weight")] = w / w[w != 0].mean().clamp_min(1e-12)
+    scores = {}
+    for m in modules:
+        w = effective_weight(m).abs()
+        score = w / w[w != 0].mean().clamp_min(1e-12) if normalized else w.clone()
+        per_unit = score.reshape(score.shape[0], -1)
+        per_unit.scatter_(1, per_unit.argmax(dim=1, keepdim=True), float("inf"))
+        scores[(m, "weight")] = per_unit.reshape(score.shape)
     prune.global_unstructured(
         [(m, "weight") for m in modules],
         pruning_method=prune.L1Unstructured,

@@ -16,6 +16,9 @@ subwords `w = 16*a + b` (`tightcompress.prune.subword`). Then:
 3. the returned model's weights are exactly `scale * int8`, the int8 being what the kept subwords
    recompose, so its evaluation is what the subword array computes (up to activation quantization).
 
+Every training step distils from the frozen dense model (`SubwordConfig.distill`, as the word level does);
+the stage loops and stage files are the word level's (`pipeline.stages`).
+
 Rates: `bit_rate = 8*K*N / (4*slots)` (value bits only), `bit_rate_with_index = 8*K*N / ((4 + 1 +
 ceil(log2 G))*slots)`. `compression_rate` is the word-equivalent rate `sum K*N / sum (slots / 2)` (two 4-bit
 slots hold one int8 weight's bits), which equals `bit_rate`, so it sits in the same column as the
@@ -28,6 +31,7 @@ clamped to `[-8, 7]` (no wrap-around of the residue); none -> 0 (no gradient, as
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -44,13 +48,21 @@ from torch import nn
 
 from tightcompress.api import PackConfig
 from tightcompress.errors import TightCompressError
-from tightcompress.format.io import save_packed
 from tightcompress.matrices import matrix_to_weight, weight_to_matrix
 from tightcompress.pipeline import fit
-from tightcompress.pipeline.compress import CompressResult, StageResult, fingerprint, load_stage, save_stage
+from tightcompress.pipeline.compress import CompressResult, fingerprint
 from tightcompress.pipeline.data import Dataset
 from tightcompress.pipeline.models import gemm_layers
-from tightcompress.pipeline.train import evaluate, seed_everything, train
+from tightcompress.pipeline.stages import (
+    StageResult,
+    Trainer,
+    fit_finetune_repack,
+    gradual_prune,
+    load_finished,
+    rising_rates,
+    save_finished,
+)
+from tightcompress.pipeline.train import evaluate, frozen_copy, seed_everything
 from tightcompress.prune.subword import (
     SUBWORD_QMAX,
     SubwordMasks,
@@ -73,7 +85,8 @@ class SubwordConfig:
     """Settings of the subword pipeline, validated on construction.
 
     The defaults spend the word-level pipeline's default fine-tuning budget (4 pruning steps x 2 epochs,
-    then 6 epochs over 2 format rounds). `sparsity` is the subword sparsity of step 1 (default
+    then 6 epochs over 2 format rounds) and distil from the dense model as it does (`distill`,
+    `distill_temperature`, as in `CompressConfig`). `sparsity` is the subword sparsity of step 1 (default
     `1 - 1/bit_rate`: the subwords the target bit rate can hold).
     """
 
@@ -92,6 +105,8 @@ class SubwordConfig:
     plan_iterations: int | None = 30_000
     final_iterations: int | None = 300_000
     max_fit_rounds: int = 3
+    distill: float = 0.5  # weight of distillation from the dense model in every training step (0: off)
+    distill_temperature: float = 4.0
 
     def __post_init__(self) -> None:
         if not self.bit_rate >= 1.0:
@@ -109,6 +124,8 @@ class SubwordConfig:
             raise TightCompressError("steps, format and fit rounds and batch_size must be >= 1")
         if not self.format_start_rate >= 1.0:
             raise TightCompressError("format_start_rate must be >= 1")
+        if not 0.0 <= self.distill <= 1.0 or self.distill_temperature <= 0:
+            raise TightCompressError("distill must be in [0, 1] and its temperature > 0")
 
     def target_sparsity(self) -> float:
         """Subword sparsity (zeros over all `2*K*N` subwords) reached by step 1."""
@@ -120,7 +137,16 @@ class SubwordConfig:
 
     def prune_key(self) -> str:
         """Hash of the settings step 1 depends on."""
-        fields = (self.target_sparsity(), self.steps, self.prune_epochs, self.lr, self.batch_size, self.seed)
+        fields = (
+            self.target_sparsity(),
+            self.steps,
+            self.prune_epochs,
+            self.lr,
+            self.batch_size,
+            self.seed,
+            self.distill,
+            self.distill_temperature,
+        )
         return hashlib.sha1(json.dumps(fields).encode()).hexdigest()[:10]
 
 
@@ -225,7 +251,9 @@ def global_subword_prune(layers: dict[str, nn.Module], sparsity: float) -> Masks
     """Masks pruning the least important subwords over all layers until `sparsity` of all are zero.
 
     Importance is the removal error in the layer's units (`16|a|*scale`, `|b|*scale`); zero subwords count
-    towards the target and stay pruned. Ties keep the earlier subword.
+    towards the target and stay pruned. Ties keep the earlier subword. The most important live subword of
+    every output column is never pruned, so no layer or channel collapses to all zeros (as in
+    `masks.global_magnitude_prune`).
     """
     mats, imps, alives = {}, [], []
     for name, module in layers.items():
@@ -235,6 +263,8 @@ def global_subword_prune(layers: dict[str, nn.Module], sparsity: float) -> Masks
         imp = np.empty((2 * K, N))
         imp[0::2], imp[1::2] = high, low
         alive = subword_matrix(q) != 0
+        keep = np.flatnonzero(alive.any(axis=0))
+        imp[np.argmax(np.where(alive, imp, -np.inf)[:, keep], axis=0), keep] = np.inf
         mats[name] = (q.shape, alive)
         imps.append(imp.ravel())
         alives.append(alive.ravel().copy())
@@ -316,54 +346,37 @@ def prune_stage(
     workdir: Path | None = None,
     resume: bool = False,
     quiet: bool = False,
+    teacher: nn.Module | None = None,
 ) -> StageResult:
-    """Step 1 on a quantized model: gradual global subword pruning with QAT fine-tuning after each step."""
+    """Step 1 on a quantized model: gradual global subword pruning with QAT fine-tuning after each step.
+
+    The `teacher` (the dense model) is distilled from in every step (`config.distill`). Step files are
+    `subword-prune-{key}-r{step}.pt` in `workdir`.
+    """
     layers = gemm_layers(model)
     initial = subword_sparsity_of(layers)
     target = max(config.target_sparsity(), initial)
-    schedule = gradual_schedule(target, config.steps, initial=initial)
-    start = 0
-    stage = None
-    if resume and workdir is not None:
-        for index in reversed(range(len(schedule))):
-            found = load_stage(workdir / f"subword-prune-{key}-r{index + 1}.pt")
-            if found is not None:
-                _restore(model, found)
-                log.info("subword: resumed pruning after step %d/%d", index + 1, len(schedule))
-                start, stage = index + 1, found
-                break
-    for index in range(start, len(schedule)):
-        seed_everything(config.seed + index)
-        attach(
-            layers,
-            {n: _quant(m).scale for n, m in layers.items()},
-            global_subword_prune(layers, schedule[index]),
-        )
-        train(
-            model,
-            data.x_train,
-            data.y_train,
-            epochs=config.prune_epochs,
-            lr=config.lr,
-            batch_size=config.batch_size,
-            seed=config.seed + index,
-            desc=f"subword prune {index + 1}/{len(schedule)} ({schedule[index]:.1%})",
-            quiet=quiet,
-        )
-        accuracy = evaluate(model, data.x_test, data.y_test)
-        sparsity = subword_sparsity_of(layers)
-        log.info(
-            "subword step %d/%d: subword sparsity %.2f%%, accuracy %.2f%%",
-            index + 1,
-            len(schedule),
-            100 * sparsity,
-            accuracy,
-        )
-        stage = _stage(layers, model, accuracy, {"subword_sparsity": sparsity})
-        if workdir is not None:
-            save_stage(workdir / f"subword-prune-{key}-r{index + 1}.pt", stage)
-    assert stage is not None
-    return stage
+
+    def prune(sparsity: float) -> None:
+        scales = {n: _quant(m).scale for n, m in layers.items()}
+        attach(layers, scales, global_subword_prune(layers, sparsity))
+
+    return gradual_prune(
+        model,
+        Trainer.from_config(config, data, teacher=teacher, quiet=quiet),
+        gradual_schedule(target, config.steps, initial=initial),
+        prune=prune,
+        snapshot=lambda accuracy: _stage(
+            layers, model, accuracy, {"subword_sparsity": subword_sparsity_of(layers)}
+        ),
+        restore=lambda stage: _restore(model, stage),
+        epochs=config.prune_epochs,
+        seed=config.seed,
+        name="subword prune",
+        stage_prefix=f"subword-prune-{key}",
+        workdir=workdir,
+        resume=resume,
+    )
 
 
 def _contribution_matrices(layers: dict[str, nn.Module]) -> dict[str, np.ndarray]:
@@ -377,20 +390,24 @@ def plan_subword_rate(
     matrices = _contribution_matrices(layers)
     options = {}
     for name, matrix in matrices.items():
-        configs = candidate_configs(matrix.shape[0], config)
+        configs = candidate_configs(matrix.shape[0], config, N=matrix.shape[1])
         options[name] = fit.evaluate_options(matrix, configs, plan_iterations=config.plan_iterations)
     # bit_rate = sum 8KN / sum 4 slots = sum 2KN / sum slots: the sizes are the subword matrices' sizes.
     sizes = {name: int(m.shape[0] * m.shape[1]) for name, m in matrices.items()}
     return fit.choose_options(options, sizes, bit_rate)
 
 
-def candidate_configs(rows: int, config: SubwordConfig) -> list[PackConfig]:
-    """Tight configs tried for a subword matrix of `rows` rows (a lossless one per group included)."""
+def candidate_configs(rows: int, config: SubwordConfig, N: int | None = None) -> list[PackConfig]:
+    """Tight configs tried for a subword matrix of `rows` rows (a lossless one per group included).
+
+    With `N` given, a layer narrower than the tile gets a tile of its own width (`fit.layer_tile`).
+    """
+    tile = config.tile if N is None else fit.layer_tile(N, config.tile)
     out = []
     for group in config.groups:
         g = min(group, rows)
         for height in sorted({h for h in fit.HEIGHTS if h <= g // 2} | {g}):
-            out.append(PackConfig(method="tight", group=g, height=height, tile=config.tile, seed=config.seed))
+            out.append(PackConfig(method="tight", group=g, height=height, tile=tile, seed=config.seed))
     return list(dict.fromkeys(out))
 
 
@@ -412,24 +429,38 @@ def _kept_masks(sp: SubwordPacked, shape: tuple[int, ...]) -> tuple[torch.Tensor
 
 
 def format_stage_subword(
-    model: nn.Module, data: Dataset, config: SubwordConfig, *, quiet: bool = False
+    model: nn.Module,
+    data: Dataset,
+    config: SubwordConfig,
+    *,
+    quiet: bool = False,
+    teacher: nn.Module | None = None,
 ) -> tuple[dict[str, SubwordPacked], dict[str, Any]]:
     """Step 2: choose options, pack, prune to fit, fine-tune with masks fixed, repack and check the fit.
 
     With `format_rounds > 1` the bit rate rises geometrically from `format_start_rate` to the target; each
-    round plans, fits and fine-tunes with its share of `finetune_epochs`.
+    round plans, fits and fine-tunes with its share of `finetune_epochs` (distilling from `teacher`). Only
+    the last round must fit exactly (up to `max_fit_rounds` fine-tunes); an earlier one fine-tunes once.
     """
     layers = gemm_layers(model)
     rounds = config.format_rounds
     epochs = config.finetune_epochs / rounds
     scales = {n: _quant(m).scale for n, m in layers.items()}
+    trainer = Trainer.from_config(config, data, teacher=teacher, quiet=quiet)
+
+    def apply_kept(packed: dict[str, SubwordPacked]) -> None:
+        kept = {n: _kept_masks(sp, tuple(layers[n].weight.shape)) for n, sp in packed.items()}
+        attach(layers, scales, kept, reset=True)
+
+    def repack(packed: dict[str, SubwordPacked]) -> dict[str, SubwordPacked]:
+        return {n: repack_subwords(int_matrix(layers[n]), sp) for n, sp in packed.items()}
+
     meta: dict[str, Any] = {}
     packed: dict[str, SubwordPacked] = {}
     search_seconds = 0.0
-    for index in range(1, rounds + 1):
+    for index, rate in enumerate(rising_rates(config.format_start_rate, config.bit_rate, rounds), start=1):
         t0 = time.perf_counter()
         last = index == rounds
-        rate = config.format_start_rate ** (1 - index / rounds) * config.bit_rate ** (index / rounds)
         chosen = plan_subword_rate(layers, config, rate, quiet=quiet)
         choices = {
             name: option.describe().replace("tight", "tight-subword") for name, option in chosen.items()
@@ -447,48 +478,25 @@ def format_stage_subword(
                 name=name,
             )
         search_seconds += time.perf_counter() - t0
-        fit_accuracy = finetuned_accuracy = None
-        for fit_round in range(config.max_fit_rounds if last else 1):
-            kept = {n: _kept_masks(sp, tuple(layers[n].weight.shape)) for n, sp in packed.items()}
-            attach(layers, scales, kept, reset=True)
-            if fit_accuracy is None:
-                fit_accuracy = evaluate(model, data.x_test, data.y_test)
-                log.info(
-                    "subword %.2fx: prune-to-fit accuracy %.2f%% (before fine-tuning)", rate, fit_accuracy
-                )
-            train(
-                model,
-                data.x_train,
-                data.y_train,
-                epochs=epochs,
-                lr=config.lr,
-                batch_size=config.batch_size,
-                seed=config.seed + 100 * index + fit_round,
-                desc=f"fine-tune subword {rate:.1f}x",
-                quiet=quiet,
-            )
-            finetuned_accuracy = evaluate(model, data.x_test, data.y_test)
-            t0 = time.perf_counter()
-            packed = {n: repack_subwords(int_matrix(layers[n]), sp) for n, sp in packed.items()}
-            dropped = sum(int(sp.packed.info.get("dropped_nnz", 0)) for sp in packed.values())
-            search_seconds += time.perf_counter() - t0
-            log.info(
-                "subword %.2fx: fine-tuned accuracy %.2f%%, %d subword(s) outside the format",
-                rate,
-                finetuned_accuracy,
-                dropped,
-            )
-            if dropped == 0:
-                break
-        else:
-            if last:
-                raise TightCompressError(
-                    f"subword: layers still overflow the format after {config.max_fit_rounds} rounds"
-                )
+        outcome = fit_finetune_repack(
+            model,
+            trainer,
+            packed,
+            apply_kept=apply_kept,
+            repack=repack,
+            count_dropped=lambda sp: int(sp.packed.info.get("dropped_nnz", 0)),
+            epochs=epochs,
+            seed=config.seed + 100 * index,
+            rounds=config.max_fit_rounds if last else 1,
+            name=f"subword {rate:.2f}x",
+            require_fit=last,
+        )
+        packed = outcome.packed
+        search_seconds += outcome.repack_seconds
         meta = {
             "choices": choices,
-            "prune_to_fit_accuracy": fit_accuracy,
-            "finetuned_accuracy": finetuned_accuracy,
+            "prune_to_fit_accuracy": outcome.prune_to_fit_accuracy,
+            "finetuned_accuracy": outcome.finetuned_accuracy,
             "search_seconds": search_seconds,
         }
     return packed, meta
@@ -520,11 +528,14 @@ def compress_subword(
     quiet: bool = False,
     start: StageResult | None = None,
     dense_accuracy: float | None = None,
+    teacher: nn.Module | None = None,
 ) -> CompressResult:
     """Run the subword pipeline on `model` (changed in place; returned with weights `scale * int8`).
 
     `start` is the stage to begin from (a dense snapshot or the word-level unstructured stage); without it
     the model's current weights are used. `packed` holds each layer's `2K x N` subword `PackedMatrix`.
+    Every training step distils from `teacher` (`config.distill`); without one, a frozen copy of the
+    starting model teaches, so pass the dense model when starting from a pruned stage.
     """
     t0 = time.perf_counter()
     seed_everything(config.seed)
@@ -543,15 +554,14 @@ def compress_subword(
     start_accuracy = start.accuracy if start is not None else dense_accuracy
     source = fingerprint(model.state_dict())
     fit_path = workdir / f"subword-fit-{config.key()}-{source}.pt" if workdir is not None else None
-    packed_path = fit_path.with_suffix(".safetensors") if fit_path is not None else None
-    if resume and fit_path is not None and fit_path.is_file() and packed_path.is_file():
-        stage = load_stage(fit_path)
-        if stage is not None:
-            from tightcompress.format.io import load_packed
-
-            model.load_state_dict(stage.state)
-            log.info("subword: resumed the finished stage from %s", fit_path)
-            return CompressResult(model, load_packed(packed_path), stage.meta["report"])
+    finished = load_finished(fit_path) if resume else None
+    if finished is not None:
+        stage, packed_layers = finished
+        model.load_state_dict(stage.state)
+        log.info("subword: resumed the finished stage from %s", fit_path)
+        return CompressResult(model, packed_layers, stage.meta["report"])
+    if teacher is None and config.distill > 0:
+        teacher = frozen_copy(model)  # the starting model, before quantization
     scales = {n: channel_scales_torch(m.weight.detach(), 0, SUBWORD_QMAX) for n, m in layers.items()}
     ones = {n: (torch.ones_like(m.weight, dtype=torch.bool),) * 2 for n, m in layers.items()}
     attach(layers, scales, ones, reset=True)
@@ -559,11 +569,18 @@ def compress_subword(
     quantized_accuracy = evaluate(model, data.x_test, data.y_test)
     log.info("subword: int8 (per-channel, qmax 119) accuracy before training %.2f%%", quantized_accuracy)
     pruned = prune_stage(
-        model, data, config, key=f"{config.prune_key()}-{source}", workdir=workdir, resume=resume, quiet=quiet
+        model,
+        data,
+        config,
+        key=f"{config.prune_key()}-{source}",
+        workdir=workdir,
+        resume=resume,
+        quiet=quiet,
+        teacher=teacher,
     )
     prune_seconds = time.perf_counter() - t0
     seed_everything(config.seed)
-    packed, meta = format_stage_subword(model, data, config, quiet=quiet)
+    packed, meta = format_stage_subword(model, data, config, quiet=quiet, teacher=teacher)
     # Final consistency: the packed layers recompose exactly the model's int8 weights.
     for name, module in layers.items():
         if not np.array_equal(packed[name].to_int8_dense(), int_matrix(module)):
@@ -608,9 +625,8 @@ def compress_subword(
     )
     out = {name: sp.packed for name, sp in packed.items()}
     if fit_path is not None:
-        save_packed(packed_path, out)
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        save_stage(fit_path, StageResult(state, {}, final_accuracy, {"report": report}))
+        save_finished(fit_path, StageResult(state, {}, final_accuracy, {"report": report}), out)
     return CompressResult(model, out, report)
 
 
@@ -627,17 +643,21 @@ def run_subword_row(
     quiet: bool = False,
     from_unstructured: bool = False,
     config: SubwordConfig | None = None,
+    teacher: nn.Module | None = None,
 ) -> tuple[dict[str, Any], CompressResult]:
     """The demo's `tight-subword` row and the full result (model, packed, report).
 
     Starts from `dense_stage` (default; measured better) or, with `from_unstructured=True`, from the
-    shared word-level unstructured stage. The row has method, compression_rate (= bit_rate), bit_rate,
-    bit_rate_with_index, accuracy and accuracy_drop (vs `dense_stage.accuracy`).
+    shared word-level unstructured stage. Training distils from `teacher` (`config.distill`), by default
+    the dense model of `dense_stage`, whichever the start. The row has method, compression_rate
+    (= bit_rate), bit_rate, bit_rate_with_index, accuracy and accuracy_drop (vs `dense_stage.accuracy`).
     """
     config = replace(config or SubwordConfig(), bit_rate=bit_rate, seed=seed)
     if from_unstructured and unstructured_stage is None:
         raise TightCompressError("from_unstructured=True needs the unstructured stage")
     start = unstructured_stage if from_unstructured else dense_stage
+    if teacher is None and config.distill > 0:
+        teacher = teacher_from_stage(model, dense_stage)
     result = compress_subword(
         model,
         data,
@@ -647,6 +667,7 @@ def run_subword_row(
         quiet=quiet,
         start=start,
         dense_accuracy=dense_stage.accuracy,
+        teacher=teacher,
     )
     rep = result.report
     accuracy = float(rep["accuracy"]["packed_finetuned"])
@@ -659,3 +680,11 @@ def run_subword_row(
         "accuracy_drop": float(dense_stage.accuracy - accuracy),
     }
     return row, result
+
+
+def teacher_from_stage(model: nn.Module, stage: StageResult) -> nn.Module:
+    """A frozen copy of `model` holding `stage`'s (unquantized) weights: the distillation teacher."""
+    teacher = copy.deepcopy(model)
+    detach_all(gemm_layers(teacher))
+    teacher.load_state_dict(stage.state)
+    return frozen_copy(teacher)
