@@ -37,7 +37,11 @@ except ImportError:  # run from elsewhere
     from bench_zoo import machine
 
 CC_SETTINGS = [(alpha, gamma) for alpha in (8, 16, 32) for gamma in (0.5, 1.0, 2.0)]
-TIGHT_SHAPES = [(8, 1), (16, 1), (16, 2), (24, 1), (32, 1), (32, 2), (32, 3), (32, 4)]  # (G, h)
+# (G, h) with rates K / (ceil(K / G) * h) from 8x to 24x on K = 576, so every CC setting has tight shapes
+# near its rate.
+TIGHT_SHAPES = [
+    (8, 1), (16, 1), (16, 2), (24, 1), (32, 1), (32, 2), (32, 3), (32, 4), (48, 3), (60, 4), (64, 3), (64, 4),
+]  # fmt: skip
 BUDGETS: list[int | None] = [0, 1000, 5000, None]  # None: AnnealConfig's default budget
 SPEEDUP_TARGET = 50.0
 
