@@ -56,6 +56,20 @@ def test_baselines_through_the_cli(tmp_path, matrix_file, method):
     assert json.loads(report_path.read_text())["layers"][0]["method"] == method
 
 
+def test_column_combining_variant_flags_reach_the_report(tmp_path, matrix_file):
+    path, _ = matrix_file
+    report_path = tmp_path / "r.json"
+    variant = {"merge": "least-overlap", "section": 32, "alpha": 4, "gamma": 0.25}
+    flags = [item for key, value in variant.items() for item in (f"--{key}", value)]
+    assert (
+        _run("pack", path, "--method", "column-combining", *flags, "--tile", "8", "--json", report_path) == 0
+    )
+    layer = json.loads(report_path.read_text())["layers"][0]
+    assert {key: layer[key] for key in variant} == variant
+    assert _run("pack", path, "--method", "column-combining", "--json", report_path, "--quiet") == 0
+    assert json.loads(report_path.read_text())["layers"][0]["merge"] == "authors"
+
+
 def test_checkpoint_packs_every_conv_and_linear(tmp_path):
     model = torch.nn.Sequential(
         torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.Flatten(), torch.nn.Linear(8, 4)

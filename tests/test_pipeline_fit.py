@@ -92,3 +92,12 @@ def test_narrow_layer_gets_its_own_tile_width() -> None:
     assert fit.candidate_configs("nm", K=128, tile=32, N=64)[0].tile == 32  # wide layers keep the tile
     # The reachable-rate check counts the narrow tile too: one slot row per 64-row group of 128 rows.
     assert fit.best_reachable_rate({"head": (128, 10)}, "tight", 32) == pytest.approx(128 * 10 / (2 * 10))
+
+
+def test_repack_keeps_column_combinings_empty_rows_out_of_the_array() -> None:
+    w = _sparse(64, 16, 0.1, seed=3)
+    w[[2, 9, 40]] = 0
+    packed = pack(w, method="column-combining", alpha=8, gamma=0.5, tile=16)
+    again = fit.repack(packed.to_dense(), packed)
+    assert again.packed_slots == packed.packed_slots
+    assert np.array_equal(again.heights, packed.heights)

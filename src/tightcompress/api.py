@@ -9,6 +9,7 @@ from typing import Literal
 import numpy as np
 
 from tightcompress.baselines import pack_column_combining, pack_dense, pack_nm
+from tightcompress.baselines.column_combining import MERGES
 from tightcompress.errors import TightCompressError
 from tightcompress.format.build import build_packed, uniform_group_offsets
 from tightcompress.format.packed import PackedMatrix
@@ -33,6 +34,8 @@ class PackConfig:
     seed: int = 0
     iterations: int | None = None
     objective: Literal["magnitude", "squared"] = "magnitude"
+    merge: Literal["authors", "least-overlap"] = "authors"  # column combining's merge rule
+    section: int | None = None  # column combining: rows per reduction-axis section (None: whole axis)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -60,6 +63,10 @@ class PackConfig:
             raise TightCompressError(f"iterations must be an integer >= 0, got {self.iterations!r}")
         if self.objective not in ("magnitude", "squared"):
             raise TightCompressError(f"objective must be 'magnitude' or 'squared', got {self.objective!r}")
+        if self.merge not in MERGES:
+            raise TightCompressError(f"merge must be one of {', '.join(MERGES)}, got {self.merge!r}")
+        if self.section is not None and (not _is_int(self.section) or self.section < 1):
+            raise TightCompressError(f"section must be an integer >= 1 or None, got {self.section!r}")
 
 
 def check_matrix(weights: np.ndarray, name: str = "matrix") -> np.ndarray:
@@ -103,7 +110,14 @@ def pack(
     elif config.method == "nm":
         packed = pack_nm(weights, group=config.group, height=int(config.height), tile=config.tile)
     elif config.method == "column-combining":
-        packed = pack_column_combining(weights, alpha=config.alpha, gamma=config.gamma, tile=config.tile)
+        packed = pack_column_combining(
+            weights,
+            alpha=config.alpha,
+            gamma=config.gamma,
+            tile=config.tile,
+            merge=config.merge,
+            section=config.section,
+        )
     else:
         packed = _pack_tight(weights, config, height_cap)
     packed.info["name"] = name

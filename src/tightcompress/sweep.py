@@ -25,7 +25,7 @@ from tightcompress.utils.atomic import atomic_path
 CSV_FIELDS = (
     "method", "group", "height", "tile", "sparsity", "layer", "K", "N", "dense_slots", "packed_slots",
     "nnz", "kept_nnz", "dropped_nnz", "compression_rate", "utilization", "storage_rate_bits",
-    "dropped_magnitude_fraction", "seconds",
+    "dropped_magnitude_fraction", "seconds", "alpha", "gamma", "merge", "section",
 )  # fmt: skip
 
 
@@ -40,6 +40,8 @@ def grid_configs(
     iterations: int | None = None,
     alpha: int = 8,
     gamma: float = 0.5,
+    merge: str = "authors",
+    section: int | None = None,
 ) -> list[PackConfig]:
     """The distinct valid `PackConfig`s of the grid, in grid order (methods outermost)."""
     for method in methods:
@@ -68,6 +70,8 @@ def grid_configs(
                 tile=tile,
                 alpha=alpha,
                 gamma=gamma,
+                merge=merge,
+                section=section,
                 sparsity=sparsity,
                 seed=seed,
                 iterations=iterations,
@@ -103,6 +107,7 @@ def run_sweep(
             "height": config.height if config.method in ("tight", "nm") else "",
             "tile": config.tile,
             "sparsity": "" if config.sparsity is None else config.sparsity,
+            **_cc_variant(config),
         }
         total = total_report(reports)
         rows.append(
@@ -129,6 +134,14 @@ def run_sweep(
                     }
                 )
     return rows
+
+
+def _cc_variant(config: PackConfig) -> dict[str, Any]:
+    """Column combining's variant columns (`alpha`, `gamma`, `merge`, `section`); blank for other methods."""
+    if config.method != "column-combining":
+        return {"alpha": "", "gamma": "", "merge": "", "section": ""}
+    section = "" if config.section is None else config.section
+    return {"alpha": config.alpha, "gamma": config.gamma, "merge": config.merge, "section": section}
 
 
 def rows_to_csv(rows: Sequence[Mapping[str, Any]]) -> str:

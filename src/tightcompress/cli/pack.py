@@ -10,6 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tightcompress.api import METHODS, PackConfig
+from tightcompress.baselines.column_combining import MERGES
 from tightcompress.cli.common import add_quiet, height_arg
 from tightcompress.errors import TightCompressError
 from tightcompress.format.io import load_packed, save_packed
@@ -71,6 +72,7 @@ def add_pack_options(parser: argparse.ArgumentParser) -> None:
         default=0.5,
         help="column combining: conflicts allowed per output column per group",
     )
+    add_cc_variant_options(parser)
     parser.add_argument(
         "--sparsity",
         type=float,
@@ -84,6 +86,22 @@ def add_pack_options(parser: argparse.ArgumentParser) -> None:
         choices=("magnitude", "squared"),
         default="magnitude",
         help="capped height: minimise dropped |w| or dropped w^2",
+    )
+
+
+def add_cc_variant_options(parser: argparse.ArgumentParser) -> None:
+    """`--merge` and `--section`: which column-combining variant (shared by `pack` and `sweep`)."""
+    parser.add_argument(
+        "--merge",
+        choices=MERGES,
+        default="authors",
+        help="column combining: the authors' first-group densest-union merge, or least overlap anywhere",
+    )
+    parser.add_argument(
+        "--section",
+        type=int,
+        metavar="ROWS",
+        help="column combining: combine each section of this many reduction-axis rows separately",
     )
 
 
@@ -140,6 +158,8 @@ def config_from_args(args: argparse.Namespace) -> PackConfig:
         seed=args.seed,
         iterations=args.iterations,
         objective=args.objective,
+        merge=args.merge,
+        section=args.section,
     )
 
 

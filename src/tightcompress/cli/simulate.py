@@ -63,6 +63,8 @@ def run_simulate(args: argparse.Namespace) -> int:
             tile=config.tile,
             alpha=config.alpha,
             gamma=config.gamma,
+            merge=config.merge,
+            section=config.section,
             sparsity=config.sparsity,
             seed=config.seed,
         )

@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from tightcompress.api import METHODS
 from tightcompress.cli.common import add_quiet, height_arg
-from tightcompress.cli.pack import add_parallel_options, matrices_from_args
+from tightcompress.cli.pack import add_cc_variant_options, add_parallel_options, matrices_from_args
 from tightcompress.errors import TightCompressError
 from tightcompress.sweep import grid_configs, run_sweep, write_csv_atomic
 from tightcompress.zoo import ZOO
@@ -47,6 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tile", type=int, default=32, metavar="C")
     parser.add_argument("--alpha", type=int, default=8)
     parser.add_argument("--gamma", type=float, default=0.5)
+    add_cc_variant_options(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--iterations", type=int, help="annealing moves per layer (default: scaled)")
     parser.add_argument("--per-layer", action="store_true", help="also write one row per layer per point")
@@ -68,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         iterations=args.iterations,
         alpha=args.alpha,
         gamma=args.gamma,
+        merge=args.merge,
+        section=args.section,
     )
     matrices, _notes, _zoo = matrices_from_args(args)
     if not matrices:

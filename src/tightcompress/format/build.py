@@ -9,6 +9,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from tightcompress.errors import TightCompressError
 from tightcompress.format.packed import PackedMatrix
 
 
@@ -148,12 +149,15 @@ def build_packed(
     group_offsets: np.ndarray,
     info: dict | None = None,
     magnitude_floor: float | None = None,
+    heights: np.ndarray | None = None,
 ) -> PackedMatrix:
     """Place `weights` into the format under the given arrangement and record what was dropped.
 
     `height_cap=None` packs losslessly (heights from the densest column of each group); an integer gives
     every group that height and drops the smallest-magnitude overflow. `magnitude_floor` is
     `column_capacity_floor(|weights|, capacity)` if the caller already has it (the search computes it).
+    `heights` (n_groups, n_tiles), each at most `height_cap`, overrides the uniform capped heights (column
+    combining gives its groups of empty rows height 0).
     """
     weights = np.ascontiguousarray(weights)
     K, N = weights.shape
@@ -164,8 +168,13 @@ def build_packed(
     n_tiles = row_perm.shape[0]
     if height_cap is None:
         heights = lossless_heights(weights, row_perm, col_perm, group_offsets, tile)
-    else:
+    elif heights is None:
         heights = np.full((n_groups, n_tiles), height_cap, dtype=np.int64)
+    else:
+        heights = np.ascontiguousarray(heights, dtype=np.int64)
+        low, high = heights.min(initial=0), heights.max(initial=0)
+        if heights.shape != (n_groups, n_tiles) or low < 0 or high > height_cap:
+            raise TightCompressError(f"heights must be ({n_groups}, {n_tiles}) in [0, {height_cap}]")
     total_rows = int(heights.sum())
     values = np.zeros((total_rows, tile), dtype=weights.dtype)
     lanes = np.zeros((total_rows, tile), dtype=np.int16)
@@ -185,7 +194,8 @@ def build_packed(
         lower_bound_slots=lossless_lower_bound_slots(weights, col_perm, tile),
     )
     if height_cap is not None:
-        capacity = int(np.minimum(np.diff(group_offsets), height_cap).sum())
+        # Per tile, a column holds at most sum_g min(size_g, h[g, t]) weights; the largest tile's bounds all.
+        capacity = int(np.minimum(np.diff(group_offsets)[:, None], heights).sum(axis=0).max(initial=0))
         bound = column_capacity_floor(magnitudes, capacity) if magnitude_floor is None else magnitude_floor
         info["lower_bound_dropped_magnitude_fraction"] = bound / total_magnitude if total_magnitude else 0.0
     return PackedMatrix(

@@ -24,9 +24,19 @@ TIGHT_GROUPS = (32, 64)
 NM_GROUPS = (4, 8, 16, 32, 64)
 HEIGHTS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 24, 32, 48, 64)
 # (alpha, gamma) of column combining: rates between the tight heights' steps, so that its allocation lands
-# as close to a target rate as tight's does (a coarser grid overshoots and costs it accuracy).
+# as close to a target rate as tight's does (a coarser grid overshoots and costs it accuracy). Low gammas:
+# the authors' merge packs 95 %-sparse layers losslessly or nearly so there. Every pair is tried with
+# both merge rules; each wins somewhere on the rate / dropped |w| frontier (BENCHMARKS.md), so the
+# baseline is the strongest column combining we have.
+CC_MERGES = ("authors", "least-overlap")
 CC_OPTIONS = (
     (1, 0.0),
+    (8, 0.0),
+    (16, 0.0),
+    (8, 0.1),
+    (16, 0.1),
+    (24, 0.1),
+    (32, 0.25),
     (8, 0.25),
     (12, 0.5),
     (16, 0.5),
@@ -49,10 +59,10 @@ class Option:
     dropped_fraction: float
 
     def describe(self) -> str:
-        """Short text such as `tight G=32 h=2` or `column-combining alpha=16 gamma=0.5`."""
+        """Short text such as `tight G=32 h=2` or `column-combining merge=authors alpha=16 gamma=0.5`."""
         c = self.config
         if c.method == "column-combining":
-            return f"column-combining alpha={c.alpha} gamma={c.gamma:g}"
+            return f"column-combining merge={c.merge} alpha={c.alpha} gamma={c.gamma:g}"
         if c.method == "dense":
             return "dense"
         return f"{c.method} G={c.group} h={c.height}"
@@ -78,7 +88,11 @@ def candidate_configs(
     if N is not None:
         tile = layer_tile(N, tile)
     if method == "column-combining":
-        return [PackConfig(method=method, alpha=a, gamma=g, tile=tile, seed=seed) for a, g in CC_OPTIONS]
+        return [
+            PackConfig(method=method, alpha=a, gamma=g, merge=merge, tile=tile, seed=seed)
+            for merge in CC_MERGES
+            for a, g in CC_OPTIONS
+        ]
     if method == "dense":
         return [PackConfig(method="dense", tile=tile)]
     groups = TIGHT_GROUPS if method == "tight" else NM_GROUPS
@@ -205,6 +219,8 @@ def repack(matrix: np.ndarray, arrangement: PackedMatrix) -> PackedMatrix:
         row_perm=arrangement.row_perm,
         col_perm=arrangement.col_perm,
         group_offsets=arrangement.group_offsets,
+        # Capped: the arrangement's own heights (column combining's empty-row groups have height 0).
+        heights=arrangement.heights if arrangement.height_cap is not None else None,
         info={"extra": dict(arrangement.info.get("extra", {}))},
     )
     packed.info["name"] = arrangement.info.get("name", "matrix")
