@@ -58,9 +58,8 @@ def main() -> int:
     for name, W in matrices().items():
         points = []  # (rate, dropped, merge, alpha, gamma)
         for merge, alpha, gamma in itertools.product(MERGES, ALPHAS, GAMMAS):
-            report = pack(
-                W, method="column-combining", alpha=alpha, gamma=gamma, merge=merge, tile=W.shape[1]
-            )
+            options = {"alpha": alpha, "gamma": gamma, "merge": merge, "tile": W.shape[1]}
+            report = pack(W, method="column-combining", **options).report()
             points.append(
                 (report["compression_rate"], report["dropped_magnitude_fraction"], merge, alpha, gamma)
             )

@@ -4,9 +4,11 @@ For every row of `tests/data/column_combining_reference.json` (the authors' `pac
 matrices, with its wall time on this project's 2-core machine), the matrix is rebuilt by the file's
 recipe, then `pack(W, method="column-combining", alpha, gamma, tile=N)` is timed (median of `--repeats`
 runs after a warm-up, so numba's compile/cache load is not counted; the pruning is not timed). Prints
-groups and dropped |w| next to the authors' and the speed ratio `reference_seconds / ours`.
+groups and dropped |w| next to the authors' and the speed ratio `reference_seconds / ours`. Then times
+`pack()` of all 54 layers of ResNet-50 (zoo seeded init, pruned to 90 % once, alpha 16, gamma 0.5, C=32,
+one process), median of `--model-repeats` runs.
 
-    python benchmarks/bench_cc_reference.py [--repeats 7]
+    python benchmarks/bench_cc_reference.py [--repeats 7] [--model-repeats 3]
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 
 from tightcompress import pack
 from tightcompress.prune import magnitude_prune
+from tightcompress.zoo import zoo_matrices
 
 try:
     from bench_zoo import machine
@@ -48,6 +51,7 @@ def main() -> int:
     """One line per reference row, then the slowest speed ratio per matrix size."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--model-repeats", type=int, default=3)
     args = parser.parse_args()
     rows = json.loads(REFERENCE.read_text())["rows"]
     print("machine:", machine())
@@ -85,6 +89,14 @@ def main() -> int:
             f"{matrix}: speed ratio min {min(values):,.0f}x, median {statistics.median(values):,.0f}x "
             f"over {len(values)} rows"
         )
+    matrices, _, _ = zoo_matrices("resnet50", seed=0)
+    pruned = [magnitude_prune(matrix, 0.9) for matrix in matrices.values()]
+    options = {"method": "column-combining", "alpha": 16, "gamma": 0.5, "tile": 32}
+    seconds = median_seconds(lambda: [pack(W, **options) for W in pruned], args.model_repeats)
+    print(
+        f"resnet50, all {len(pruned)} layers at 90 %, alpha 16, gamma 0.5, C=32: pack() of every layer "
+        f"{seconds:.2f} s (median of {args.model_repeats}, one process; load {os.getloadavg()[0]:.2f})"
+    )
     return 0
 
 

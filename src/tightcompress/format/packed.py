@@ -8,7 +8,8 @@ and a lane index: the position of its input inside the group (what the PE's G:1 
 The four methods are parameterisations of this one format:
 - dense: groups of one row, height 1, identity permutations;
 - N:M: groups of M rows, height N, identity permutations, overflow dropped;
-- column combining: variable-size groups (at most alpha rows), height 1, one permutation for all tiles;
+- column combining: variable-size groups (at most alpha rows), height 1 (0 for its groups of empty rows),
+  one permutation for all tiles;
 - tight: groups of G rows, per-tile row permutations and a column-to-tile assignment found by annealing.
 """
 
