@@ -33,6 +33,8 @@ class PackConfig:
     seed: int = 0
     iterations: int | None = None
     objective: Literal["magnitude", "squared"] = "magnitude"
+    # nm only: search one row (input-channel) permutation per layer before applying N:M (`_pack_searched`)
+    permute: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -60,6 +62,12 @@ class PackConfig:
             raise TightCompressError(f"iterations must be an integer >= 0, got {self.iterations!r}")
         if self.objective not in ("magnitude", "squared"):
             raise TightCompressError(f"objective must be 'magnitude' or 'squared', got {self.objective!r}")
+        if not isinstance(self.permute, bool | np.bool_):
+            raise TightCompressError(f"permute must be True or False, got {self.permute!r}")
+        if self.permute and self.method != "nm":
+            raise TightCompressError(
+                f"permute applies to method nm only (tight permutes anyway), not {self.method}"
+            )
 
 
 def check_matrix(weights: np.ndarray, name: str = "matrix") -> np.ndarray:
@@ -100,26 +108,45 @@ def pack(
     height_cap = None if config.height == "auto" else int(config.height)
     if config.method == "dense":
         packed = pack_dense(weights, tile=config.tile)
+    elif config.method == "nm" and config.permute:
+        packed = _pack_searched(weights, config, int(config.height), shared_rows=True)
     elif config.method == "nm":
         packed = pack_nm(weights, group=config.group, height=int(config.height), tile=config.tile)
+        packed.info.setdefault("extra", {})["permute"] = False
     elif config.method == "column-combining":
         packed = pack_column_combining(weights, alpha=config.alpha, gamma=config.gamma, tile=config.tile)
     else:
-        packed = _pack_tight(weights, config, height_cap)
+        packed = _pack_searched(weights, config, height_cap)
     packed.info["name"] = name
     return packed
 
 
-def _pack_tight(weights: np.ndarray, config: PackConfig, height_cap: int | None) -> PackedMatrix:
+def _pack_searched(
+    weights: np.ndarray, config: PackConfig, height_cap: int | None, *, shared_rows: bool = False
+) -> PackedMatrix:
+    """Tight (per-tile row permutations and column moves), or with `shared_rows` N:M with a channel
+    permutation: one row permutation for the whole layer, columns in order. Both by the same annealer,
+    budget rules, floor and early stop.
+
+    The permuted N:M is at least as free as NVIDIA's input-channel permutation (apex ASP,
+    `allow_permutation=True`; Pool and Yu, NeurIPS 2021): a systolic array's feeder reads the rows of K
+    in any order, so no block constraint of the convolution's channel layout is needed.
+    """
     start = time.perf_counter()
     offsets = uniform_group_offsets(weights.shape[0], config.group)
     anneal = AnnealConfig(iterations=config.iterations, seed=config.seed, objective=config.objective)
     result = search_permutation(
-        weights, group_offsets=offsets, tile=config.tile, height_cap=height_cap, config=anneal
+        weights,
+        group_offsets=offsets,
+        tile=config.tile,
+        height_cap=height_cap,
+        config=anneal,
+        shared_rows=shared_rows,
     )
+    extra = {"permute": True} if shared_rows else {}
     packed = build_packed(
         weights,
-        method="tight",
+        method="nm" if shared_rows else "tight",
         group=config.group,
         tile=config.tile,
         height_cap=height_cap,
@@ -130,6 +157,7 @@ def _pack_tight(weights: np.ndarray, config: PackConfig, height_cap: int | None)
         magnitude_floor=result.lower_bound if config.objective == "magnitude" else None,
         info={
             "extra": {
+                **extra,
                 "search_iterations": result.iterations,
                 "search_accepted": result.accepted,
                 "search_initial_cost": result.initial_cost,
