@@ -28,26 +28,32 @@ class AnnealConfig:
     iterations: int | None = None
     seed: int = 0
     objective: str = "magnitude"  # capped mode: "magnitude" (|w|) or "squared" (w^2)
-    col_move_prob: float = 0.2
-    # Start cool: the greedy start is already good and a hot start only wrecks it. Measured on 576 x 64 at
-    # 95 % sparsity, G=32, h=2 (BENCHMARKS.md): t0 = 0.1 of the mean uphill delta reaches within 0.1 % of
-    # the capacity floor in 400k moves; t0 = 1.0 needs four times as many.
-    t0_scale: float = 0.1
+    # Column-to-tile moves: 5 % of moves. On ResNet-50 (90 %, G=32, h=3, C=32, budget capped at 150k moves,
+    # t0 0.03) every move spent on columns was worth less than a row move (dropped |w| 0.253 / 0.260 / 0.266
+    # points above the floor at probabilities 0 / 0.1 / 0.2), and a column move costs O(K) on tall layers;
+    # on the 576 x 64 matrix with two tiles they still reach the floor sooner. benchmarks/RESULTS_floor.md.
+    col_move_prob: float = 0.05
+    # Start cool: the greedy start is already good and a hot start only wrecks it. At the 150k-move cap a
+    # t0 of 0.03 of the mean uphill delta beats 0.1 (576 x 64, 95 %, G=32, h=2, C=64: 0.2306 % vs 0.2755 %
+    # dropped, floor 0.2267 %; ResNet-50: 0.279 vs 0.313 points above the floor at a 100k cap, and 0.394
+    # at 0.3). BENCHMARKS.md "Annealing schedule" has the 400k-move grid where 0.1 was chosen.
+    t0_scale: float = 0.03
     t_ratio: float = 1e-3  # final temperature over initial
     # Stop after this many moves without a new best (None or 0: run the whole budget). The schedule still
     # spans the whole budget, so a stop truncates it. Off by default: on ResNet-50 (90 %, G=32, h=3) the
     # first, hot part of the schedule stalls before the gains come, and every patience that saved time lost
     # quality (500k moves: +0.35 % dropped |w| for 12 % fewer moves; benchmarks/RESULTS_scale.md).
+    # The search always stops once it reaches the floor (capped) or the slot bound (lossless, one tile).
     patience: int | None = None
 
     def budget(self, K: int, n_tiles: int) -> int:
         """Default iteration count: enough moves to visit every row of every tile many times."""
         if self.iterations is not None:
             return int(self.iterations)
-        # Capped at 450k moves, so all 53 ResNet-50 convs (90 %, G=32, h=3) pack in under a minute on two
-        # cores: against a 1M cap the dropped |w| rises from 0.0672 to 0.0676 for half the time
-        # (benchmarks/RESULTS_scale.md). The 576 x 64 tuning benchmark (403k moves) is below the cap.
-        return int(min(max(700 * K * n_tiles, 20_000), 450_000))
+        # Capped at 150k moves so ResNet-50's 54 layers (90 %, G=32, h=3, C=32) pack in about 10 s on two
+        # cores: with t0 0.03 the cap costs less than the former 450k cap at t0 0.1 gained
+        # (benchmarks/RESULTS_floor.md). The 576 x 64 benchmark matrix (403k by the rule) is capped too.
+        return int(min(max(700 * K * n_tiles, 20_000), 150_000))
 
 
 # Wall time of one compiled annealing chunk between returns to Python (where Ctrl-C is acted on).
