@@ -36,6 +36,8 @@ class PackConfig:
     objective: Literal["magnitude", "squared"] = "magnitude"
     merge: Literal["authors", "least-overlap"] = "authors"  # column combining's merge rule
     section: int | None = None  # column combining: rows per reduction-axis section (None: whole axis)
+    # nm only: search one row (input-channel) permutation per layer before applying N:M (`_pack_searched`)
+    permute: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -67,6 +69,12 @@ class PackConfig:
             raise TightCompressError(f"merge must be one of {', '.join(MERGES)}, got {self.merge!r}")
         if self.section is not None and (not _is_int(self.section) or self.section < 1):
             raise TightCompressError(f"section must be an integer >= 1 or None, got {self.section!r}")
+        if not isinstance(self.permute, bool | np.bool_):
+            raise TightCompressError(f"permute must be True or False, got {self.permute!r}")
+        if self.permute and self.method != "nm":
+            raise TightCompressError(
+                f"permute applies to method nm only (tight permutes anyway), not {self.method}"
+            )
 
 
 def check_matrix(weights: np.ndarray, name: str = "matrix") -> np.ndarray:
@@ -93,7 +101,9 @@ def pack(
     """Pack a `K x N` matrix (layer `y = x @ W`) into the tight format by the configured method.
 
     Pass a `PackConfig` or its fields as keywords, e.g. `pack(W, method="tight", group=32, height=2,
-    tile=64)`. The result has `.to_dense()`, `.matmul(x)`, `.report()` and the report figures as properties.
+    tile=64)`. `method="nm", permute=True` is N:M with one searched input-channel (row) permutation per
+    layer: at least as free as NVIDIA's channel permutation, since the array's feeder reads K in any order.
+    The result has `.to_dense()`, `.matmul(x)`, `.report()` and the report figures as properties.
     """
     if config is None:
         config = PackConfig(**options)
@@ -107,8 +117,11 @@ def pack(
     height_cap = None if config.height == "auto" else int(config.height)
     if config.method == "dense":
         packed = pack_dense(weights, tile=config.tile)
+    elif config.method == "nm" and config.permute:
+        packed = _pack_searched(weights, config, int(config.height), shared_rows=True)
     elif config.method == "nm":
         packed = pack_nm(weights, group=config.group, height=int(config.height), tile=config.tile)
+        packed.info.setdefault("extra", {})["permute"] = False
     elif config.method == "column-combining":
         packed = pack_column_combining(
             weights,
@@ -119,21 +132,37 @@ def pack(
             section=config.section,
         )
     else:
-        packed = _pack_tight(weights, config, height_cap)
+        packed = _pack_searched(weights, config, height_cap)
     packed.info["name"] = name
     return packed
 
 
-def _pack_tight(weights: np.ndarray, config: PackConfig, height_cap: int | None) -> PackedMatrix:
+def _pack_searched(
+    weights: np.ndarray, config: PackConfig, height_cap: int | None, *, shared_rows: bool = False
+) -> PackedMatrix:
+    """Tight (per-tile row permutations and column moves), or with `shared_rows` N:M with a channel
+    permutation: one row permutation for the whole layer, columns in order. Both by the same annealer,
+    budget rules, floor and early stop.
+
+    The permuted N:M is at least as free as NVIDIA's input-channel permutation (apex ASP,
+    `allow_permutation=True`; Pool and Yu, NeurIPS 2021): a systolic array's feeder reads the rows of K
+    in any order, so no block constraint of the convolution's channel layout is needed.
+    """
     start = time.perf_counter()
     offsets = uniform_group_offsets(weights.shape[0], config.group)
     anneal = AnnealConfig(iterations=config.iterations, seed=config.seed, objective=config.objective)
     result = search_permutation(
-        weights, group_offsets=offsets, tile=config.tile, height_cap=height_cap, config=anneal
+        weights,
+        group_offsets=offsets,
+        tile=config.tile,
+        height_cap=height_cap,
+        config=anneal,
+        shared_rows=shared_rows,
     )
+    extra = {"permute": True} if shared_rows else {}
     packed = build_packed(
         weights,
-        method="tight",
+        method="nm" if shared_rows else "tight",
         group=config.group,
         tile=config.tile,
         height_cap=height_cap,
@@ -144,6 +173,7 @@ def _pack_tight(weights: np.ndarray, config: PackConfig, height_cap: int | None)
         magnitude_floor=result.lower_bound if config.objective == "magnitude" else None,
         info={
             "extra": {
+                **extra,
                 "search_iterations": result.iterations,
                 "search_accepted": result.accepted,
                 "search_initial_cost": result.initial_cost,

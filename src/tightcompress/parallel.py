@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -98,21 +99,32 @@ def _run_local(tasks: list[Task], jobs: int, progress: Progress | None) -> dict[
                 progress(task.name)
         return results
     context = multiprocessing.get_context(_START_METHOD)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_ignore_sigint)
+    try:
         pending = {pool.submit(_pack_task, task) for task in tasks}
-        try:
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                for future in done:
-                    key, packed = future.result()  # re-raises a worker's TightCompressError here
-                    results[key] = packed
-                    if progress:
-                        progress(packed.info.get("name", str(key)))
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                key, packed = future.result()  # re-raises a worker's TightCompressError here
+                results[key] = packed
+                if progress:
+                    progress(packed.info.get("name", str(key)))
+    except BaseException:
+        # Ctrl-C or an error: stop now, not after the layers in flight (a worker may be minutes into one).
+        workers = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.join()
+        raise
+    pool.shutdown()
     return results
+
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the parent, which stops them: no traceback from every worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _run_ray(tasks: list[Task], address: str, progress: Progress | None) -> dict[Hashable, PackedMatrix]:

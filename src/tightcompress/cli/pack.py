@@ -79,6 +79,11 @@ def add_pack_options(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="first zero the smallest-magnitude fraction S of each matrix",
     )
+    parser.add_argument(
+        "--permute",
+        action="store_true",
+        help="nm: first search one input-channel (row) permutation per layer, shared by all tiles",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--iterations", type=int, help="annealing moves (default: scaled to the matrix)")
     parser.add_argument(
@@ -160,6 +165,7 @@ def config_from_args(args: argparse.Namespace) -> PackConfig:
         objective=args.objective,
         merge=args.merge,
         section=args.section,
+        permute=getattr(args, "permute", False),
     )
 
 
@@ -188,9 +194,10 @@ def run_pack(args: argparse.Namespace) -> int:
         save_packed(args.out, packed_layers)
     write_json_atomic(args.json, report)
     total = report["total"]
+    label = f"{config.method} (permuted)" if config.permute else config.method
     if not args.quiet:
         print(
-            f"{len(layers)} layer(s), {config.method}: rate {total['compression_rate']:.2f}x, "
+            f"{len(layers)} layer(s), {label}: rate {total['compression_rate']:.2f}x, "
             f"utilization {total['utilization']:.1%}, dropped {total['dropped_nnz']} nnz "
             f"({total['dropped_magnitude_fraction']:.2%} of |w|) -> {args.json}",
             file=sys.stderr,

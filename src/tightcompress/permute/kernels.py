@@ -1,6 +1,6 @@
 """Compiled (numba) kernels of the permutation search: greedy start and simulated annealing.
 
-State shared by the kernels:
+State shared by the kernels (grouped in the named tuples `CappedState` / `LosslessState`):
     cost: `(N, K)` float64, the price of dropping each weight (|w| or w^2), 0 where the weight is pruned;
         stored column by column (the transpose of `W`) because every kernel scans the rows of a group
         within one column: contiguous reads instead of a cache miss per row (about 3x on large layers).
@@ -9,6 +9,7 @@ State shared by the kernels:
     tile_cols: `(T, C)` int64, the original column at each array column of each tile, -1 where unused.
     vals (capped annealer only): `(T, C, K)` float64, `cost` gathered into each tile's permuted row order,
         so one group of one array column is a contiguous run; updated with every accepted move.
+    best_perm / best_cols: a copy of the best arrangement seen, taken only when the walk leaves it uphill.
 
 Two objectives:
     capped: every group has height k; minimise the summed cost of the weights beyond the k largest in
@@ -20,17 +21,137 @@ Two objectives:
 
 A move is either a swap of two rows between groups of one tile or a swap of two columns between tiles;
 its delta is computed from the touched (tile, group, column) cells only.
+
+Chunks: an annealing run is `*_start` (seeds numba's per-thread RNG, builds the tables, picks the starting
+temperature), then `*_chunk` calls that each run the next moves of the same schedule, then `*_finish`
+(restores the best state). Everything a move depends on (arrangement, tables, move counter, temperature
+schedule, best-state bookkeeping) lives in the state tuple and the one-row `RUN` record, and the RNG is
+never reseeded between chunks, so any chunking gives bit-identical results; the caller returns to Python
+between chunks (Ctrl-C is acted on there). All chunks of a run must be called from the same thread, with
+no other numba RNG use in between.
 """
 
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 
 import numba as nb
 import numpy as np
 
 # Weight of "columns at the group maximum" in the lossless energy, per column, relative to one row.
 _AT_MAX_WEIGHT = 0.5
+
+# Scalars of one annealing run: the schedule and stop rules (set by `*_start`) and the progress so far.
+RUN = np.dtype(
+    [
+        ("iterations", np.int64),  # the schedule's length: the temperature falls over this many moves
+        ("patience", np.int64),  # stop after this many moves without a new best (0: never)
+        ("k", np.int64),  # capped height (capped only)
+        ("bound_rows", np.int64),  # lossless: stop at this many rows (a floor), 0 if none is known
+        ("col_move_prob", np.float64),
+        ("t0", np.float64),
+        ("log_ratio", np.float64),  # log(final temperature / t0)
+        ("lower_bound", np.float64),  # capped: stop when the best cost reaches this floor
+        ("it", np.int64),  # next move index
+        ("ran", np.int64),  # moves run (index of the last one + 1)
+        ("accepted", np.int64),
+        ("last_best", np.int64),  # `ran` when the best last improved
+        ("rows", np.int64),  # lossless: current and best packed rows, and the start's
+        ("best_rows", np.int64),
+        ("initial_rows", np.int64),
+        ("at_best", np.bool_),  # the current state is the best seen (best_perm may hold an older one)
+        ("done", np.bool_),
+        ("current", np.float64),  # capped: tracked cost; lossless: tracked energy
+        ("best", np.float64),
+        ("initial", np.float64),
+    ]
+)
+
+CappedState = namedtuple(
+    "CappedState",
+    "cost col_total perm tile_cols offsets group_of_pos vals drop best_perm best_cols",
+)
+CappedScratch = namedtuple("CappedScratch", "top new1 new2 touched col1 col2 buf1 buf2")
+LosslessState = namedtuple(
+    "LosslessState",
+    "nonzero perm tile_cols offsets group_of_pos counts hist gmax best_perm best_cols",
+)
+LosslessScratch = namedtuple(
+    "LosslessScratch",
+    ["changed_c", "old_n", "new_col1", "new_col2", "old_col1", "old_col2", "old_max1", "old_max2"],
+)
+
+
+def new_run(iterations: int, patience: int, col_move_prob: float, t_ratio: float) -> np.ndarray:
+    """A one-row `RUN` record with the schedule's knobs set; the `*_start` kernels fill the rest."""
+    run = np.zeros(1, dtype=RUN)
+    run["iterations"] = iterations
+    run["patience"] = patience
+    run["col_move_prob"] = col_move_prob
+    run["log_ratio"] = math.log(t_ratio)
+    return run
+
+
+# ------------------------------------------------------------------------------------ shared pieces
+@nb.njit(cache=True, inline="always")
+def _temperature(t0, log_ratio, it, iterations):
+    """Geometric cooling from t0 to t0 * t_ratio over the whole schedule."""
+    return t0 * math.exp(log_ratio * it / iterations)
+
+
+@nb.njit(cache=True, inline="always")
+def _metropolis(delta, temperature):
+    """Accept a move: always downhill, uphill with probability exp(-delta / T) (draws only when uphill)."""
+    return delta <= 0.0 or np.random.random() < math.exp(-delta / temperature)
+
+
+@nb.njit(cache=True, inline="always")
+def _pick_col_swap(n_tiles, C):
+    """Array column c1 of tile t1 and c2 of another tile t2 (uniform)."""
+    t1 = np.random.randint(n_tiles)
+    t2 = np.random.randint(n_tiles - 1)
+    t2 = t2 + 1 if t2 >= t1 else t2
+    c1 = np.random.randint(C)
+    c2 = np.random.randint(C)
+    return t1, c1, t2, c2
+
+
+@nb.njit(cache=True)
+def _pick_row_swap(n_pos, group_of_pos):
+    """Two positions in different groups (uniform); (-1, -1) if there is one group only."""
+    for _ in range(64):
+        i1 = np.random.randint(n_pos)
+        i2 = np.random.randint(n_pos)
+        if group_of_pos[i1] != group_of_pos[i2]:
+            return i1, i2
+    return -1, -1
+
+
+@nb.njit(cache=True, inline="always")
+def _leave_best(state, at_best):
+    """Before the walk leaves the best state seen uphill, copy it (lazily: never while still improving)."""
+    if at_best:
+        state.best_perm[:, :] = state.perm
+        state.best_cols[:, :] = state.tile_cols
+    return False
+
+
+@nb.njit(cache=True, inline="always")
+def _restore_best(state, at_best):
+    """Leave the arrangement at the best state seen."""
+    if not at_best:
+        state.perm[:, :] = state.best_perm
+        state.tile_cols[:, :] = state.best_cols
+
+
+@nb.njit(cache=True)
+def _group_of_pos(offsets, K):
+    group_of_pos = np.empty(K, dtype=np.int64)
+    for g in range(offsets.shape[0] - 1):
+        for p in range(offsets[g], offsets[g + 1]):
+            group_of_pos[p] = g
+    return group_of_pos
 
 
 # ------------------------------------------------------------------------------------------ capped
@@ -102,63 +223,49 @@ def capped_drop_table(cost, perm, tile_cols, offsets, k):
 
 
 @nb.njit(cache=True)
-def _capped_row_delta(vals, tile_cols, offsets, group_of_pos, k, drop, t, i1, i2, top, new1, new2, touched):
-    """Delta of swapping positions i1, i2 of tile t; fills the new drops of touched columns."""
-    g1 = group_of_pos[i1]
-    g2 = group_of_pos[i2]
+def _capped_row_delta(s, w, k, t, i1, i2):
+    """Delta of swapping positions i1, i2 of tile t; fills `w.new1/new2/touched` for the touched columns."""
+    g1 = s.group_of_pos[i1]
+    g2 = s.group_of_pos[i2]
     n_touched = 0
     delta = 0.0
-    for c in range(tile_cols.shape[1]):
-        v1 = vals[t, c, i1]
-        v2 = vals[t, c, i2]
-        if tile_cols[t, c] < 0 or (v1 == 0.0 and v2 == 0.0):
+    for c in range(s.tile_cols.shape[1]):
+        v1 = s.vals[t, c, i1]
+        v2 = s.vals[t, c, i2]
+        if s.tile_cols[t, c] < 0 or (v1 == 0.0 and v2 == 0.0):
             continue
-        d1 = _drop_of(vals[t, c], offsets[g1], offsets[g1 + 1], k, i1, v2, top)
-        d2 = _drop_of(vals[t, c], offsets[g2], offsets[g2 + 1], k, i2, v1, top)
-        new1[n_touched] = d1
-        new2[n_touched] = d2
-        touched[n_touched] = c
+        d1 = _drop_of(s.vals[t, c], s.offsets[g1], s.offsets[g1 + 1], k, i1, v2, w.top)
+        d2 = _drop_of(s.vals[t, c], s.offsets[g2], s.offsets[g2 + 1], k, i2, v1, w.top)
+        w.new1[n_touched] = d1
+        w.new2[n_touched] = d2
+        w.touched[n_touched] = c
         n_touched += 1
-        delta += d1 + d2 - drop[t, g1, c] - drop[t, g2, c]
+        delta += d1 + d2 - s.drop[t, g1, c] - s.drop[t, g2, c]
     return delta, n_touched
 
 
 @nb.njit(cache=True)
-def _capped_col_move(
-    cost,
-    col_total,
-    perm,
-    tile_cols,
-    offsets,
-    k,
-    drop,
-    t1,
-    c1,
-    t2,
-    c2,
-    temperature,
-    top,
-    buf1,
-    buf2,
-    col1,
-    col2,
-):
+def _capped_col_move(s, w, k, t1, c1, t2, c2, temperature):
     """Decide a swap of array column c1 of tile t1 with c2 of tile t2, drawing the Metropolis number the
     moment the delta is known to be positive, exactly as `delta <= 0 or random() < exp(-delta / T)` would.
 
-    Fills `buf1`/`buf2` (the columns' costs in their new tiles' row order) and `col1`/`col2` (new drops per
-    group). Most column moves are rejected by a wide margin: once the drops computed so far already exceed
-    the old ones by more than the drawn number allows, the remaining groups are skipped. `col_total[j]` is
-    column j's summed cost: it bounds the rounding noise (+-ulps) of the drops not yet computed. Returns
-    (accepted, delta); delta is exact only when accepted.
+    Fills `w.buf1`/`w.buf2` (the columns' costs in their new tiles' row order) and `w.col1`/`w.col2` (new
+    drops per group). Most column moves are rejected by a wide margin: once the drops computed so far
+    already exceed the old ones by more than the drawn number allows, the remaining groups are skipped.
+    `col_total[j]` is column j's summed cost: it bounds the rounding noise (+-ulps) of the drops not yet
+    computed. Returns (accepted, delta); delta is exact only when accepted.
     """
+    cost = s.cost
+    perm = s.perm
+    offsets = s.offsets
+    drop = s.drop
     n_groups = offsets.shape[0] - 1
-    j1 = tile_cols[t1, c1]
-    j2 = tile_cols[t2, c2]
+    j1 = s.tile_cols[t1, c1]
+    j2 = s.tile_cols[t2, c2]
     old = 0.0
     for g in range(n_groups):
         old += drop[t1, g, c1] + drop[t2, g, c2]
-    scale = old + (col_total[j1] if j1 >= 0 else 0.0) + (col_total[j2] if j2 >= 0 else 0.0)
+    scale = old + (s.col_total[j1] if j1 >= 0 else 0.0) + (s.col_total[j2] if j2 >= 0 else 0.0)
     new = 0.0
     drawn = False
     u = 0.0
@@ -168,17 +275,17 @@ def _capped_col_move(
         end = offsets[g + 1]
         if j2 >= 0:
             for p in range(start, end):
-                buf1[p] = cost[j2, perm[t1, p]]
-            col1[g] = _drop_of(buf1, start, end, k, -1, 0.0, top)
+                w.buf1[p] = cost[j2, perm[t1, p]]
+            w.col1[g] = _drop_of(w.buf1, start, end, k, -1, 0.0, w.top)
         else:
-            col1[g] = 0.0
+            w.col1[g] = 0.0
         if j1 >= 0:
             for p in range(start, end):
-                buf2[p] = cost[j1, perm[t2, p]]
-            col2[g] = _drop_of(buf2, start, end, k, -1, 0.0, top)
+                w.buf2[p] = cost[j1, perm[t2, p]]
+            w.col2[g] = _drop_of(w.buf2, start, end, k, -1, 0.0, w.top)
         else:
-            col2[g] = 0.0
-        new += col1[g] + col2[g]
+            w.col2[g] = 0.0
+        new += w.col1[g] + w.col2[g]
         # A lower bound on the delta (the drops left are >= 0 up to rounding), less a margin far above any
         # rounding of these sums, so `bound > 0` means the delta as the full sum computes it is > 0 too.
         bound = (new - old) - 1e-9 * (new + scale)
@@ -191,7 +298,7 @@ def _capped_col_move(
                 return False, 0.0
     delta = 0.0
     for g in range(n_groups):
-        delta += col1[g] + col2[g] - drop[t1, g, c1] - drop[t2, g, c2]
+        delta += w.col1[g] + w.col2[g] - drop[t1, g, c1] - drop[t2, g, c2]
     if delta <= 0.0:
         return True, delta
     if not drawn:
@@ -200,179 +307,187 @@ def _capped_col_move(
 
 
 @nb.njit(cache=True)
-def _pick_row_swap(n_pos, group_of_pos):
-    """Two positions in different groups (uniform); (-1, -1) if there is one group only."""
-    for _ in range(64):
-        i1 = np.random.randint(n_pos)
-        i2 = np.random.randint(n_pos)
-        if group_of_pos[i1] != group_of_pos[i2]:
-            return i1, i2
-    return -1, -1
-
-
-@nb.njit(cache=True)
-def anneal_capped(
-    cost,
-    perm,
-    tile_cols,
-    offsets,
-    k,
-    iterations,
-    seed,
-    col_move_prob,
-    t0_scale,
-    t_ratio,
-    lower_bound,
-    patience,
-):
-    """Simulated annealing for the capped objective, in place on `perm`/`tile_cols` (left at the best).
-
-    Stops early at `lower_bound` or after `patience` moves without a new best (`patience <= 0`: never).
-    Returns (initial cost, best cost, iterations run, moves accepted).
-    """
-    np.random.seed(seed)
+def capped_state(cost, perm, tile_cols, offsets, k):
+    """The annealer's state for the capped objective (arrays of the arrangement and its tables) and its
+    scratch buffers. `perm`/`tile_cols` are shared, not copied: the search works on them in place."""
     n_tiles, K = perm.shape
     C = tile_cols.shape[1]
     n_groups = offsets.shape[0] - 1
-    group_of_pos = np.empty(K, dtype=np.int64)
-    for g in range(n_groups):
-        for p in range(offsets[g], offsets[g + 1]):
-            group_of_pos[p] = g
-    top = np.empty(max(k, 1), dtype=np.float64)
-    new1 = np.empty(C, dtype=np.float64)
-    new2 = np.empty(C, dtype=np.float64)
-    touched = np.empty(C, dtype=np.int64)
-    col1 = np.empty(n_groups, dtype=np.float64)
-    col2 = np.empty(n_groups, dtype=np.float64)
-    buf1 = np.empty(K, dtype=np.float64)
-    buf2 = np.empty(K, dtype=np.float64)
     col_total = np.empty(cost.shape[0], dtype=np.float64)
     for j in range(cost.shape[0]):
         col_total[j] = cost[j].sum()
+    state = CappedState(
+        cost,
+        col_total,
+        perm,
+        tile_cols,
+        offsets,
+        _group_of_pos(offsets, K),
+        np.zeros((n_tiles, C, K), dtype=np.float64),
+        capped_drop_table(cost, perm, tile_cols, offsets, k),
+        perm.copy(),
+        tile_cols.copy(),
+    )
+    scratch = CappedScratch(
+        np.empty(max(k, 1), dtype=np.float64),
+        np.empty(C, dtype=np.float64),
+        np.empty(C, dtype=np.float64),
+        np.empty(C, dtype=np.int64),
+        np.empty(n_groups, dtype=np.float64),
+        np.empty(n_groups, dtype=np.float64),
+        np.empty(K, dtype=np.float64),
+        np.empty(K, dtype=np.float64),
+    )
+    return state, scratch
 
-    drop = capped_drop_table(cost, perm, tile_cols, offsets, k)
-    current = drop.sum()
-    initial = current
-    best = current
+
+@nb.njit(cache=True)
+def capped_start(s, w, run, seed, t0_scale):
+    """Seed the RNG, take the start's cost, and pick the starting temperature (the mean uphill delta of 200
+    random row swaps, scaled). Marks the run done when there is nothing to search."""
+    np.random.seed(seed)
+    r = run[0]
+    n_tiles, K = s.perm.shape
+    n_groups = s.offsets.shape[0] - 1
+    current = s.drop.sum()
+    r.current = current
+    r.initial = current
+    r.best = current
+    r.at_best = True
     can_swap_rows = n_groups > 1
-    can_swap_cols = n_tiles > 1
-    if not (can_swap_rows or can_swap_cols) or iterations <= 0 or current <= lower_bound:
-        return initial, best, 0, 0
-    vals = _permuted_costs(cost, perm, tile_cols)  # kept in step with perm / tile_cols
-    best_perm = perm.copy()
-    best_cols = tile_cols.copy()
-    at_best = True  # the current state is the best seen (best_perm/best_cols may hold an older one)
-
-    # Starting temperature: the mean uphill delta of random moves, scaled.
+    if not (can_swap_rows or n_tiles > 1) or r.iterations <= 0 or current <= r.lower_bound:
+        r.done = True
+        return
+    s.vals[:, :, :] = _permuted_costs(s.cost, s.perm, s.tile_cols)  # kept in step with perm / tile_cols
     uphill = 0.0
     n_uphill = 0
     for _ in range(200):
         if can_swap_rows:
-            i1, i2 = _pick_row_swap(K, group_of_pos)
+            i1, i2 = _pick_row_swap(K, s.group_of_pos)
             t = np.random.randint(n_tiles)
-            d, _n = _capped_row_delta(
-                vals, tile_cols, offsets, group_of_pos, k, drop, t, i1, i2, top, new1, new2, touched
-            )
+            d, _n = _capped_row_delta(s, w, r.k, t, i1, i2)
             if d > 0:
                 uphill += d
                 n_uphill += 1
-    t0 = t0_scale * (uphill / n_uphill if n_uphill else max(current / max(1, K), 1e-12))
+    r.t0 = t0_scale * (uphill / n_uphill if n_uphill else max(current / max(1, K), 1e-12))
 
-    accepted = 0
-    ran = 0
-    last_best = 0  # moves run when the best was last improved
-    log_ratio = math.log(t_ratio)
-    for it in range(iterations):
+
+@nb.njit(cache=True)
+def _capped_accept_col(s, w, t1, c1, t2, c2):
+    """Apply an accepted column swap to the arrangement and its tables."""
+    j1 = s.tile_cols[t1, c1]
+    j2 = s.tile_cols[t2, c2]
+    s.tile_cols[t1, c1] = j2
+    s.tile_cols[t2, c2] = j1
+    for p in range(s.perm.shape[1]):
+        s.vals[t1, c1, p] = w.buf1[p] if j2 >= 0 else 0.0
+        s.vals[t2, c2, p] = w.buf2[p] if j1 >= 0 else 0.0
+    for g in range(s.offsets.shape[0] - 1):
+        s.drop[t1, g, c1] = w.col1[g]
+        s.drop[t2, g, c2] = w.col2[g]
+
+
+@nb.njit(cache=True)
+def _capped_accept_row(s, w, t, i1, i2, n_touched):
+    """Apply an accepted row swap to the arrangement and its tables."""
+    g1 = s.group_of_pos[i1]
+    g2 = s.group_of_pos[i2]
+    r = s.perm[t, i1]
+    s.perm[t, i1] = s.perm[t, i2]
+    s.perm[t, i2] = r
+    for c in range(s.tile_cols.shape[1]):
+        v = s.vals[t, c, i1]
+        s.vals[t, c, i1] = s.vals[t, c, i2]
+        s.vals[t, c, i2] = v
+    for n in range(n_touched):
+        s.drop[t, g1, w.touched[n]] = w.new1[n]
+        s.drop[t, g2, w.touched[n]] = w.new2[n]
+
+
+@nb.njit(cache=True)
+def capped_chunk(s, w, run, moves):
+    """Run the next `moves` moves (at most) of a capped annealing run; True once the run is over.
+
+    Stops early at `run.lower_bound` or after `run.patience` moves without a new best.
+    """
+    r = run[0]
+    if r.done:
+        return True
+    n_tiles, K = s.perm.shape
+    C = s.tile_cols.shape[1]
+    can_swap_rows = s.offsets.shape[0] > 2
+    can_swap_cols = n_tiles > 1
+    iterations = r.iterations
+    patience = r.patience
+    k = r.k
+    t0 = r.t0
+    log_ratio = r.log_ratio
+    col_move_prob = r.col_move_prob
+    lower_bound = r.lower_bound
+    current = r.current
+    best = r.best
+    accepted = r.accepted
+    ran = r.ran
+    last_best = r.last_best
+    at_best = r.at_best
+    done = False
+    end = min(iterations, r.it + moves)
+    it = r.it
+    while it < end:
         if patience > 0 and it - last_best >= patience:
+            done = True
             break
         ran = it + 1
-        temperature = t0 * math.exp(log_ratio * it / iterations)
+        it += 1
+        temperature = _temperature(t0, log_ratio, ran - 1, iterations)
         if can_swap_cols and (not can_swap_rows or np.random.random() < col_move_prob):
-            t1 = np.random.randint(n_tiles)
-            t2 = np.random.randint(n_tiles - 1)
-            t2 = t2 + 1 if t2 >= t1 else t2
-            c1 = np.random.randint(C)
-            c2 = np.random.randint(C)
-            j1 = tile_cols[t1, c1]
-            j2 = tile_cols[t2, c2]
-            if j1 < 0 and j2 < 0:
+            t1, c1, t2, c2 = _pick_col_swap(n_tiles, C)
+            if s.tile_cols[t1, c1] < 0 and s.tile_cols[t2, c2] < 0:
                 continue
-            ok, delta = _capped_col_move(
-                cost,
-                col_total,
-                perm,
-                tile_cols,
-                offsets,
-                k,
-                drop,
-                t1,
-                c1,
-                t2,
-                c2,
-                temperature,
-                top,
-                buf1,
-                buf2,
-                col1,
-                col2,
-            )
+            ok, delta = _capped_col_move(s, w, k, t1, c1, t2, c2, temperature)
             if not ok:
                 continue
-            if delta > 0.0 and at_best:  # leaving the best state seen: keep a copy of it
-                best_perm[:, :] = perm
-                best_cols[:, :] = tile_cols
-                at_best = False
-            tile_cols[t1, c1] = j2
-            tile_cols[t2, c2] = j1
-            for p in range(K):
-                vals[t1, c1, p] = buf1[p] if j2 >= 0 else 0.0
-                vals[t2, c2, p] = buf2[p] if j1 >= 0 else 0.0
-            for g in range(n_groups):
-                drop[t1, g, c1] = col1[g]
-                drop[t2, g, c2] = col2[g]
-            current += delta
-            accepted += 1
+            if delta > 0.0:
+                at_best = _leave_best(s, at_best)
+            _capped_accept_col(s, w, t1, c1, t2, c2)
         else:
             t = np.random.randint(n_tiles)
-            i1, i2 = _pick_row_swap(K, group_of_pos)
-            delta, n_touched = _capped_row_delta(
-                vals, tile_cols, offsets, group_of_pos, k, drop, t, i1, i2, top, new1, new2, touched
-            )
-            if n_touched == 0:
+            i1, i2 = _pick_row_swap(K, s.group_of_pos)
+            delta, n_touched = _capped_row_delta(s, w, k, t, i1, i2)
+            if n_touched == 0 or not _metropolis(delta, temperature):
                 continue
-            if delta <= 0.0 or np.random.random() < math.exp(-delta / temperature):
-                if delta > 0.0 and at_best:
-                    best_perm[:, :] = perm
-                    best_cols[:, :] = tile_cols
-                    at_best = False
-                g1 = group_of_pos[i1]
-                g2 = group_of_pos[i2]
-                r = perm[t, i1]
-                perm[t, i1] = perm[t, i2]
-                perm[t, i2] = r
-                for c in range(C):
-                    v = vals[t, c, i1]
-                    vals[t, c, i1] = vals[t, c, i2]
-                    vals[t, c, i2] = v
-                for n in range(n_touched):
-                    drop[t, g1, touched[n]] = new1[n]
-                    drop[t, g2, touched[n]] = new2[n]
-                current += delta
-                accepted += 1
-            else:
-                continue
+            if delta > 0.0:
+                at_best = _leave_best(s, at_best)
+            _capped_accept_row(s, w, t, i1, i2, n_touched)
+        current += delta
+        accepted += 1
         if current < best - 1e-12 * (1.0 + abs(best)):
             best = current  # the current state is the new best; it is copied only when left uphill
             at_best = True
             last_best = ran
             if best <= lower_bound + 1e-12 * (1.0 + abs(lower_bound)):
+                done = True
                 break
-    if not at_best:
-        perm[:, :] = best_perm
-        tile_cols[:, :] = best_cols
-    # The running sum of deltas drifts by rounding; report the best state's exact cost.
-    best = capped_drop_table(cost, perm, tile_cols, offsets, k).sum()
-    return initial, best, ran, accepted
+    r.it = it
+    r.current = current
+    r.best = best
+    r.accepted = accepted
+    r.ran = ran
+    r.last_best = last_best
+    r.at_best = at_best
+    r.done = done or it >= iterations
+    return r.done
+
+
+@nb.njit(cache=True)
+def capped_finish(s, run):
+    """Leave the arrangement at the best state and return its exact cost (the running sum drifts)."""
+    r = run[0]
+    _restore_best(s, r.at_best)
+    r.at_best = True
+    if r.ran == 0:
+        return r.best
+    return capped_drop_table(s.cost, s.perm, s.tile_cols, s.offsets, r.k).sum()
 
 
 # ---------------------------------------------------------------------------------------- lossless
@@ -424,170 +539,242 @@ def _set_count(counts, hist, gmax, t, g, c, n):
 
 
 @nb.njit(cache=True)
-def anneal_lossless(
-    nonzero,
-    perm,
-    tile_cols,
-    offsets,
-    iterations,
-    seed,
-    col_move_prob,
-    t0_scale,
-    t_ratio,
-    lower_bound_rows,
-    patience,
-):
-    """Simulated annealing for the total packed rows, in place on `perm`/`tile_cols` (left at the best).
-
-    Stops early at `lower_bound_rows` or after `patience` moves without a new best (`patience <= 0`: never).
-    Returns (initial rows, best rows, iterations run, moves accepted).
-    """
-    np.random.seed(seed)
-    n_tiles, K = perm.shape
+def lossless_state(nonzero, perm, tile_cols, offsets):
+    """The annealer's state for the lossless objective (counts, their histogram and maxima per group) and
+    its scratch buffers. `perm`/`tile_cols` are shared, not copied."""
+    K = perm.shape[1]
     C = tile_cols.shape[1]
     n_groups = offsets.shape[0] - 1
     max_size = 0
-    group_of_pos = np.empty(K, dtype=np.int64)
     for g in range(n_groups):
         max_size = max(max_size, offsets[g + 1] - offsets[g])
-        for p in range(offsets[g], offsets[g + 1]):
-            group_of_pos[p] = g
     counts, hist, gmax = _lossless_tables(nonzero, perm, tile_cols, offsets, max_size)
+    state = LosslessState(
+        nonzero,
+        perm,
+        tile_cols,
+        offsets,
+        _group_of_pos(offsets, K),
+        counts,
+        hist,
+        gmax,
+        perm.copy(),
+        tile_cols.copy(),
+    )
+    scratch = LosslessScratch(
+        np.empty(C, dtype=np.int64),
+        np.empty(C, dtype=np.int64),
+        np.empty(n_groups, dtype=np.int64),
+        np.empty(n_groups, dtype=np.int64),
+        np.empty(n_groups, dtype=np.int64),
+        np.empty(n_groups, dtype=np.int64),
+        np.empty(n_groups, dtype=np.int64),
+        np.empty(n_groups, dtype=np.int64),
+    )
+    return state, scratch
+
+
+@nb.njit(cache=True)
+def lossless_start(s, run, seed, t0_scale):
+    """Seed the RNG and take the start's rows and energy; marks the run done when there is nothing to do."""
+    np.random.seed(seed)
+    r = run[0]
+    n_tiles, C = s.tile_cols.shape
+    n_groups = s.offsets.shape[0] - 1
     energy = 0.0
     for t in range(n_tiles):
         for g in range(n_groups):
-            energy += _group_energy(hist, gmax, t, g, C)
-    rows = gmax.sum()
-    initial = rows
-    best_rows = rows
-    best_energy = energy
-    best_perm = perm.copy()
-    best_cols = tile_cols.copy()
-    at_best = True
-    changed_c = np.empty(C, dtype=np.int64)
-    old_n = np.empty(C, dtype=np.int64)
-    new_col1 = np.empty(n_groups, dtype=np.int64)
-    new_col2 = np.empty(n_groups, dtype=np.int64)
-    old_col1 = np.empty(n_groups, dtype=np.int64)
-    old_col2 = np.empty(n_groups, dtype=np.int64)
-    old_max1 = np.empty(n_groups, dtype=np.int64)
-    old_max2 = np.empty(n_groups, dtype=np.int64)
-    can_swap_rows = n_groups > 1
+            energy += _group_energy(s.hist, s.gmax, t, g, C)
+    rows = s.gmax.sum()
+    r.rows = rows
+    r.best_rows = rows
+    r.initial_rows = rows
+    r.current = energy
+    r.best = energy
+    r.at_best = True
+    r.t0 = t0_scale * 1.0  # deltas are in rows: one row is the natural scale
+    if not (n_groups > 1 or n_tiles > 1) or r.iterations <= 0 or rows <= r.bound_rows:
+        r.done = True
+
+
+@nb.njit(cache=True)
+def _lossless_col_delta(s, w, t1, c1, t2, c2):
+    """Set the counts of a tentative column swap; returns (energy delta, rows delta). Undo: `_undo_col`."""
+    hist = s.hist
+    gmax = s.gmax
+    perm = s.perm
+    C = s.tile_cols.shape[1]
+    n_groups = s.offsets.shape[0] - 1
+    j1 = s.tile_cols[t1, c1]
+    j2 = s.tile_cols[t2, c2]
+    before = 0.0
+    for g in range(n_groups):
+        before += _group_energy(hist, gmax, t1, g, C) + _group_energy(hist, gmax, t2, g, C)
+        n1 = 0
+        n2 = 0
+        for p in range(s.offsets[g], s.offsets[g + 1]):
+            if j2 >= 0 and s.nonzero[j2, perm[t1, p]]:
+                n1 += 1
+            if j1 >= 0 and s.nonzero[j1, perm[t2, p]]:
+                n2 += 1
+        w.new_col1[g] = n1
+        w.new_col2[g] = n2
+    after = 0.0
+    rows_delta = 0
+    for g in range(n_groups):
+        w.old_col1[g] = s.counts[t1, g, c1]
+        w.old_col2[g] = s.counts[t2, g, c2]
+        w.old_max1[g] = gmax[t1, g]
+        w.old_max2[g] = gmax[t2, g]
+        _set_count(s.counts, hist, gmax, t1, g, c1, w.new_col1[g])
+        _set_count(s.counts, hist, gmax, t2, g, c2, w.new_col2[g])
+        after += _group_energy(hist, gmax, t1, g, C) + _group_energy(hist, gmax, t2, g, C)
+        rows_delta += gmax[t1, g] + gmax[t2, g] - w.old_max1[g] - w.old_max2[g]
+    return after - before, rows_delta
+
+
+@nb.njit(cache=True)
+def _lossless_undo_col(s, w, t1, c1, t2, c2):
+    for g in range(s.offsets.shape[0] - 1):
+        _set_count(s.counts, s.hist, s.gmax, t1, g, c1, w.old_col1[g])
+        _set_count(s.counts, s.hist, s.gmax, t2, g, c2, w.old_col2[g])
+
+
+@nb.njit(cache=True)
+def _lossless_row_delta(s, w, t, i1, i2):
+    """Set the counts of a tentative row swap; returns (energy delta, rows delta, columns changed)."""
+    hist = s.hist
+    gmax = s.gmax
+    C = s.tile_cols.shape[1]
+    g1 = s.group_of_pos[i1]
+    g2 = s.group_of_pos[i2]
+    r1 = s.perm[t, i1]
+    r2 = s.perm[t, i2]
+    before = _group_energy(hist, gmax, t, g1, C) + _group_energy(hist, gmax, t, g2, C)
+    m1 = gmax[t, g1]
+    m2 = gmax[t, g2]
+    n_changed = 0
+    for c in range(C):
+        j = s.tile_cols[t, c]
+        if j < 0 or s.nonzero[j, r1] == s.nonzero[j, r2]:
+            continue
+        step = 1 if s.nonzero[j, r2] else -1
+        w.changed_c[n_changed] = c
+        w.old_n[n_changed] = step
+        n_changed += 1
+        _set_count(s.counts, hist, gmax, t, g1, c, s.counts[t, g1, c] + step)
+        _set_count(s.counts, hist, gmax, t, g2, c, s.counts[t, g2, c] - step)
+    if n_changed == 0:
+        return 0.0, 0, 0
+    after = _group_energy(hist, gmax, t, g1, C) + _group_energy(hist, gmax, t, g2, C)
+    return after - before, gmax[t, g1] + gmax[t, g2] - m1 - m2, n_changed
+
+
+@nb.njit(cache=True)
+def _lossless_undo_row(s, w, t, i1, i2, n_changed):
+    g1 = s.group_of_pos[i1]
+    g2 = s.group_of_pos[i2]
+    for n in range(n_changed):
+        c = w.changed_c[n]
+        _set_count(s.counts, s.hist, s.gmax, t, g1, c, s.counts[t, g1, c] - w.old_n[n])
+        _set_count(s.counts, s.hist, s.gmax, t, g2, c, s.counts[t, g2, c] + w.old_n[n])
+
+
+@nb.njit(cache=True)
+def lossless_chunk(s, w, run, moves):
+    """Run the next `moves` moves (at most) of a lossless annealing run; True once the run is over.
+
+    Stops early at `run.bound_rows` or after `run.patience` moves without a new best.
+    """
+    r = run[0]
+    if r.done:
+        return True
+    n_tiles, K = s.perm.shape
+    C = s.tile_cols.shape[1]
+    can_swap_rows = s.offsets.shape[0] > 2
     can_swap_cols = n_tiles > 1
-    if not (can_swap_rows or can_swap_cols) or iterations <= 0 or rows <= lower_bound_rows:
-        return initial, best_rows, 0, 0
-    t0 = t0_scale * 1.0  # deltas are in rows: one row is the natural scale
-    log_ratio = math.log(t_ratio)
-    accepted = 0
-    ran = 0
-    last_best = 0  # moves run when the best was last improved
-    for it in range(iterations):
+    iterations = r.iterations
+    patience = r.patience
+    t0 = r.t0
+    log_ratio = r.log_ratio
+    col_move_prob = r.col_move_prob
+    energy = r.current
+    best_energy = r.best
+    rows = r.rows
+    best_rows = r.best_rows
+    accepted = r.accepted
+    ran = r.ran
+    last_best = r.last_best
+    at_best = r.at_best
+    done = False
+    end = min(iterations, r.it + moves)
+    it = r.it
+    while it < end:
         if patience > 0 and it - last_best >= patience:
+            done = True
             break
         ran = it + 1
-        temperature = t0 * math.exp(log_ratio * it / iterations)
+        it += 1
+        temperature = _temperature(t0, log_ratio, ran - 1, iterations)
         if can_swap_cols and (not can_swap_rows or np.random.random() < col_move_prob):
-            t1 = np.random.randint(n_tiles)
-            t2 = np.random.randint(n_tiles - 1)
-            t2 = t2 + 1 if t2 >= t1 else t2
-            c1 = np.random.randint(C)
-            c2 = np.random.randint(C)
-            j1 = tile_cols[t1, c1]
-            j2 = tile_cols[t2, c2]
+            t1, c1, t2, c2 = _pick_col_swap(n_tiles, C)
+            j1 = s.tile_cols[t1, c1]
+            j2 = s.tile_cols[t2, c2]
             if j1 < 0 and j2 < 0:
                 continue
-            before = 0.0
-            for g in range(n_groups):
-                before += _group_energy(hist, gmax, t1, g, C) + _group_energy(hist, gmax, t2, g, C)
-                n1 = 0
-                n2 = 0
-                for p in range(offsets[g], offsets[g + 1]):
-                    if j2 >= 0 and nonzero[j2, perm[t1, p]]:
-                        n1 += 1
-                    if j1 >= 0 and nonzero[j1, perm[t2, p]]:
-                        n2 += 1
-                new_col1[g] = n1
-                new_col2[g] = n2
-            after = 0.0
-            rows_delta = 0
-            for g in range(n_groups):
-                old_col1[g] = counts[t1, g, c1]
-                old_col2[g] = counts[t2, g, c2]
-                old_max1[g] = gmax[t1, g]
-                old_max2[g] = gmax[t2, g]
-                _set_count(counts, hist, gmax, t1, g, c1, new_col1[g])
-                _set_count(counts, hist, gmax, t2, g, c2, new_col2[g])
-                after += _group_energy(hist, gmax, t1, g, C) + _group_energy(hist, gmax, t2, g, C)
-                rows_delta += gmax[t1, g] + gmax[t2, g] - old_max1[g] - old_max2[g]
-            delta = after - before
-            if delta <= 0.0 or np.random.random() < math.exp(-delta / temperature):
-                if at_best and (rows_delta > 0 or (rows_delta == 0 and delta > 1e-9)):
-                    best_perm[:, :] = perm
-                    best_cols[:, :] = tile_cols
-                    at_best = False
-                tile_cols[t1, c1] = j2
-                tile_cols[t2, c2] = j1
-                energy += delta
-                rows += rows_delta
-                accepted += 1
-            else:
-                for g in range(n_groups):
-                    _set_count(counts, hist, gmax, t1, g, c1, old_col1[g])
-                    _set_count(counts, hist, gmax, t2, g, c2, old_col2[g])
+            delta, rows_delta = _lossless_col_delta(s, w, t1, c1, t2, c2)
+            if not _metropolis(delta, temperature):
+                _lossless_undo_col(s, w, t1, c1, t2, c2)
                 continue
+            if rows_delta > 0 or (rows_delta == 0 and delta > 1e-9):
+                at_best = _leave_best(s, at_best)
+            s.tile_cols[t1, c1] = j2
+            s.tile_cols[t2, c2] = j1
         else:
             t = np.random.randint(n_tiles)
-            i1, i2 = _pick_row_swap(K, group_of_pos)
-            g1 = group_of_pos[i1]
-            g2 = group_of_pos[i2]
-            r1 = perm[t, i1]
-            r2 = perm[t, i2]
-            before = _group_energy(hist, gmax, t, g1, C) + _group_energy(hist, gmax, t, g2, C)
-            m1 = gmax[t, g1]
-            m2 = gmax[t, g2]
-            n_changed = 0
-            for c in range(C):
-                j = tile_cols[t, c]
-                if j < 0 or nonzero[j, r1] == nonzero[j, r2]:
-                    continue
-                step = 1 if nonzero[j, r2] else -1
-                changed_c[n_changed] = c
-                old_n[n_changed] = step
-                n_changed += 1
-                _set_count(counts, hist, gmax, t, g1, c, counts[t, g1, c] + step)
-                _set_count(counts, hist, gmax, t, g2, c, counts[t, g2, c] - step)
+            i1, i2 = _pick_row_swap(K, s.group_of_pos)
+            delta, rows_delta, n_changed = _lossless_row_delta(s, w, t, i1, i2)
             if n_changed == 0:
                 continue
-            after = _group_energy(hist, gmax, t, g1, C) + _group_energy(hist, gmax, t, g2, C)
-            delta = after - before
-            rows_delta = gmax[t, g1] + gmax[t, g2] - m1 - m2
-            if delta <= 0.0 or np.random.random() < math.exp(-delta / temperature):
-                if at_best and (rows_delta > 0 or (rows_delta == 0 and delta > 1e-9)):
-                    best_perm[:, :] = perm
-                    best_cols[:, :] = tile_cols
-                    at_best = False
-                perm[t, i1] = r2
-                perm[t, i2] = r1
-                energy += delta
-                rows += rows_delta
-                accepted += 1
-            else:
-                for n in range(n_changed):
-                    c = changed_c[n]
-                    _set_count(counts, hist, gmax, t, g1, c, counts[t, g1, c] - old_n[n])
-                    _set_count(counts, hist, gmax, t, g2, c, counts[t, g2, c] + old_n[n])
+            if not _metropolis(delta, temperature):
+                _lossless_undo_row(s, w, t, i1, i2, n_changed)
                 continue
+            if rows_delta > 0 or (rows_delta == 0 and delta > 1e-9):
+                at_best = _leave_best(s, at_best)
+            r1 = s.perm[t, i1]
+            s.perm[t, i1] = s.perm[t, i2]
+            s.perm[t, i2] = r1
+        energy += delta
+        rows += rows_delta
+        accepted += 1
         if rows < best_rows or (rows == best_rows and energy < best_energy - 1e-9):
             best_rows = rows
             best_energy = energy
             at_best = True
             last_best = ran
-            if best_rows <= lower_bound_rows:
+            if best_rows <= r.bound_rows:
+                done = True
                 break
-    if not at_best:
-        perm[:, :] = best_perm
-        tile_cols[:, :] = best_cols
-    return initial, best_rows, ran, accepted
+    r.it = it
+    r.current = energy
+    r.best = best_energy
+    r.rows = rows
+    r.best_rows = best_rows
+    r.accepted = accepted
+    r.ran = ran
+    r.last_best = last_best
+    r.at_best = at_best
+    r.done = done or it >= iterations
+    return r.done
+
+
+@nb.njit(cache=True)
+def lossless_finish(s, run):
+    """Leave the arrangement at the best state; returns its packed rows."""
+    r = run[0]
+    _restore_best(s, r.at_best)
+    r.at_best = True
+    return r.best_rows
 
 
 # ------------------------------------------------------------------------------------------ greedy

@@ -7,11 +7,17 @@ the tight format with the least loss (capped height) or in the fewest rows (loss
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from tightcompress.format.build import column_capacity_floor, lossless_lower_bound_slots, tile_count
+from tightcompress.format.build import (
+    column_capacity_floor,
+    identity_col_perm,
+    lossless_lower_bound_slots,
+    tile_count,
+)
 from tightcompress.permute import kernels
 
 
@@ -22,26 +28,48 @@ class AnnealConfig:
     iterations: int | None = None
     seed: int = 0
     objective: str = "magnitude"  # capped mode: "magnitude" (|w|) or "squared" (w^2)
-    col_move_prob: float = 0.2
-    # Start cool: the greedy start is already good and a hot start only wrecks it. Measured on 576 x 64 at
-    # 95 % sparsity, G=32, h=2 (BENCHMARKS.md): t0 = 0.1 of the mean uphill delta reaches within 0.1 % of
-    # the capacity floor in 400k moves; t0 = 1.0 needs four times as many.
-    t0_scale: float = 0.1
+    # Column-to-tile moves: 5 % of moves. On ResNet-50 (90 %, G=32, h=3, C=32, budget capped at 150k moves,
+    # t0 0.03) every move spent on columns was worth less than a row move (dropped |w| 0.253 / 0.260 / 0.266
+    # points above the floor at probabilities 0 / 0.1 / 0.2), and a column move costs O(K) on tall layers;
+    # on the 576 x 64 matrix with two tiles they still reach the floor sooner. benchmarks/RESULTS_floor.md.
+    col_move_prob: float = 0.05
+    # Start cool: the greedy start is already good and a hot start only wrecks it. At the 150k-move cap a
+    # t0 of 0.03 of the mean uphill delta beats 0.1 (576 x 64, 95 %, G=32, h=2, C=64: 0.2306 % vs 0.2755 %
+    # dropped, floor 0.2267 %; ResNet-50: 0.279 vs 0.313 points above the floor at a 100k cap, and 0.394
+    # at 0.3). BENCHMARKS.md "Annealing schedule" has the 400k-move grid where 0.1 was chosen.
+    t0_scale: float = 0.03
     t_ratio: float = 1e-3  # final temperature over initial
     # Stop after this many moves without a new best (None or 0: run the whole budget). The schedule still
     # spans the whole budget, so a stop truncates it. Off by default: on ResNet-50 (90 %, G=32, h=3) the
     # first, hot part of the schedule stalls before the gains come, and every patience that saved time lost
     # quality (500k moves: +0.35 % dropped |w| for 12 % fewer moves; benchmarks/RESULTS_scale.md).
+    # The search always stops once it reaches the floor (capped) or the slot bound (lossless, one tile).
     patience: int | None = None
 
     def budget(self, K: int, n_tiles: int) -> int:
         """Default iteration count: enough moves to visit every row of every tile many times."""
         if self.iterations is not None:
             return int(self.iterations)
-        # Capped at 450k moves, so all 53 ResNet-50 convs (90 %, G=32, h=3) pack in under a minute on two
-        # cores: against a 1M cap the dropped |w| rises from 0.0672 to 0.0676 for half the time
-        # (benchmarks/RESULTS_scale.md). The 576 x 64 tuning benchmark (403k moves) is below the cap.
-        return int(min(max(700 * K * n_tiles, 20_000), 450_000))
+        # Capped at 150k moves so ResNet-50's 54 layers (90 %, G=32, h=3, C=32) pack in about 10 s on two
+        # cores: with t0 0.03 the cap costs less than the former 450k cap at t0 0.1 gained
+        # (benchmarks/RESULTS_floor.md). The 576 x 64 benchmark matrix (403k by the rule) is capped too.
+        return int(min(max(700 * K * n_tiles, 20_000), 150_000))
+
+
+# Wall time of one compiled annealing chunk between returns to Python (where Ctrl-C is acted on).
+CHUNK_SECONDS = 0.1
+
+
+def _run_chunks(step: Callable[[int], bool], run: np.ndarray, chunk_moves: int | None) -> None:
+    """Call `step(moves)` until the run is done. Chunk lengths adapt to keep each near `CHUNK_SECONDS`
+    (the first is short); they do not change the result, since the state carries over exactly."""
+    moves = chunk_moves or 2_000
+    while not run["done"][0]:
+        began = time.perf_counter()
+        step(moves)
+        if chunk_moves is None:
+            elapsed = max(time.perf_counter() - began, 1e-6)
+            moves = int(min(max(moves * min(CHUNK_SECONDS / elapsed, 4.0), 100), 10_000_000))
 
 
 @dataclass(frozen=True)
@@ -78,60 +106,62 @@ def search_permutation(
     tile: int,
     height_cap: int | None,
     config: AnnealConfig,
+    shared_rows: bool = False,
+    chunk_moves: int | None = None,
 ) -> SearchResult:
     """Find row and column permutations for `weights` (K x N) under the given groups, tile and height.
 
     `height_cap=None` minimises the packed rows (lossless); an integer minimises the dropped cost.
+    `shared_rows=True` finds ONE row permutation for every tile and keeps the columns in order (N:M with a
+    channel permutation): the per-tile permutations tied together and no column-to-tile moves, searched
+    as one tile holding all N columns (the cost of a group-column does not depend on its tile), with the
+    budget of one tile (each move touches all N columns: the work of `700 K T` moves of C columns).
+    The annealing runs in chunks of about `CHUNK_SECONDS` that return to Python, so Ctrl-C is acted on
+    within a chunk; `chunk_moves` fixes the chunk length instead (results are identical for any chunking).
     """
     start = time.perf_counter()
     weights = np.asarray(weights)
-    K, _N = weights.shape
+    K, N = weights.shape
     magnitude = np.abs(weights.astype(np.float64))
     cost = magnitude**2 if config.objective == "squared" else magnitude
     cost = np.ascontiguousarray(cost.T)  # (N, K): the kernels scan rows within a column
-    tile_cols = greedy_col_perm(weights, tile).reshape(-1, tile)
-    n_tiles = tile_cols.shape[0]
+    if shared_rows:
+        tile_cols = np.arange(N, dtype=np.int64).reshape(1, N)
+        n_tiles = 1
+    else:
+        tile_cols = greedy_col_perm(weights, tile).reshape(-1, tile)
+        n_tiles = tile_cols.shape[0]
     offsets = np.ascontiguousarray(group_offsets, dtype=np.int64)
     perm = kernels.greedy_rows(cost, tile_cols, offsets, -1 if height_cap is None else int(height_cap))
     iterations = config.budget(K, n_tiles)
     patience = max(int(config.patience or 0), 0)  # the kernels read 0 as "no early stop"
+    run = kernels.new_run(iterations, patience, config.col_move_prob, config.t_ratio)
     lower_bound: float | None = None
     if height_cap is None:
         # With one tile the column assignment is fixed, so the per-tile bound is a true floor.
-        bound_rows = (
+        run["bound_rows"] = (
             lossless_lower_bound_slots(weights, tile_cols.reshape(-1), tile) // tile if n_tiles == 1 else 0
         )
-        initial, final, ran, accepted = kernels.anneal_lossless(
-            cost != 0,
-            perm,
-            tile_cols,
-            offsets,
-            iterations,
-            config.seed,
-            config.col_move_prob,
-            config.t0_scale,
-            config.t_ratio,
-            bound_rows,
-            patience,
-        )
+        state, scratch = kernels.lossless_state(cost != 0, perm, tile_cols, offsets)
+        kernels.lossless_start(state, run, config.seed, config.t0_scale)
+        _run_chunks(lambda moves: kernels.lossless_chunk(state, scratch, run, moves), run, chunk_moves)
+        final = kernels.lossless_finish(state, run)
+        initial = run["initial_rows"][0]
     else:
         sizes = np.diff(offsets)
         capacity = int(np.minimum(sizes, height_cap).sum())
         lower_bound = column_capacity_floor(cost.T, capacity)
-        initial, final, ran, accepted = kernels.anneal_capped(
-            cost,
-            perm,
-            tile_cols,
-            offsets,
-            int(height_cap),
-            iterations,
-            config.seed,
-            config.col_move_prob,
-            config.t0_scale,
-            config.t_ratio,
-            lower_bound,
-            patience,
-        )
+        run["k"] = int(height_cap)
+        run["lower_bound"] = lower_bound
+        state, scratch = kernels.capped_state(cost, perm, tile_cols, offsets, int(height_cap))
+        kernels.capped_start(state, scratch, run, config.seed, config.t0_scale)
+        _run_chunks(lambda moves: kernels.capped_chunk(state, scratch, run, moves), run, chunk_moves)
+        final = kernels.capped_finish(state, run)
+        initial = run["initial"][0]
+    ran, accepted = int(run["ran"][0]), int(run["accepted"][0])
+    if shared_rows:  # the one permutation, in every tile of width `tile`; columns in their natural order
+        perm = np.ascontiguousarray(np.tile(perm[0], (tile_count(N, tile), 1)))
+        tile_cols = identity_col_perm(N, tile)
     return SearchResult(
         row_perm=perm,
         col_perm=tile_cols.reshape(-1),

@@ -52,7 +52,7 @@ from tightcompress.utils.atomic import atomic_path, write_json_atomic
 
 log = logging.getLogger("tightcompress.pipeline")
 
-PIPELINE_METHODS = tuple(m for m in METHODS if m != "dense")
+PIPELINE_METHODS = (*(m for m in METHODS if m != "dense"), fit.PERMUTED_NM)
 HW_ARRAY = (32, 32)  # the project's reference array for the reports' cycles and energy
 
 
@@ -115,8 +115,10 @@ class CompressConfig:
 
     def explicit_pack_config(self) -> PackConfig:
         """The one PackConfig used for every layer when no rate is given."""
+        permute = self.method == fit.PERMUTED_NM
         return PackConfig(
-            method=self.method,  # type: ignore[arg-type]
+            method="nm" if permute else self.method,  # type: ignore[arg-type]
+            permute=permute,
             group=self.group or 8,
             height=self.height if self.height is not None else "auto",
             tile=self.tile,

@@ -34,7 +34,7 @@ from tightcompress.zoo import DEMO_CNN_WIDTHS
 
 log = logging.getLogger("tightcompress.pipeline")
 
-DEMO_METHODS = ("tight", "column-combining", "nm")
+DEMO_METHODS = ("tight", "column-combining", "nm", "nm-permuted")
 
 
 @dataclass(frozen=True)

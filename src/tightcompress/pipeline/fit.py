@@ -50,6 +50,16 @@ CC_OPTIONS = (
 )
 
 
+# Pipeline method names beyond `api.METHODS`: N:M with a channel permutation ("nm-permuted") is packed by
+# method "nm" with `permute=True`.
+PERMUTED_NM = "nm-permuted"
+
+
+def is_searched(config: PackConfig) -> bool:
+    """Whether packing `config` runs the annealing search (its budget is then set by the pipeline)."""
+    return config.method == "tight" or (config.method == "nm" and config.permute)
+
+
 @dataclass(frozen=True)
 class Option:
     """One way to pack one layer: its config, the slots it takes and the magnitude it would drop."""
@@ -65,7 +75,7 @@ class Option:
             return f"column-combining merge={c.merge} alpha={c.alpha} gamma={c.gamma:g}"
         if c.method == "dense":
             return "dense"
-        return f"{c.method} G={c.group} h={c.height}"
+        return f"{PERMUTED_NM if c.permute else c.method} G={c.group} h={c.height}"
 
 
 def layer_tile(N: int, tile: int) -> int:
@@ -96,13 +106,17 @@ def candidate_configs(
     if method == "dense":
         return [PackConfig(method="dense", tile=tile)]
     groups = TIGHT_GROUPS if method == "tight" else NM_GROUPS
+    permute = method == PERMUTED_NM
+    method = "nm" if permute else method
     # The lossless option is the dense layout itself (G = 1): a full-height group would hold the same
     # slots and pay for a G:1 multiplexer and lane indices it never needs.
     configs = [PackConfig(method="dense", tile=tile)]
     for group in groups:
         g = min(group, K)  # a group never has more rows than the layer
         for height in sorted(h for h in HEIGHTS if h <= g // 2):
-            configs.append(PackConfig(method=method, group=g, height=height, tile=tile, seed=seed))
+            configs.append(
+                PackConfig(method=method, group=g, height=height, tile=tile, seed=seed, permute=permute)
+            )
     return list(dict.fromkeys(configs))
 
 
@@ -137,7 +151,7 @@ def evaluate_options(
     """Pack `matrix` with each config (a short search for tight) and record slots and dropped magnitude."""
     options = []
     for config in configs:
-        trial = replace(config, iterations=plan_iterations) if config.method == "tight" else config
+        trial = replace(config, iterations=plan_iterations) if is_searched(config) else config
         packed = pack(matrix, trial)
         report = packed.report()
         options.append(
@@ -240,7 +254,7 @@ def fit_layers(
         matrices.items(), desc="pack", unit="layer", disable=quiet, file=sys.stderr, leave=False
     ):
         config = configs[name]
-        if config.method == "tight" and config.iterations is None and final_iterations is not None:
+        if is_searched(config) and config.iterations is None and final_iterations is not None:
             config = replace(config, iterations=final_iterations)
         packed[name] = pack(matrix, config, name=name)
     return packed
