@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tightcompress.errors import TightCompressError
-from tightcompress.matrices import weight_to_matrix
+from tightcompress.readers.matrices import weight_to_matrix
 
 
 @dataclass(frozen=True)
@@ -239,7 +239,7 @@ def zoo_matrices(
     layers = zoo_layers(name, kinds)
     state = None
     if checkpoint is not None:
-        from tightcompress.matrices import load_state_dict
+        from tightcompress.readers.matrices import load_state_dict
 
         state = load_state_dict(checkpoint)
         if isinstance(state.get("state_dict"), dict):  # pragma: no cover - handled by load_state_dict

@@ -13,8 +13,8 @@ from tightcompress.api import METHODS, PackConfig
 from tightcompress.cli.common import add_quiet, height_arg
 from tightcompress.errors import TightCompressError
 from tightcompress.format.io import load_packed, save_packed
-from tightcompress.matrices import load_matrices
 from tightcompress.parallel import default_jobs, pack_layers
+from tightcompress.readers.matrices import load_matrices
 from tightcompress.report import build_report
 from tightcompress.utils.atomic import atomic_path, write_json_atomic
 from tightcompress.zoo import ZOO, ZooLayer, zoo_matrices

@@ -19,7 +19,7 @@ from tightcompress.hw.bitexact import check_bitexact, random_activations
 from tightcompress.hw.cycles import parse_array
 from tightcompress.hw.energy import load_energy_table
 from tightcompress.hw.simulate import simulate_packed, total_simulation
-from tightcompress.matrices import load_matrices
+from tightcompress.readers.matrices import load_matrices
 from tightcompress.report import build_report
 from tightcompress.utils.atomic import write_json_atomic
 
