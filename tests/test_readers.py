@@ -285,3 +285,14 @@ def test_onnx_fp16_initializers_keep_their_dtype(tmp_path):
     )
     packed = load_packed(tmp_path / "p.safetensors")["head"]
     assert packed.values.dtype == np.float16 and np.array_equal(packed.to_dense(), w)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_sweep_takes_fp16_and_bf16_checkpoints(tmp_path, dtype):
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in cnn_bn().state_dict().items()}
+    torch.save(state, tmp_path / "c.pt")
+    csv = tmp_path / "s.csv"
+    argv = ["sweep", tmp_path / "c.pt", "--groups", "4,8", "--tile", "8", "--iterations", "500"]
+    assert _run(*argv, "--per-layer", "--jobs", "1", "--quiet", "--csv", csv) == 0
+    layers = {line.split(",")[5] for line in csv.read_text().splitlines()[1:]}
+    assert layers == CNN_WEIGHTS | {"TOTAL"}

@@ -250,4 +250,8 @@ def test_readme_your_own_model_example_runs(tmp_path, monkeypatch):
     namespace = {"model": model, "MyNet": cnn_bn}
     exec(compile(code, "README.md", "exec"), namespace)
     assert _packed_names(model) == CNN_BN_LAYERS
-    assert Path("model.packed.safetensors").is_file()
+    loaded = namespace["model"]  # the README's last line: a fresh MyNet with the packed layers loaded
+    assert loaded is not model and _packed_names(loaded) == CNN_BN_LAYERS
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(x), model(x))
