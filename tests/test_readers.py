@@ -296,3 +296,19 @@ def test_sweep_takes_fp16_and_bf16_checkpoints(tmp_path, dtype):
     assert _run(*argv, "--per-layer", "--jobs", "1", "--quiet", "--csv", csv) == 0
     layers = {line.split(",")[5] for line in csv.read_text().splitlines()[1:]}
     assert layers == CNN_WEIGHTS | {"TOTAL"}
+
+
+@pytest.mark.parametrize("method", ["tight", "nm", "column-combining", "dense"])
+def test_fp16_matrix_through_pack_and_simulate(tmp_path, method):
+    W = np.random.default_rng(3).standard_normal((64, 24)).astype(np.float16)
+    W[np.abs(W) < 1.0] = 0
+    np.save(tmp_path / "h.npy", W)
+    extra = ["--height", "2"] if method == "nm" else []
+    argv = ["--method", method, "--group", "8", "--tile", "8", "--iterations", "500", *extra, "--quiet"]
+    assert _run("pack", tmp_path / "h.npy", *argv, "--jobs", "1", "--json", tmp_path / "r.json",
+                "--out", tmp_path / "p.safetensors") == 0  # fmt: skip
+    packed = load_packed(tmp_path / "p.safetensors")["h"]
+    assert packed.values.dtype == np.float16
+    sim = tmp_path / "s.json"
+    assert _run("simulate", tmp_path / "h.npy", *argv, "--check-bitexact", "--json", sim) == 0
+    assert json.loads(sim.read_text())["total"]["bitexact"] is True
