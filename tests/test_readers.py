@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +21,14 @@ from tightcompress.pipeline.models import DemoCNN, gemm_layers, load_model
 from tightcompress.readers import read_model
 from tightcompress.readers.checkpoint import read_state_dict
 from tightcompress.readers.matrices import weight_to_matrix
-from torch_models import CNN_BN_LAYERS, assert_outputs_match, cnn_bn, grouped_depthwise, randomize_bn
+from torch_models import (
+    CNN_BN_LAYERS,
+    GroupedNet,
+    assert_outputs_match,
+    cnn_bn,
+    grouped_depthwise,
+    randomize_bn,
+)
 
 CNN_WEIGHTS = {f"{name}.weight" for name in CNN_BN_LAYERS}
 PACK = ["--group", "8", "--height", "auto", "--tile", "8", "--iterations", "2000", "--jobs", "1", "--quiet"]
@@ -154,6 +162,35 @@ def test_depthwise_in_a_state_dict_is_left_dense_and_listed(tmp_path):
     assert _run("pack", tmp_path / "g.pt", *PACK, "--json", report) == 0
     notes = json.loads(report.read_text())["notes"]
     assert [s["name"] for s in notes["skipped_layers"]] == ["2.weight"]
+
+
+def test_pack_with_the_model_class_packs_grouped_convs_per_group(tmp_path):
+    torch.manual_seed(4)
+    model = randomize_bn(GroupedNet()).eval()
+    torch.save({"model": model.state_dict()}, tmp_path / "g.pt")
+    spec = f"{Path(__file__).with_name('torch_models.py')}:GroupedNet"
+    report, packed = tmp_path / "r.json", tmp_path / "p.safetensors"
+    assert _run("pack", tmp_path / "g.pt", "--model", spec, *PACK, "--json", report, "--out", packed) == 0
+    result = json.loads(report.read_text())
+    expected = {"0.weight", "3.weight", "6.weight"} | {f"1.weight[{g}]" for g in range(4)}
+    assert {layer["name"] for layer in result["layers"]} == expected
+    assert [s["name"] for s in result["notes"]["skipped_layers"]] == ["2.weight"]
+    assert "GroupedNet" in result["notes"]["groups_from"]
+    assert {(layer["K"], layer["N"]) for layer in result["layers"] if layer["name"].startswith("1.")} == {
+        (36, 8)
+    }
+    assert _run("unpack", packed, tmp_path / "back.pt") == 0
+    fresh = GroupedNet().eval()
+    fresh.load_state_dict(torch.load(tmp_path / "back.pt"), strict=True)
+    x = torch.randn(2, 4, 6, 6)
+    with torch.no_grad():
+        assert torch.equal(fresh(x), model(x))  # lossless, depthwise passed through dense
+    sim = tmp_path / "s.json"
+    assert _run("simulate", tmp_path / "g.pt", "--model", spec, "--no-vs-cc", "--quiet", "--json", sim) == 0
+    assert "1.weight[3]" in {layer["name"] for layer in json.loads(sim.read_text())["layers"]}
+    # without the class the groups are unknown: the report says so
+    assert _run("pack", tmp_path / "g.pt", *PACK, "--json", report) == 0
+    assert "--model" in json.loads(report.read_text())["notes"]["groups_from"]
 
 
 def test_compress_loads_checkpoints_as_saved(tmp_path):

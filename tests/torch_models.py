@@ -44,6 +44,13 @@ def grouped_depthwise() -> nn.Sequential:
     )
 
 
+class GroupedNet(nn.Sequential):
+    """`grouped_depthwise()` as a class, for `--model torch_models.py:GroupedNet`."""
+
+    def __init__(self) -> None:
+        super().__init__(*grouped_depthwise())
+
+
 GROUPED_PACKED = {"0", "1[0]", "1[1]", "1[2]", "1[3]", "3", "6"}
 GROUPED_SKIPPED = {"2"}
 

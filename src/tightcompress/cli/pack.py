@@ -16,7 +16,7 @@ from tightcompress.format.dtypes import store_dtype
 from tightcompress.format.io import load_packed, load_packed_state, save_packed
 from tightcompress.format.packed import PackedMatrix
 from tightcompress.parallel import default_jobs, pack_layers
-from tightcompress.readers import INPUT_HELP, ModelWeights, read_model
+from tightcompress.readers import INPUT_HELP, ModelWeights, model_weights, read_model
 from tightcompress.readers.matrices import DEPTHWISE_REASON
 from tightcompress.report import build_report
 from tightcompress.utils.atomic import atomic_path, write_json_atomic
@@ -61,12 +61,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_key_option(parser: argparse.ArgumentParser) -> None:
-    """`--key PATH`: which nested state_dict of a checkpoint to read."""
+    """`--key PATH` (which nested state_dict of a checkpoint) and `--model` (read conv groups from it)."""
     parser.add_argument(
         "--key",
         metavar="PATH",
         help="the state_dict inside a checkpoint holding several, e.g. model or ema/model",
     )
+    parser.add_argument(
+        "--model",
+        metavar="module:Class",
+        help="the checkpoint's model class (or file.py:Class): conv groups are read from it, since a "
+        "state_dict does not record them (grouped convs are then packed per group)",
+    )
+
+
+def read_input(args: argparse.Namespace) -> ModelWeights:
+    """The input file as `ModelWeights`; with `--model`, loaded into that class and read from its layers."""
+    if getattr(args, "model", None) is None:
+        return read_model(args.input, key=args.key)
+    if Path(args.input).suffix.lower() not in (".pt", ".pth", ".safetensors"):
+        raise TightCompressError("--model goes with a .pt/.pth/.safetensors checkpoint")
+    from tightcompress.pipeline.models import load_model
+
+    return model_weights(load_model(args.model, args.input, key=args.key), source=str(args.input))
 
 
 def add_pack_options(parser: argparse.ArgumentParser) -> None:
@@ -129,13 +146,13 @@ def matrices_from_args(
     if args.zoo is None:
         if args.checkpoint is not None:
             raise TightCompressError("--checkpoint goes with --zoo; pass a checkpoint file as the input")
-        found = read_model(args.input, key=args.key)
+        found = read_input(args)
         notes = dict(found.notes)
         if found.skipped or len(found.layers) > 1:
             notes["skipped_layers"] = found.skipped
         return found.arrays, notes, {}, found
-    if args.key is not None:
-        raise TightCompressError("--key selects a state_dict inside an input checkpoint, not with --zoo")
+    if args.key is not None or args.model is not None:
+        raise TightCompressError("--key and --model go with an input checkpoint, not with --zoo")
     matrices, layers, skipped = zoo_matrices(
         args.zoo, seed=args.seed, kinds=args.zoo_layers, checkpoint=args.checkpoint
     )

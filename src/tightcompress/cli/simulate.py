@@ -13,14 +13,14 @@ from tqdm import tqdm
 
 from tightcompress.api import PackConfig, pack
 from tightcompress.cli.common import add_quiet
-from tightcompress.cli.pack import add_key_option, add_pack_options, config_from_args
+from tightcompress.cli.pack import add_key_option, add_pack_options, config_from_args, read_input
 from tightcompress.errors import TightCompressError
 from tightcompress.format.dtypes import store_dtype
 from tightcompress.hw.bitexact import check_bitexact, random_activations
 from tightcompress.hw.cycles import parse_array
 from tightcompress.hw.energy import load_energy_table
 from tightcompress.hw.simulate import simulate_packed, total_simulation
-from tightcompress.readers import INPUT_HELP, read_model
+from tightcompress.readers import INPUT_HELP
 from tightcompress.report import build_report
 from tightcompress.utils.atomic import write_json_atomic
 
@@ -68,7 +68,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             sparsity=config.sparsity,
             seed=config.seed,
         )
-    found = read_model(args.input, key=args.key)
+    found = read_input(args)
     matrices = found.arrays
     layers = []
     hw_layers = []

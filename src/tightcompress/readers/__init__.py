@@ -29,6 +29,7 @@ __all__ = [
     "ModelWeights",
     "gemm_matrices",
     "matrix_to_weight",
+    "model_weights",
     "read_model",
     "weight_to_matrix",
 ]
@@ -92,9 +93,24 @@ def read_model(path: str | os.PathLike[str], key: str | None = None) -> ModelWei
     matrices, skipped = gemm_matrices(layers, source=str(path))
     notes = {
         "groups_from": "weight shapes (a state_dict does not record conv groups: a grouped conv is read as "
-        "dense unless an .onnx file is given; depthwise convs are recognised by shape)"
+        "one dense conv unless --model or an .onnx file is given; depthwise convs are recognised by shape)"
     }
     return ModelWeights(str(path), layers, matrices, skipped, state=state, notes=notes)
+
+
+def model_weights(model: Any, source: str = "model") -> ModelWeights:
+    """What a live `nn.Module` holds: its conv/linear weights named like its state_dict (`fqn.weight`), with
+    the groups of each conv, and its whole state_dict (so `unpack` can give it back)."""
+    layers = [
+        LayerWeight(f"{fqn}.weight" if fqn else "weight", lw.weight, lw.dtype, lw.groups)
+        for fqn, _, lw in module_layers(model)
+    ]
+    if not layers:
+        raise TightCompressError(f"{source}: no conv or linear weights found")
+    matrices, skipped = gemm_matrices(layers, source=source)
+    state = {k: v.detach() for k, v in model.state_dict().items()}
+    notes = {"groups_from": f"the model class ({type(model).__name__})"}
+    return ModelWeights(source, layers, matrices, skipped, state=state, notes=notes)
 
 
 def module_layers(model: Any, filter_fn: Any = None) -> list[tuple[str, Any, LayerWeight]]:

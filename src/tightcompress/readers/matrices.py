@@ -107,7 +107,7 @@ def gemm_matrices(
             if layer.inferred_depthwise:
                 reason += (
                     " (inferred from the shape: a state_dict does not record groups; "
-                    "give the model or an ONNX file to read it)"
+                    "give --model or an ONNX file to read them)"
                 )
             skipped.append(
                 {"name": layer.name, "kind": "depthwise", "shape": list(layer.weight.shape), "reason": reason}
