@@ -6,10 +6,10 @@ gradients reach the kept weights) and the integer buffers `lanes`, `heights`, `r
 `group_offsets`. `state_dict()`, `.to(device)`, `.half()` and `load_state_dict` therefore just work.
 
 Forward: every slot's source position is gathered from the buffers (`row_perm[tile, group_offset + lane]`,
-`col_perm[tile, column]`), the slot values are scattered (`index_add`) into the `K x N` matrix of kept
-weights, and the layer runs `F.linear` / `F.conv2d` with it. Only slots holding a nonzero value take part
-(the format's rule), so a gradient never brings an unused slot to life. This is the same arithmetic as
-`PackedMatrix.to_dense()` in torch, vectorised (no Python loop over tiles or rows), on any device.
+`col_perm[tile, column]`; kept until a buffer changes), the slot values are scattered (`index_add`) into
+the kept weights in PyTorch layout, and the layer runs `F.linear` / `F.conv2d` with them. Only slots
+holding a nonzero value take part (the format's rule), so a gradient never brings an unused slot to life.
+This is `PackedMatrix.to_dense()` in torch, vectorised (no Python loop over tiles or rows), on any device.
 """
 
 from __future__ import annotations
@@ -64,13 +64,18 @@ class PackedWeight(nn.Module):
         return {**{f: getattr(self, f) for f in _META_FIELDS}, "info": self.info}
 
     def slot_positions(self) -> torch.Tensor:
-        """`(rows, C)` flat index `row * N + column` of each slot's weight in the `K x N` matrix
-        (padding columns point at column 0; their values are zero)."""
+        """`(rows, C)` flat index `column * K + row` of each slot's weight in the `(N, K)` weight (PyTorch
+        layout); padding columns point at column 0, their values are zero. Derived from the index buffers
+        only, so it is kept until one of them changes (a new tensor, or an in-place write)."""
+        key = tuple((b.data_ptr(), b._version, b.device) for b in self._index_buffers())
+        cached = self.__dict__.get("_positions")
+        if cached is not None and cached[0] == key:
+            return cached[1]
         n_tiles, tile = self.row_perm.shape[0], self.tile
         heights = self.heights.long()
         n_groups = heights.shape[0]
         rows = self.values.shape[0]
-        device = self.values.device
+        device = self.lanes.device
         slot_tile = torch.repeat_interleave(
             torch.arange(n_tiles, device=device), heights.sum(0), output_size=rows
         )
@@ -81,15 +86,23 @@ class PackedWeight(nn.Module):
         position = position.clamp(max=self.K - 1)  # an unused slot's lane 0 may sit past a short group
         src_row = self.row_perm.long()[slot_tile[:, None], position]
         src_col = self.col_perm.long().view(n_tiles, tile)[slot_tile]
-        return src_row * self.N + src_col.clamp(min=0)
+        positions = (src_col.clamp(min=0) * self.K + src_row).reshape(-1)
+        self.__dict__["_positions"] = (key, positions)
+        return positions
 
-    def matrix(self) -> torch.Tensor:
-        """The `K x N` matrix of kept weights, differentiable in `values` (used slots only)."""
+    def _index_buffers(self) -> list[torch.Tensor]:
+        return [self.group_offsets, self.row_perm, self.col_perm, self.heights, self.lanes]
+
+    def weight_matrix(self) -> torch.Tensor:
+        """The kept weights as `(N, K)` (PyTorch layout), differentiable in `values` (used slots only)."""
         values = self.values
         kept = torch.where(values != 0, values, torch.zeros((), dtype=values.dtype, device=values.device))
         flat = torch.zeros(self.K * self.N, dtype=values.dtype, device=values.device)
-        flat = flat.index_add(0, self.slot_positions().reshape(-1), kept.reshape(-1))
-        return flat.view(self.K, self.N)
+        return flat.index_add(0, self.slot_positions(), kept.reshape(-1)).view(self.N, self.K)
+
+    def matrix(self) -> torch.Tensor:
+        """The `K x N` matrix of kept weights (a view of `weight_matrix()`)."""
+        return self.weight_matrix().T
 
     @property
     def packed(self) -> PackedMatrix:
@@ -126,7 +139,7 @@ class PackedLinear(nn.Module):
     @property
     def weight(self) -> torch.Tensor:
         """The kept weights in PyTorch layout `(out, in)`, computed from the packed state."""
-        return self.blocks[0].matrix().T
+        return self.blocks[0].weight_matrix()
 
     @property
     def packed(self) -> PackedMatrix:
@@ -187,7 +200,7 @@ class PackedConv2d(nn.Module):
     def weight(self) -> torch.Tensor:
         """The kept weights in PyTorch layout `(out, in/groups, kh, kw)`, computed from the packed state."""
         shape = (self.out_channels // self.groups, self.in_channels // self.groups, *self.kernel_size)
-        parts = [block.matrix().T.reshape(shape) for block in self.blocks]
+        parts = [block.weight_matrix().view(shape) for block in self.blocks]
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
 
     @property
