@@ -48,14 +48,6 @@ class LayerWeight:
     inferred_depthwise: bool = False
 
     @property
-    def kind(self) -> str:
-        return LAYER_KIND[self.weight.ndim]
-
-    @property
-    def in_channels(self) -> int:
-        return int(self.weight.shape[1]) * self.groups if self.weight.ndim > 2 else int(self.weight.shape[1])
-
-    @property
     def depthwise(self) -> bool:
         """One input channel per group, more than one group (or inferred so from a bare state_dict)."""
         return self.inferred_depthwise or (self.groups > 1 and self.weight.shape[1] == 1)
