@@ -171,8 +171,8 @@ def _config(config: PackConfig | None, options: dict[str, Any]) -> PackConfig:
     if config is None:
         try:
             return PackConfig(**options)
-        except TypeError as exc:
-            raise TightCompressError(f"unknown packing option: {exc}") from None
+        except TypeError as exc:  # an unknown keyword (or a wrong type PackConfig does not check yet)
+            raise TightCompressError(f"bad packing options: {exc}") from None
     if options:
         raise TightCompressError("give either a PackConfig or keyword options, not both")
     if not isinstance(config, PackConfig):

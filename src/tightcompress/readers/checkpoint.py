@@ -33,7 +33,7 @@ def read_state_dict(path: str | os.PathLike[str], key: str | None = None) -> dic
 
     path = Path(path)
     if not path.is_file():
-        raise TightCompressError(f"input file not found: {path}")
+        raise TightCompressError(f"checkpoint not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         from safetensors import SafetensorError
