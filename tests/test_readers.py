@@ -24,6 +24,7 @@ from tightcompress.readers.matrices import weight_to_matrix
 from torch_models import (
     CNN_BN_LAYERS,
     GroupedNet,
+    ResNet18,
     assert_outputs_match,
     cnn_bn,
     grouped_depthwise,
@@ -349,3 +350,29 @@ def test_fp16_matrix_through_pack_and_simulate(tmp_path, method):
     sim = tmp_path / "s.json"
     assert _run("simulate", tmp_path / "h.npy", *argv, "--check-bitexact", "--json", sim) == 0
     assert json.loads(sim.read_text())["total"]["bitexact"] is True
+
+
+def test_safetensors_with_prefixed_copies_needs_key_and_no_false_alarm(tmp_path, capsys):
+    state = cnn_bn().state_dict()
+    two = {**{f"model.{k}": v for k, v in state.items()}, **{f"ema.{k}": v.clone() for k, v in state.items()}}
+    save_file(two, str(tmp_path / "two.safetensors"))
+    report = tmp_path / "r.json"
+    assert _run("pack", tmp_path / "two.safetensors", *PACK, "--json", report) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "(ema, model)" in err and "--key" in err
+    assert _run("pack", tmp_path / "two.safetensors", "--key", "ema", *PACK, "--json", report) == 0
+    assert {layer["name"] for layer in json.loads(report.read_text())["layers"]} == CNN_WEIGHTS
+    # repeated identical layers and a ResNet's same-named stages are not copies
+    twins = nn.Sequential(nn.Linear(16, 16), nn.Linear(16, 16))
+    for name, model in {"twins": twins, "resnet": ResNet18(num_classes=10)}.items():
+        save_file(dict(model.state_dict()), str(tmp_path / f"{name}.safetensors"))
+        assert len(read_model(tmp_path / f"{name}.safetensors").matrices) == len(
+            [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+        )
+
+
+def test_a_pickled_model_is_refused_with_a_hint(tmp_path, capsys):
+    torch.save(cnn_bn(), tmp_path / "whole.pt")
+    assert _run("pack", tmp_path / "whole.pt", *PACK, "--json", tmp_path / "r.json") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "state_dict()" in err

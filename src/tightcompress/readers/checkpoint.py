@@ -45,7 +45,10 @@ def read_state_dict(path: str | os.PathLike[str], key: str | None = None) -> dic
             raise TightCompressError(
                 f"{path}: not a readable safetensors file ({_first_line(exc)})"
             ) from None
-        loaded = _unflatten_safetensors(loaded) if key is not None else loaded
+        if key is None:
+            _refuse_prefixed_copies(loaded, str(path))
+        else:
+            loaded = _unflatten_safetensors(loaded)
     elif suffix in (".pt", ".pth"):
         try:
             loaded = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -57,6 +60,11 @@ def read_state_dict(path: str | os.PathLike[str], key: str | None = None) -> dic
             OSError,
             ValueError,
         ) as exc:
+            if "Weights only load failed" in str(exc):
+                raise TightCompressError(
+                    f"{path} holds pickled objects (a whole model?), not a state_dict of tensors: save "
+                    "model.state_dict() instead (tightcompress does not run pickled code)"
+                ) from None
             raise TightCompressError(
                 f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})"
             ) from None
@@ -190,6 +198,32 @@ def _unflatten_safetensors(tensors: dict[str, Any]) -> dict[str, Any]:
         sub = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
         tree[prefix] = sub
     return tree
+
+
+def _refuse_prefixed_copies(tensors: dict[str, Any], source: str) -> None:
+    """A flat file holding the same state_dict two or more times under named first-level prefixes
+    (`model.`, `ema.`; every tensor in one of them, the same names and shapes in each) is a nested
+    checkpoint written flat: stop and list them, as for nested dicts, instead of packing every copy.
+    `--key ""` takes the whole file (two identical branches of one model)."""
+    layouts: dict[str, frozenset] = {}
+    for prefix in {name.split(".", 1)[0] for name in tensors if "." in name}:
+        if prefix.isdigit():  # nn.Sequential indices: repeated layers, not copies
+            continue
+        layouts[prefix] = frozenset(
+            (n[len(prefix) + 1 :], tuple(t.shape)) for n, t in tensors.items() if n.startswith(prefix + ".")
+        )
+    copies = sorted(
+        p
+        for p, layout in layouts.items()
+        if sum(other == layout for other in layouts.values()) > 1
+        and any(n.endswith(("weight", "weight_orig")) and len(shape) >= 2 for n, shape in layout)
+    )
+    covered = sum(len(layouts[p]) for p in copies)
+    if len(copies) > 1 and covered == len(tensors):
+        raise TightCompressError(
+            f"{source} holds {len(copies)} copies of a state_dict ({', '.join(copies)}); "
+            'choose one with --key PATH (--key "" for the whole file)'
+        )
 
 
 def _first_line(exc: BaseException) -> str:
