@@ -92,9 +92,7 @@ def load_model_class(spec: str) -> type[nn.Module]:
     return cls
 
 
-def load_model(
-    spec: str, checkpoint: str | os.PathLike[str], key: str | None = None, **kwargs
-) -> nn.Module:
+def load_model(spec: str, checkpoint: str | os.PathLike[str], key: str | None = None, **kwargs) -> nn.Module:
     """Build `module:Class(**kwargs)` and load the checkpoint's weights into it (strict).
 
     The checkpoint is read as people save them (`readers.checkpoint`): nested under any key (`key` picks
