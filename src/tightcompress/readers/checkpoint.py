@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,14 +61,13 @@ def read_state_dict(path: str | os.PathLike[str], key: str | None = None) -> dic
             OSError,
             ValueError,
         ) as exc:
-            if "Weights only load failed" in str(exc):
+            if "Weights only load failed" in str(exc) and zipfile.is_zipfile(path):
                 raise TightCompressError(
                     f"{path} holds pickled objects (a whole model?), not a state_dict of tensors: save "
                     "model.state_dict() instead (tightcompress does not run pickled code)"
                 ) from None
-            raise TightCompressError(
-                f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})"
-            ) from None
+            reason = "not a torch.save file of tensors" if "Weights only" in str(exc) else _first_line(exc)
+            raise TightCompressError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
     else:
         raise TightCompressError(
             f"{path}: unsupported input type {suffix!r} (use .npy, .pt, .pth, .safetensors or .onnx)"
@@ -227,5 +227,5 @@ def _refuse_prefixed_copies(tensors: dict[str, Any], source: str) -> None:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # torch colours some messages
     return text.splitlines()[0] if text else type(exc).__name__
