@@ -11,7 +11,7 @@ import torch
 from test_pipeline_data import make_folder
 from tightcompress.cli.main import main
 from tightcompress.format.io import load_packed
-from tightcompress.matrices import weight_to_matrix
+from tightcompress.readers.matrices import weight_to_matrix
 
 TINY = """
 import torch

@@ -9,9 +9,9 @@ from torch import nn
 
 import tightcompress as tc
 from tightcompress.hw import simulate_packed
-from tightcompress.matrices import weight_to_matrix
 from tightcompress.pipeline.hardware import simulate_model, vectors_per_layer
 from tightcompress.pipeline.models import DemoCNN
+from tightcompress.readers.matrices import weight_to_matrix
 
 
 def test_vectors_are_output_pixels_for_convs_and_samples_for_linear():

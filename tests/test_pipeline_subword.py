@@ -16,7 +16,6 @@ from test_pipeline_cli import TINY
 from tightcompress.cli.main import main
 from tightcompress.errors import TightCompressError
 from tightcompress.format.io import load_packed
-from tightcompress.matrices import weight_to_matrix
 from tightcompress.pipeline.compress import snapshot
 from tightcompress.pipeline.data import Dataset
 from tightcompress.pipeline.models import gemm_layers
@@ -39,6 +38,7 @@ from tightcompress.prune.subword import (
     subword_matrix,
 )
 from tightcompress.prune.subword_pack import SubwordPacked
+from tightcompress.readers.matrices import weight_to_matrix
 
 
 class Small(nn.Module):

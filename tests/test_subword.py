@@ -233,7 +233,7 @@ def test_subword_qat_step_reduces_loss() -> None:
 
 
 def test_prune_layer_subwords_conv_layout() -> None:
-    from tightcompress.matrices import matrix_to_weight, weight_to_matrix
+    from tightcompress.readers.matrices import matrix_to_weight, weight_to_matrix
 
     torch.manual_seed(1)
     weight = torch.randn(6, 3, 3, 3, dtype=torch.float64, requires_grad=True)  # conv (out, in, kh, kw)

@@ -12,6 +12,7 @@ from tightcompress.baselines import pack_column_combining, pack_dense, pack_nm
 from tightcompress.baselines.column_combining import MERGES
 from tightcompress.errors import TightCompressError
 from tightcompress.format.build import build_packed, uniform_group_offsets
+from tightcompress.format.dtypes import search_copy, store_dtype
 from tightcompress.format.packed import PackedMatrix
 from tightcompress.permute import AnnealConfig, search_permutation
 from tightcompress.prune import magnitude_prune
@@ -81,7 +82,9 @@ def check_matrix(weights: np.ndarray, name: str = "matrix") -> np.ndarray:
     """A 2-D, finite, not all-zero floating matrix, or a one-line error naming what is wrong."""
     weights = np.asarray(weights)
     if weights.ndim != 2:
-        raise TightCompressError(f"{name}: expected a 2-D K x N matrix, got shape {weights.shape}")
+        raise TightCompressError(
+            f"{name}: expected a 2-D K x N matrix (inputs x outputs), got shape {weights.shape}"
+        )
     if weights.size == 0:
         raise TightCompressError(f"{name}: the matrix is empty (shape {weights.shape})")
     if not np.issubdtype(weights.dtype, np.floating):
@@ -98,18 +101,24 @@ def check_matrix(weights: np.ndarray, name: str = "matrix") -> np.ndarray:
 def pack(
     weights: np.ndarray, config: PackConfig | None = None, *, name: str = "matrix", **options
 ) -> PackedMatrix:
-    """Pack a `K x N` matrix (layer `y = x @ W`) into the tight format by the configured method.
+    """Pack a NumPy `K x N` matrix (layer `y = x @ W`: K inputs, N outputs) by the configured method.
 
-    Pass a `PackConfig` or its fields as keywords, e.g. `pack(W, method="tight", group=32, height=2,
-    tile=64)`. `method="nm", permute=True` is N:M with one searched input-channel (row) permutation per
-    layer: at least as free as NVIDIA's channel permutation, since the array's feeder reads K in any order.
-    The result has `.to_dense()`, `.matmul(x)`, `.report()` and the report figures as properties.
+    K x N is the transpose of PyTorch's `(out, in)` layout: for a PyTorch weight or tensor use
+    `tightcompress.pack_weight(weight, ...)`, which converts it. Pass a `PackConfig` or its fields as
+    keywords, e.g. `pack(W, method="tight", group=32, height=2, tile=64)`. `method="nm", permute=True` is
+    N:M with one searched input-channel (row) permutation per layer: at least as free as NVIDIA's channel
+    permutation, since the array's feeder reads K in any order. fp16 and integer weights are searched in
+    float32 and their kept values stored in the input dtype. The result has `.to_dense()`, `.matmul(x)`,
+    `.report()` and the report figures as properties.
     """
+    refuse_torch_tensor(weights)
     if config is None:
         config = PackConfig(**options)
     elif options:
         raise TightCompressError("give either a PackConfig or keyword options, not both")
+    input_dtype = str(np.asarray(weights).dtype)
     weights = check_matrix(weights, name)
+    weights = search_copy(weights)
     if config.sparsity is not None:
         weights = magnitude_prune(weights, config.sparsity)
         if not np.any(weights):
@@ -134,7 +143,17 @@ def pack(
     else:
         packed = _pack_searched(weights, config, height_cap)
     packed.info["name"] = name
-    return packed
+    return store_dtype(packed, input_dtype)
+
+
+def refuse_torch_tensor(weights: object) -> None:
+    """`pack` takes NumPy `K x N`; a torch tensor is PyTorch layout `(out, in, ...)`: point to pack_weight."""
+    module = type(weights).__module__ or ""
+    if module == "torch" or module.startswith("torch."):
+        raise TightCompressError(
+            "pack() takes a NumPy K x N matrix (inputs x outputs); for a PyTorch weight (out, in[, kh, kw]) "
+            "use tightcompress.pack_weight(weight, ...)"
+        )
 
 
 def _pack_searched(

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from tightcompress.errors import TightCompressError
-from tightcompress.matrices import weight_to_matrix
+from tightcompress.readers.matrices import LayerWeight, gemm_matrices, weight_to_matrix
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class ZooLayer:
     shape: tuple[int, ...]  # weight shape, out first
     out_pixels: int  # output positions per image (GEMM rows M); 1 for linear layers
     stride: int = 1
+    groups: int = 1  # a grouped conv (1 < groups < C_in) is packed per group as `name[g]`
 
     @property
     def packable(self) -> bool:
@@ -78,7 +79,10 @@ class _Builder:
         size = self.size if at is None else at
         out = _conv_out(size, k, stride, k // 2)
         kind = "depthwise" if groups > 1 and groups == c_in == c_out else "conv"
-        self.layers.append(ZooLayer(name, kind, (c_out, c_in // groups, k, k), out * out, stride))
+        shape = (c_out, c_in // groups, k, k)
+        self.layers.append(
+            ZooLayer(name, kind, shape, out * out, stride, 1 if kind == "depthwise" else groups)
+        )
         return out
 
     def linear(self, name: str, n_in: int, n_out: int) -> None:
@@ -239,11 +243,9 @@ def zoo_matrices(
     layers = zoo_layers(name, kinds)
     state = None
     if checkpoint is not None:
-        from tightcompress.matrices import load_state_dict
+        from tightcompress.readers.checkpoint import read_state_dict, tensor_to_numpy
 
-        state = load_state_dict(checkpoint)
-        if isinstance(state.get("state_dict"), dict):  # pragma: no cover - handled by load_state_dict
-            state = state["state_dict"]
+        state = {k: tensor_to_numpy(v)[0] for k, v in read_state_dict(checkpoint).items()}
     matrices: dict[str, np.ndarray] = {}
     packed, skipped = [], []
     for index, layer in enumerate(layers):
@@ -261,6 +263,14 @@ def zoo_matrices(
                     f"{checkpoint}: {layer.name} has shape {tuple(weight.shape)}, "
                     f"{name} expects {layer.shape}"
                 )
-        matrices[layer.name] = weight_to_matrix(weight)
-        packed.append(layer)
+        if layer.groups == 1:
+            matrices[layer.name] = weight_to_matrix(weight)
+            packed.append(layer)
+            continue
+        found, _ = gemm_matrices([LayerWeight(layer.name, weight, "float32", layer.groups)], source=name)
+        for gemm in found.values():  # one matrix per group, `name[g]` (the readers' rule)
+            matrices[gemm.name] = gemm.matrix
+            packed.append(
+                replace(layer, name=gemm.name, shape=(layer.shape[0] // layer.groups, *layer.shape[1:]))
+            )
     return matrices, packed, skipped

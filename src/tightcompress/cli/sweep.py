@@ -9,8 +9,14 @@ from tqdm import tqdm
 
 from tightcompress.api import METHODS
 from tightcompress.cli.common import add_quiet, height_arg
-from tightcompress.cli.pack import add_cc_variant_options, add_parallel_options, matrices_from_args
+from tightcompress.cli.pack import (
+    add_cc_variant_options,
+    add_key_option,
+    add_parallel_options,
+    matrices_from_args,
+)
 from tightcompress.errors import TightCompressError
+from tightcompress.readers import INPUT_HELP
 from tightcompress.sweep import grid_configs, run_sweep, write_csv_atomic
 from tightcompress.zoo import ZOO
 
@@ -34,7 +40,8 @@ def _sparsity(text: str) -> float | None:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `sweep`."""
     parser = subparsers.add_parser("sweep", help="pack over a grid of methods, G, h, sparsity; write a CSV")
-    parser.add_argument("input", nargs="?", help=".npy matrix or .pt/.pth/.safetensors state_dict (or --zoo)")
+    parser.add_argument("input", nargs="?", help=f"{INPUT_HELP} (or --zoo)")
+    add_key_option(parser)
     parser.add_argument("--zoo", metavar="NAME", help=f"a zoo model instead of a file: {', '.join(ZOO)}")
     parser.add_argument("--checkpoint", metavar="STATE.pt", help="with --zoo: weights of that architecture")
     parser.add_argument("--zoo-layers", choices=("all", "conv"), default="all")
@@ -72,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         merge=args.merge,
         section=args.section,
     )
-    matrices, _notes, _zoo = matrices_from_args(args)
+    matrices, _notes, _zoo, _found = matrices_from_args(args)
     if not matrices:
         raise TightCompressError("no layers to sweep")
     total = len(configs) * len(matrices)

@@ -160,6 +160,8 @@ def build_packed(
     combining gives its groups of empty rows height 0).
     """
     weights = np.ascontiguousarray(weights)
+    stored_dtype = weights.dtype  # fp16 / integer weights are placed in float32, stored back as given
+    weights = weights if weights.dtype in (np.float32, np.float64) else weights.astype(np.float32)
     K, N = weights.shape
     row_perm = np.ascontiguousarray(row_perm, dtype=np.int64)
     col_perm = np.ascontiguousarray(col_perm, dtype=np.int64)
@@ -180,6 +182,7 @@ def build_packed(
     lanes = np.zeros((total_rows, tile), dtype=np.int16)
     kept = np.zeros((K, N), dtype=np.bool_)
     _fill_slots(weights, row_perm, col_perm, group_offsets, heights, tile, values, lanes, kept)
+    values = values.astype(stored_dtype, copy=False)
 
     magnitudes = np.abs(weights.astype(np.float64))
     total_magnitude = float(magnitudes.sum())

@@ -18,17 +18,28 @@ from tightcompress.errors import TightCompressError
 from tightcompress.format.packed import FORMAT_VERSION, PackedMatrix
 from tightcompress.utils.atomic import atomic_path
 
+STATE_PREFIX = "@state/"
 _ARRAYS = ("group_offsets", "row_perm", "col_perm", "heights", "values", "lanes")
 _INT_ARRAYS = {"group_offsets": np.int64, "row_perm": np.int32, "col_perm": np.int32, "heights": np.int32}
 
 
-def save_packed(path: str | os.PathLike[str], layers: Mapping[str, PackedMatrix]) -> None:
-    """Write named packed layers to one safetensors file, atomically."""
+def save_packed(
+    path: str | os.PathLike[str],
+    layers: Mapping[str, PackedMatrix],
+    state: Mapping[str, np.ndarray] | None = None,
+    state_dtypes: Mapping[str, str] | None = None,
+) -> None:
+    """Write named packed layers to one safetensors file, atomically.
+
+    `state` (optional) carries the checkpoint's other tensors (biases, normalisation, layers left dense) as
+    `@state/NAME`, with their dtypes in `state_dtypes` (bf16 is stored as float32), so that `unpack` gives
+    back a whole PyTorch state_dict; `load_packed` ignores them.
+    """
     tensors: dict[str, np.ndarray] = {}
     layer_meta: dict[str, dict] = {}
     for name, packed in layers.items():
-        if "/" in name:
-            raise TightCompressError(f"layer name {name!r} must not contain '/'")
+        if "/" in name or name == STATE_PREFIX.rstrip("/"):
+            raise TightCompressError(f"layer name {name!r} must not contain '/' or be {STATE_PREFIX[:-1]!r}")
         for array in _ARRAYS:
             data = getattr(packed, array)
             data = data.astype(_INT_ARRAYS[array]) if array in _INT_ARRAYS else data
@@ -42,11 +53,17 @@ def save_packed(path: str | os.PathLike[str], layers: Mapping[str, PackedMatrix]
             "height_cap": packed.height_cap,
             "info": _jsonable(packed.info),
         }
+    for name, array in (state or {}).items():
+        tensors[STATE_PREFIX + name] = np.array(array, order="C")  # keeps 0-d tensors 0-d
     metadata = {
         "format": "tightcompress.packed",
         "format_version": str(FORMAT_VERSION),
         "layers": json.dumps(layer_meta),
     }
+    if state:
+        metadata["state"] = json.dumps(
+            {name: (state_dtypes or {}).get(name, str(a.dtype)) for name, a in state.items()}
+        )
     with atomic_path(path, suffix=".safetensors") as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
 
@@ -87,6 +104,24 @@ def load_packed(path: str | os.PathLike[str]) -> dict[str, PackedMatrix]:
             **arrays,
         )
     return layers
+
+
+def load_packed_state(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """`(tensors, dtypes)`: the checkpoint tensors a packed file carries beside its layers (maybe none)."""
+    path = os.fspath(path)
+    try:
+        from safetensors import safe_open
+
+        with safe_open(path, framework="numpy") as handle:
+            metadata = handle.metadata() or {}
+            names = [k for k in handle.keys() if k.startswith(STATE_PREFIX)]
+            tensors = {k[len(STATE_PREFIX) :]: handle.get_tensor(k) for k in names}
+        dtypes = json.loads(metadata.get("state", "{}"))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise TightCompressError(f"{path} is not a readable packed file ({exc})") from None
+    if not isinstance(dtypes, dict) or set(dtypes) != set(tensors):
+        raise TightCompressError(f"{path}: the stored checkpoint tensors do not match their dtype table")
+    return tensors, dtypes
 
 
 def _jsonable(value):

@@ -30,7 +30,6 @@ from tightcompress.api import METHODS, PackConfig
 from tightcompress.errors import TightCompressError
 from tightcompress.format.io import save_packed
 from tightcompress.format.packed import PackedMatrix
-from tightcompress.matrices import matrix_to_weight, weight_to_matrix
 from tightcompress.pipeline import fit, masks
 from tightcompress.pipeline.data import Dataset
 from tightcompress.pipeline.hardware import simulate_model, vectors_per_layer
@@ -47,6 +46,7 @@ from tightcompress.pipeline.stages import (
 from tightcompress.pipeline.stages import load_stage as load_stage  # re-exported: callers import it here
 from tightcompress.pipeline.stages import save_stage as save_stage  # re-exported: callers import it here
 from tightcompress.pipeline.train import evaluate, frozen_copy, seed_everything
+from tightcompress.readers.matrices import matrix_to_weight, weight_to_matrix
 from tightcompress.report import build_report
 from tightcompress.utils.atomic import atomic_path, write_json_atomic
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import importlib
 import os
-import pickle
 import sys
-import zipfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from tightcompress.errors import TightCompressError
+from tightcompress.readers.checkpoint import read_state_dict
 from tightcompress.zoo import DEMO_CNN_WIDTHS
 
 
@@ -43,12 +42,25 @@ class DemoCNN(nn.Module):
 
 
 def gemm_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """The conv and linear layers of a model (the ones packed), by module name."""
-    layers = {
-        name: module
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Linear)
-    }
+    """The conv and linear layers of a model that the pipeline packs, by module name.
+
+    Depthwise convs (`groups == in_channels > 1`) are left dense, as everywhere (`readers.matrices`). A
+    grouped conv (`1 < groups < in_channels`) is packed per group by `pack`, `sparsify_` and the zoo; the
+    fine-tuning pipeline does not do that yet and says so instead of packing it as one wrong GEMM.
+    """
+    layers = {}
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Conv1d | nn.Conv2d | nn.Linear):
+            continue
+        groups = getattr(module, "groups", 1)
+        if groups > 1 and groups == module.in_channels:
+            continue
+        if groups > 1:
+            raise TightCompressError(
+                f"{name}: a grouped conv (groups={groups}); compress does not fine-tune grouped convs yet "
+                "(pack them with `tightcompress pack` or `tightcompress.sparsify_`, one matrix per group)"
+            )
+        layers[name] = module
     if not layers:
         raise TightCompressError(f"{type(model).__name__} has no conv or linear layer to compress")
     return layers
@@ -80,40 +92,22 @@ def load_model_class(spec: str) -> type[nn.Module]:
     return cls
 
 
-def read_checkpoint(path: str | os.PathLike[str]) -> dict:
-    """A checkpoint dict from `torch.save`, or a one-line error for a missing or corrupt file."""
-    path = Path(path)
-    if not path.is_file():
-        raise TightCompressError(f"checkpoint not found: {path}")
-    try:
-        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TightCompressError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
-    if not isinstance(loaded, dict):
-        raise TightCompressError(f"{path}: expected a dict checkpoint, got {type(loaded).__name__}")
-    return loaded
+def load_model(spec: str, checkpoint: str | os.PathLike[str], key: str | None = None, **kwargs) -> nn.Module:
+    """Build `module:Class(**kwargs)` and load the checkpoint's weights into it (strict).
 
-
-def state_of(checkpoint: dict) -> dict[str, torch.Tensor]:
-    """The state_dict inside a checkpoint (plain, or under `state_dict` / `model_state_dict` / `model`)."""
-    for key in ("state_dict", "model_state_dict", "model", "state"):
-        if isinstance(checkpoint.get(key), dict):
-            return checkpoint[key]
-    return checkpoint
-
-
-def load_model(spec: str, checkpoint: str | os.PathLike[str], **kwargs) -> nn.Module:
-    """Build `module:Class(**kwargs)` and load the checkpoint's weights into it (strict)."""
+    The checkpoint is read as people save them (`readers.checkpoint`): nested under any key (`key` picks
+    one), `module.` prefixes stripped, `torch.nn.utils.prune` pairs folded, any dtype (cast to the model's).
+    """
     cls = load_model_class(spec)
     try:
         model = cls(**kwargs)
     except Exception as exc:
         raise TightCompressError(f"cannot build {spec}: {type(exc).__name__}: {exc}") from None
-    state = state_of(read_checkpoint(checkpoint))
+    state = read_state_dict(checkpoint, key=key)
     try:
         model.load_state_dict(state, strict=True)
     except (RuntimeError, KeyError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise TightCompressError(f"{checkpoint} does not fit {spec}: {first}") from None
+        text = " ".join(str(exc).split())  # torch's message spans lines; keep it whole, on one line
+        text = text if len(text) <= 400 else text[:400] + " ..."
+        raise TightCompressError(f"{checkpoint} does not fit {spec}: {text}") from None
     return model

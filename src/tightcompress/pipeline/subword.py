@@ -48,7 +48,6 @@ from torch import nn
 
 from tightcompress.api import PackConfig
 from tightcompress.errors import TightCompressError
-from tightcompress.matrices import matrix_to_weight, weight_to_matrix
 from tightcompress.pipeline import fit
 from tightcompress.pipeline.compress import CompressResult, fingerprint
 from tightcompress.pipeline.data import Dataset
@@ -73,6 +72,7 @@ from tightcompress.prune.subword import (
     subword_matrix,
 )
 from tightcompress.prune.subword_pack import SubwordPacked, pack_subwords, slot_shifts
+from tightcompress.readers.matrices import matrix_to_weight, weight_to_matrix
 from tightcompress.report import build_report
 
 log = logging.getLogger("tightcompress.pipeline")

@@ -265,7 +265,7 @@ def prune_layer_subwords(
     """
     import torch
 
-    from tightcompress.matrices import matrix_to_weight, weight_to_matrix
+    from tightcompress.readers.matrices import matrix_to_weight, weight_to_matrix
 
     shape = tuple(weight.shape)
     q, scales = quantize_for_subwords(weight_to_matrix(weight.detach().cpu().double().numpy()))

@@ -1,0 +1,15 @@
+"""PyTorch in, PyTorch out: packed layers that run (`PackedLinear`, `PackedConv2d`) and the model-level API
+(`sparsify_`, `save_model`, `load_model_`, `pack_weight`), also exported as `tightcompress.<name>`."""
+
+from tightcompress.nn.api import load_model_, pack_weight, save_model, sparsify_
+from tightcompress.nn.modules import PackedConv2d, PackedLinear, PackedWeight
+
+__all__ = [
+    "PackedConv2d",
+    "PackedLinear",
+    "PackedWeight",
+    "load_model_",
+    "pack_weight",
+    "save_model",
+    "sparsify_",
+]
