@@ -8,14 +8,18 @@ import sys
 from tightcompress.errors import TightCompressError
 from tightcompress.format.io import load_packed
 from tightcompress.sweep import read_sweep_csv
-from tightcompress.viz.report_html import load_report_json, write_html
+from tightcompress.viz.report_html import write_html
+from tightcompress.viz.runs import runs_from_files
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `report`."""
     parser = subparsers.add_parser("report", help="render report JSON(s) as a static HTML page with plots")
     parser.add_argument(
-        "reports", nargs="+", metavar="REPORT.json", help="pack/simulate reports (one per method), demo JSON"
+        "reports",
+        nargs="+",
+        metavar="REPORT.json",
+        help="pack, simulate, compress, demo or frontier JSONs, any mix; each run gets its own label",
     )
     parser.add_argument("--html", required=True, metavar="OUT.html", help="write the page here")
     parser.add_argument("--sweep", metavar="SWEEP.csv", help="a `tightcompress sweep` CSV to plot")
@@ -27,9 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Read and check every input first, then render and write the page atomically."""
-    loaded = [load_report_json(path) for path in args.reports]
-    reports = [data for data in loaded if "layers" in data]
-    demo_rows = [row for data in loaded for row in data.get("rows", [])]
+    runs, frontiers = runs_from_files(args.reports)
     sweep_rows = []
     if args.sweep:
         try:
@@ -47,8 +49,6 @@ def run(args: argparse.Namespace) -> int:
             raise TightCompressError(f"no layer {args.layer!r} in {args.packed}; it has {', '.join(layers)}")
     elif args.layer:
         raise TightCompressError("--layer needs --packed")
-    write_html(
-        args.html, reports, demo_rows=demo_rows, sweep_rows=sweep_rows, packed=packed, title=args.title
-    )
+    write_html(args.html, runs, frontiers=frontiers, sweep_rows=sweep_rows, packed=packed, title=args.title)
     print(f"report -> {args.html}", file=sys.stderr)
     return 0
