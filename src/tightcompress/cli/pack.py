@@ -49,12 +49,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     unpack.add_argument("packed", help="PACKED.safetensors written by `pack --out`")
     unpack.add_argument("output", help="OUT.npy (one layer) or OUT.npz (every layer)")
     unpack.add_argument("--layer", help="which layer to write to a .npy when the file holds several")
+    add_quiet(unpack)
     unpack.set_defaults(func=run_unpack)
 
 
 def add_pack_options(parser: argparse.ArgumentParser) -> None:
     """The packing options shared by `pack` and the commands built on it."""
-    parser.add_argument("--method", choices=METHODS, default="tight")
+    parser.add_argument("--method", choices=METHODS, default="tight", help="packing method")
     parser.add_argument("--group", type=int, default=8, metavar="G", help="lane width G (G:1 mux per PE)")
     parser.add_argument(
         "--height",
@@ -75,9 +76,9 @@ def add_pack_options(parser: argparse.ArgumentParser) -> None:
         "--sparsity",
         type=float,
         metavar="S",
-        help="first zero the smallest-magnitude fraction S of each matrix",
+        help="first zero the smallest-magnitude fraction S of each matrix (default: none, as given)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the permutation search")
     parser.add_argument("--iterations", type=int, help="annealing moves (default: scaled to the matrix)")
     parser.add_argument(
         "--objective",
@@ -168,13 +169,11 @@ def run_pack(args: argparse.Namespace) -> int:
         save_packed(args.out, packed_layers)
     write_json_atomic(args.json, report)
     total = report["total"]
-    if not args.quiet:
-        print(
-            f"{len(layers)} layer(s), {config.method}: rate {total['compression_rate']:.2f}x, "
-            f"utilization {total['utilization']:.1%}, dropped {total['dropped_nnz']} nnz "
-            f"({total['dropped_magnitude_fraction']:.2%} of |w|) -> {args.json}",
-            file=sys.stderr,
-        )
+    print(
+        f"{len(layers)} layer(s), {config.method}: rate {total['compression_rate']:.2f}x, "
+        f"utilization {total['utilization']:.1%}, dropped {total['dropped_nnz']} nnz "
+        f"({total['dropped_magnitude_fraction']:.2%} of |w|) -> {args.json}"
+    )
     return 0
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
+from tightcompress.cli.common import add_quiet
 from tightcompress.errors import TightCompressError
 from tightcompress.format.io import load_packed
 from tightcompress.sweep import read_sweep_csv
@@ -25,7 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--sweep", metavar="SWEEP.csv", help="a `tightcompress sweep` CSV to plot")
     parser.add_argument("--packed", metavar="PACKED.safetensors", help="packed file for the nonzero heat map")
     parser.add_argument("--layer", help="which layer of --packed to draw (default: the largest)")
-    parser.add_argument("--title", default="tightcompress report")
+    parser.add_argument("--title", default="tightcompress report", help="page title")
+    add_quiet(parser)
     parser.set_defaults(func=run)
 
 
@@ -50,5 +51,5 @@ def run(args: argparse.Namespace) -> int:
     elif args.layer:
         raise TightCompressError("--layer needs --packed")
     write_html(args.html, runs, frontiers=frontiers, sweep_rows=sweep_rows, packed=packed, title=args.title)
-    print(f"report -> {args.html}", file=sys.stderr)
+    print(f"{len(runs)} run(s), {len(frontiers)} frontier(s) -> {args.html}")
     return 0
