@@ -243,8 +243,8 @@ def _frontier_dense(frontiers: Sequence[tuple[str, dict]]) -> list[tuple[str, fl
     dense = []
     for source, data in frontiers:
         value = data.get("dense")
-        if isinstance(value, dict):
-            value = value.get("accuracy")
+        if isinstance(value, dict):  # {"accuracy_mean", "accuracy_std", "per_seed"}
+            value = value.get("accuracy_mean", value.get("accuracy"))
         if isinstance(value, int | float):
             dense.append((source, accuracy_percent(value)))
     return dense
