@@ -43,6 +43,14 @@ def _figure_png(fig) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def run_colors(runs: Sequence[Run]) -> dict[str, str]:
+    """One colour per report run (demo rows excluded), the same in every figure, in run order."""
+    import matplotlib.pyplot as plt
+
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {run.label: cycle[i % len(cycle)] for i, run in enumerate(r for r in runs if r.layers)}
+
+
 def _layer_order(runs: Sequence[Run]) -> list[str]:
     """Every layer name of the runs in first-seen order (names already normalised to module paths)."""
     return list(dict.fromkeys(layer["name"] for run in runs for layer in run.layers))[:_MAX_BAR_LAYERS]
@@ -79,8 +87,9 @@ def plot_rates(runs: Sequence[Run]) -> str | None:
         key = tuple(round(float(by_name[n]["compression_rate"]), 6) if n in by_name else 0.0 for n in names)
         series.setdefault(key, []).append(run.label)
     bars = [(_join_labels(labels), list(key)) for key, labels in series.items()]
+    colors = run_colors(runs)
     fig, ax = plt.subplots(figsize=(_PAGE_INCHES, _bar_height(len(names), len(bars))))
-    _hbars(ax, names, bars)
+    _hbars(ax, names, bars, colors=[colors[labels[0]] for labels in series.values()])
     ax.set_xlabel("compression rate (×): dense slots / packed slots")
     fig.tight_layout()
     fig.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0.0))
@@ -126,7 +135,7 @@ def plot_hardware(runs: Sequence[Run]) -> str | None:
         squeeze=False,
         sharey=True,
     )
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = run_colors(runs)
     run_color: dict[str, str] = {}
     dense_color: dict[str, str] = {}
     for row, (key, dense_key, unit, scale) in enumerate(metrics):
@@ -148,7 +157,7 @@ def plot_hardware(runs: Sequence[Run]) -> str | None:
                 series.append(
                     (run.label, [by_name[n].get(key, 0) * scale if n in by_name else 0 for n in names])
                 )
-                color = run_color.setdefault(run.label, colors[len(run_color) % len(colors)])
+                color = run_color.setdefault(run.label, colors[run.label])
                 series_colors.append(color)
             _hbars(ax, names, series, colors=series_colors)
             ax.set_xscale("log")
@@ -257,13 +266,14 @@ def plot_accuracy(runs: Sequence[Run], frontiers: Sequence[tuple[str, dict]] = (
         return None
     import matplotlib.pyplot as plt
 
+    colors = run_colors(runs)
     fig, ax = plt.subplots(figsize=(_PAGE_INCHES, 4.2))
     for s in series:
         rates, acc = np.array(s["rates"]), np.array(s["accuracy"])
         spread = np.array([acc - np.array(s["low"]), np.array(s["high"]) - acc])
         style = "-o" if len(rates) > 1 else "o"
         ax.errorbar(rates, acc, yerr=spread if spread.any() else None, fmt=style, capsize=3, label=s["label"],
-                    markersize=5)  # fmt: skip
+                    markersize=5, color=colors.get(s["label"]))  # fmt: skip
     for source, value in _frontier_dense(frontiers):
         ax.axhline(value, color="0.4", linestyle=":", linewidth=1)
         ax.annotate(f"dense ({source}) {value:.2f}%", (1.0, value), fontsize=7, color="0.3",
@@ -357,7 +367,7 @@ _COLUMNS: list[tuple[str, str, Any, str]] = [
     ("Accuracy (%)", "top-1 test accuracy after packing and fine-tuning", lambda r: r.accuracy, "{:.2f}%"),
     ("Accuracy drop (pp)", "dense accuracy minus final accuracy, percentage points",
      lambda r: None if r.accuracy is None or r.dense_accuracy is None else r.dense_accuracy - r.accuracy,
-     "{:+.2f}"),
+     "{:.2f}"),
 ]  # fmt: skip
 
 
