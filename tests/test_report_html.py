@@ -105,6 +105,8 @@ def test_every_run_once_with_a_distinct_label(inputs):
     names = [[layer["name"] for layer in run.layers] for run in runs]
     assert names == [["conv1", "fc"]] * 4
     assert layer_name("layer1.0.conv1.weight") == "layer1.0.conv1" and layer_name("weight") == "weight"
+    assert layer_name("conv1.weight[3]") == "conv1[3]" and layer_name("conv1[3]") == "conv1[3]"
+    assert layer_name("a.weightless") == "a.weightless"
 
 
 def test_both_arrays_and_every_accuracy_source_are_drawn(inputs):
