@@ -267,13 +267,17 @@ def plot_accuracy(runs: Sequence[Run], frontiers: Sequence[tuple[str, dict]] = (
     import matplotlib.pyplot as plt
 
     colors = run_colors(runs)
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for s in series:  # demo and frontier lines: the colours after the runs', so no two lines share one
+        if s["label"] not in colors:
+            colors[s["label"]] = cycle[len(colors) % len(cycle)]
     fig, ax = plt.subplots(figsize=(_PAGE_INCHES, 4.2))
     for s in series:
         rates, acc = np.array(s["rates"]), np.array(s["accuracy"])
         spread = np.array([acc - np.array(s["low"]), np.array(s["high"]) - acc])
         style = "-o" if len(rates) > 1 else "o"
         ax.errorbar(rates, acc, yerr=spread if spread.any() else None, fmt=style, capsize=3, label=s["label"],
-                    markersize=5, color=colors.get(s["label"]))  # fmt: skip
+                    markersize=5, color=colors[s["label"]])  # fmt: skip
     for source, value in _frontier_dense(frontiers):
         ax.axhline(value, color="0.4", linestyle=":", linewidth=1)
         ax.annotate(f"dense ({source}) {value:.2f}%", (1.0, value), fontsize=7, color="0.3",
