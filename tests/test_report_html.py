@@ -143,6 +143,19 @@ def test_full_report_embeds_every_plot(tmp_path, inputs):
     assert re.fullmatch(r'<td class="num">\d[\d,]*', cycles)
 
 
+def test_heat_map_layer_by_module_path(tmp_path, inputs):
+    argv = [
+        "report",
+        inputs / "pack.json",
+        "--packed",
+        inputs / "p.safetensors",
+        "--html",
+        tmp_path / "r.html",
+    ]
+    assert main([str(a) for a in [*argv, "--layer", "fc"]]) == 0  # the file's key is `fc.weight`
+    assert len(_pngs((tmp_path / "r.html").read_text())) == 2
+
+
 def test_figures_fit_the_page(tmp_path, inputs):
     import io
 

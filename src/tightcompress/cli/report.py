@@ -9,7 +9,7 @@ from tightcompress.errors import TightCompressError
 from tightcompress.format.io import load_packed
 from tightcompress.sweep import read_sweep_csv
 from tightcompress.viz.report_html import write_html
-from tightcompress.viz.runs import runs_from_files
+from tightcompress.viz.runs import layer_name, runs_from_files
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +24,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--html", required=True, metavar="OUT.html", help="write the page here")
     parser.add_argument("--sweep", metavar="SWEEP.csv", help="a `tightcompress sweep` CSV to plot")
     parser.add_argument("--packed", metavar="PACKED.safetensors", help="packed file for the nonzero heat map")
-    parser.add_argument("--layer", help="which layer of --packed to draw (default: the largest)")
+    parser.add_argument(
+        "--layer", help="which layer of --packed to draw, `conv1` or `conv1.weight` (default: the largest)"
+    )
     parser.add_argument("--title", default="tightcompress report", help="page title")
     add_quiet(parser)
     parser.set_defaults(func=run)
@@ -46,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
             packed = max(layers.values(), key=lambda p: p.K * p.N)
         elif args.layer in layers:
             packed = layers[args.layer]
+        elif args.layer in {layer_name(key) for key in layers}:  # `conv1` for the key `conv1.weight`
+            packed = next(p for key, p in layers.items() if layer_name(key) == args.layer)
         else:
             raise TightCompressError(f"no layer {args.layer!r} in {args.packed}; it has {', '.join(layers)}")
     elif args.layer:
