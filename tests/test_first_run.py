@@ -42,6 +42,21 @@ def test_warm_cache_says_nothing(monkeypatch):
     assert out.getvalue() == ""
 
 
+def test_bad_input_fails_before_compiling(tmp_path, monkeypatch, capsys):
+    """A cold cache is filled after the input is checked: a typo costs no compilation and one line."""
+    from tightcompress.cli.main import main
+
+    warmed = []
+    monkeypatch.setattr(jit, "cold_kernels", lambda: ["kernels.anneal_lossless"])
+    monkeypatch.setattr(jit, "warm_up", lambda: warmed.append(1))
+    assert main(["pack", str(tmp_path / "missing.npy"), "--json", str(tmp_path / "r.json")]) == 2
+    assert warmed == [] and len(capsys.readouterr().err.strip().splitlines()) == 1
+    np.save(tmp_path / "w.npy", np.eye(8, dtype=np.float32))
+    assert main(["pack", str(tmp_path / "w.npy"), "--json", str(tmp_path / "r.json")]) == 0
+    err = capsys.readouterr().err
+    assert warmed == [1] and err.count("first run: compiling 1 numba kernels once") == 1
+
+
 @pytest.mark.slow
 def test_first_run_from_an_empty_cache(tmp_path):
     """A real cold start (empty NUMBA_CACHE_DIR): one announcement, then a warm cache for every kernel."""

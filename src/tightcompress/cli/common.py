@@ -16,6 +16,13 @@ def height_arg(text: str) -> int | str:
     return value
 
 
+def compile_kernels_once(args: argparse.Namespace) -> None:
+    """Before the first kernel call, after the input is checked: announce and fill a cold kernel cache."""
+    from tightcompress.utils.jit import prepare_kernels
+
+    prepare_kernels(quiet=getattr(args, "quiet", False))
+
+
 def add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quiet",

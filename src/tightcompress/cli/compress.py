@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from tightcompress.cli.common import add_alias, add_quiet
+from tightcompress.cli.common import add_alias, add_quiet, compile_kernels_once
 from tightcompress.errors import TightCompressError
 from tightcompress.pipeline.compress import PIPELINE_METHODS, CompressConfig, compress_model, write_outputs
 from tightcompress.pipeline.data import Dataset, load_image_folder, load_mnist
@@ -152,6 +152,7 @@ def _run(args: argparse.Namespace, config) -> int:
         model = load_model(args.model, args.checkpoint)
         data = load()
     _check_fits_data(model, data)
+    compile_kernels_once(args)
     workdir = Path(args.workdir) if args.workdir else Path(args.out_dir) / ".stages"
     if args.granularity == "subword":
         from tightcompress.pipeline.subword import compress_subword

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from tightcompress.cli.common import add_alias, add_methods
+from tightcompress.cli.common import add_alias, add_methods, compile_kernels_once
 from tightcompress.cli.compress import add_pipeline_options, setup_logging
 from tightcompress.pipeline.compress import CompressConfig
 from tightcompress.pipeline.demo import DEMO_METHODS, DemoConfig, format_table, run_demo
@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         compress=compress,
         subword_bit_rate=args.subword_bit_rate or None,
     )
+    compile_kernels_once(args)
     result = run_demo(
         config, workdir=args.workdir, resume=args.resume, quiet=args.quiet, out_dir=args.out_dir
     )

@@ -22,9 +22,6 @@ from tightcompress.cli import sweep as sweep_cmd
 from tightcompress.cli.common import apply_grammar
 from tightcompress.errors import TightCompressError
 
-# Commands that run the numba kernels: a cold kernel cache is announced and compiled before they start.
-USES_KERNELS = {"pack", "simulate", "sweep", "compress", "demo"}
-
 # Each module has `add_parser(subparsers)`, which registers its subcommand and sets `func(args) -> int`.
 SUBCOMMANDS = [pack_cmd, compress_cmd, demo_cmd, simulate_cmd, sweep_cmd, export_cmd, report_cmd]
 
@@ -51,10 +48,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         for note in getattr(args, "deprecations", None) or []:
             print(f"tightcompress {args.command}: {note}", file=sys.stderr)
     try:
-        if args.command in USES_KERNELS:
-            from tightcompress.utils.jit import prepare_kernels
-
-            prepare_kernels(quiet=getattr(args, "quiet", False))
         return int(args.func(args) or 0)
     except TightCompressError as exc:
         print(f"tightcompress {args.command}: error: {exc}", file=sys.stderr)

@@ -10,7 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tightcompress.api import METHODS, PackConfig
-from tightcompress.cli.common import add_quiet, height_arg
+from tightcompress.cli.common import add_quiet, compile_kernels_once, height_arg
 from tightcompress.errors import TightCompressError
 from tightcompress.format.io import load_packed, save_packed
 from tightcompress.matrices import load_matrices
@@ -147,6 +147,7 @@ def config_from_args(args: argparse.Namespace) -> PackConfig:
 def run_pack(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     matrices, notes, zoo = matrices_from_args(args)
+    compile_kernels_once(args)
     with tqdm(
         total=len(matrices),
         desc="pack",

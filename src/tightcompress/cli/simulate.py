@@ -12,7 +12,7 @@ import sys
 from tqdm import tqdm
 
 from tightcompress.api import PackConfig, pack
-from tightcompress.cli.common import add_alias, add_quiet
+from tightcompress.cli.common import add_alias, add_quiet, compile_kernels_once
 from tightcompress.cli.pack import add_pack_options, config_from_args
 from tightcompress.errors import TightCompressError
 from tightcompress.hw.bitexact import check_bitexact, random_activations
@@ -75,6 +75,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             seed=config.seed,
         )
     matrices = load_matrices(args.input)
+    compile_kernels_once(args)
     layers = []
     hw_layers = []
     for name, matrix in tqdm(

@@ -8,7 +8,7 @@ import sys
 from tqdm import tqdm
 
 from tightcompress.api import METHODS
-from tightcompress.cli.common import add_methods, add_quiet, height_arg
+from tightcompress.cli.common import add_methods, add_quiet, compile_kernels_once, height_arg
 from tightcompress.cli.pack import add_parallel_options, matrices_from_args
 from tightcompress.errors import TightCompressError
 from tightcompress.sweep import grid_configs, run_sweep, write_csv_atomic
@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     matrices, _notes, _zoo = matrices_from_args(args)
     if not matrices:
         raise TightCompressError("no layers to sweep")
+    compile_kernels_once(args)
     total = len(configs) * len(matrices)
     with tqdm(total=total, desc="sweep", unit="pack", disable=args.quiet, file=sys.stderr) as bar:
         rows = run_sweep(
