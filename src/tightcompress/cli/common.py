@@ -16,5 +16,109 @@ def height_arg(text: str) -> int | str:
     return value
 
 
+def compile_kernels_once(args: argparse.Namespace) -> None:
+    """Before the first kernel call, after the input is checked: announce and fill a cold kernel cache."""
+    from tightcompress.utils.jit import prepare_kernels
+
+    prepare_kernels(quiet=getattr(args, "quiet", False))
+
+
 def add_quiet(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines on stderr")
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bars, log lines or warnings on stderr (errors still)",
+    )
+
+
+# ------------------------------------------------------------------------------ one command-line grammar
+EXIT_CODES = """exit status:
+  0    success
+  1    internal error (a bug): one line on stderr; TIGHTCOMPRESS_DEBUG=1 shows the traceback
+  2    bad input or usage (a one-line message naming the problem)
+  130  interrupted (Ctrl-C)
+
+output: results and summary lines go to stdout; progress bars, logs and warnings go to stderr
+(--quiet silences stderr except errors)."""
+
+
+def _default_text(value: object) -> str:
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default (unless the text already gives one); epilogs keep layout."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if action.help is None:  # argparse prints no help line, hence no default, for options without help
+            action.help = ""
+        return super()._format_action(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text.lower()
+            or default is None
+            or default is argparse.SUPPRESS
+            or isinstance(default, bool)
+            or (not action.option_strings and action.nargs not in ("?", "*"))
+        ):
+            return text
+        shown = _default_text(default).replace("%", "%%")
+        return f"{text} (default: {shown})" if text else f"default: {shown}"
+
+
+def apply_grammar(parser: argparse.ArgumentParser) -> None:
+    """The shared help layout and exit-code epilog, for the top-level parser and every subcommand."""
+    parser.formatter_class = HelpFormatter
+    parser.epilog = EXIT_CODES if not parser.epilog else f"{parser.epilog}\n\n{EXIT_CODES}"
+
+
+class _DeprecatedOption(argparse.Action):
+    """An old spelling: stores into the new dest, queues one deprecation line (printed by `main`)."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        notes = getattr(namespace, "deprecations", None) or []
+        notes.append(f"{option_string} is deprecated and will be removed; use {self.new}")
+        namespace.deprecations = notes
+
+
+def add_alias(parser, old: str, new: str, **kwargs) -> None:
+    """Keep `old` working as a hidden, deprecated spelling of option `new` (same dest, same type)."""
+    dest = new.lstrip("-").replace("-", "_")
+    parser.add_argument(old, dest=dest, action=_DeprecatedOption, new=new, help=argparse.SUPPRESS, **kwargs)
+
+
+class _MethodsAction(argparse.Action):
+    """`--methods tight nm`, `--methods tight,nm` or a mix: one flat list, each name checked."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+        unknown = [name for name in names if self.choices_list and name not in self.choices_list]
+        if unknown or not names:
+            allowed = ", ".join(self.choices_list)
+            parser.error(
+                f"argument {option_string}: invalid choice {(unknown or [''])[0]!r} (choose from {allowed})"
+            )
+        setattr(namespace, self.dest, list(dict.fromkeys(names)))
+
+    choices_list: tuple[str, ...] = ()
+
+
+def add_methods(
+    parser: argparse.ArgumentParser, choices: tuple[str, ...], default: list[str], help: str
+) -> None:
+    """`--methods`: separated by spaces or commas in every command."""
+    action = parser.add_argument(
+        "--methods", nargs="+", action=_MethodsAction, default=list(default), metavar="METHOD",
+        help=f"{help}, separated by spaces or commas; from {', '.join(choices)}",
+    )  # fmt: skip
+    action.choices_list = tuple(choices)

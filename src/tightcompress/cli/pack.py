@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from tightcompress.api import METHODS, PackConfig
 from tightcompress.baselines.column_combining import MERGES
-from tightcompress.cli.common import add_quiet, height_arg
+from tightcompress.cli.common import add_quiet, compile_kernels_once, height_arg
 from tightcompress.errors import TightCompressError
 from tightcompress.format.dtypes import store_dtype
 from tightcompress.format.io import load_packed, load_packed_state, save_packed
@@ -58,6 +58,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "a PyTorch-layout state_dict (conv weights 4-D, biases and the other tensors of the checkpoint)",
     )
     unpack.add_argument("--layer", help="which layer to write to a .npy when the file holds several")
+    add_quiet(unpack)
     unpack.set_defaults(func=run_unpack)
 
 
@@ -89,7 +90,7 @@ def read_input(args: argparse.Namespace) -> ModelWeights:
 
 def add_pack_options(parser: argparse.ArgumentParser) -> None:
     """The packing options shared by `pack` and the commands built on it."""
-    parser.add_argument("--method", choices=METHODS, default="tight")
+    parser.add_argument("--method", choices=METHODS, default="tight", help="packing method")
     parser.add_argument("--group", type=int, default=8, metavar="G", help="lane width G (G:1 mux per PE)")
     parser.add_argument(
         "--height",
@@ -111,14 +112,14 @@ def add_pack_options(parser: argparse.ArgumentParser) -> None:
         "--sparsity",
         type=float,
         metavar="S",
-        help="first zero the smallest-magnitude fraction S of each matrix",
+        help="first zero the smallest-magnitude fraction S of each matrix (default: none, as given)",
     )
     parser.add_argument(
         "--permute",
         action="store_true",
         help="nm: first search one input-channel (row) permutation per layer, shared by all tiles",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the permutation search")
     parser.add_argument("--iterations", type=int, help="annealing moves (default: scaled to the matrix)")
     parser.add_argument(
         "--objective",
@@ -214,6 +215,7 @@ def config_from_args(args: argparse.Namespace) -> PackConfig:
 def run_pack(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     matrices, notes, zoo, found = matrices_from_args(args)
+    compile_kernels_once(args)
     with tqdm(
         total=len(matrices),
         desc="pack",
@@ -240,13 +242,11 @@ def run_pack(args: argparse.Namespace) -> int:
     write_json_atomic(args.json, report)
     total = report["total"]
     label = f"{config.method} (permuted)" if config.permute else config.method
-    if not args.quiet:
-        print(
-            f"{len(layers)} layer(s), {label}: rate {total['compression_rate']:.2f}x, "
-            f"utilization {total['utilization']:.1%}, dropped {total['dropped_nnz']} nnz "
-            f"({total['dropped_magnitude_fraction']:.2%} of |w|) -> {args.json}",
-            file=sys.stderr,
-        )
+    print(
+        f"{len(layers)} layer(s), {label}: rate {total['compression_rate']:.2f}x, "
+        f"utilization {total['utilization']:.1%}, dropped {total['dropped_nnz']} nnz "
+        f"({total['dropped_magnitude_fraction']:.2%} of |w|) -> {args.json}"
+    )
     return 0
 
 

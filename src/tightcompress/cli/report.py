@@ -3,33 +3,38 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
+from tightcompress.cli.common import add_quiet
 from tightcompress.errors import TightCompressError
 from tightcompress.format.io import load_packed
 from tightcompress.sweep import read_sweep_csv
-from tightcompress.viz.report_html import load_report_json, write_html
+from tightcompress.viz.report_html import write_html
+from tightcompress.viz.runs import layer_name, runs_from_files
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `report`."""
     parser = subparsers.add_parser("report", help="render report JSON(s) as a static HTML page with plots")
     parser.add_argument(
-        "reports", nargs="+", metavar="REPORT.json", help="pack/simulate reports (one per method), demo JSON"
+        "reports",
+        nargs="+",
+        metavar="REPORT.json",
+        help="pack, simulate, compress, demo or frontier JSONs, any mix; each run gets its own label",
     )
     parser.add_argument("--html", required=True, metavar="OUT.html", help="write the page here")
     parser.add_argument("--sweep", metavar="SWEEP.csv", help="a `tightcompress sweep` CSV to plot")
     parser.add_argument("--packed", metavar="PACKED.safetensors", help="packed file for the nonzero heat map")
-    parser.add_argument("--layer", help="which layer of --packed to draw (default: the largest)")
-    parser.add_argument("--title", default="tightcompress report")
+    parser.add_argument(
+        "--layer", help="which layer of --packed to draw, `conv1` or `conv1.weight` (default: the largest)"
+    )
+    parser.add_argument("--title", default="tightcompress report", help="page title")
+    add_quiet(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Read and check every input first, then render and write the page atomically."""
-    loaded = [load_report_json(path) for path in args.reports]
-    reports = [data for data in loaded if "layers" in data]
-    demo_rows = [row for data in loaded for row in data.get("rows", [])]
+    runs, frontiers = runs_from_files(args.reports)
     sweep_rows = []
     if args.sweep:
         try:
@@ -43,12 +48,12 @@ def run(args: argparse.Namespace) -> int:
             packed = max(layers.values(), key=lambda p: p.K * p.N)
         elif args.layer in layers:
             packed = layers[args.layer]
+        elif args.layer in {layer_name(key) for key in layers}:  # `conv1` for the key `conv1.weight`
+            packed = next(p for key, p in layers.items() if layer_name(key) == args.layer)
         else:
             raise TightCompressError(f"no layer {args.layer!r} in {args.packed}; it has {', '.join(layers)}")
     elif args.layer:
         raise TightCompressError("--layer needs --packed")
-    write_html(
-        args.html, reports, demo_rows=demo_rows, sweep_rows=sweep_rows, packed=packed, title=args.title
-    )
-    print(f"report -> {args.html}", file=sys.stderr)
+    write_html(args.html, runs, frontiers=frontiers, sweep_rows=sweep_rows, packed=packed, title=args.title)
+    print(f"{len(runs)} run(s), {len(frontiers)} frontier(s) -> {args.html}")
     return 0

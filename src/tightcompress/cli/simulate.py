@@ -1,7 +1,7 @@
 """`tightcompress simulate`: pack every layer, then add cycles, PE utilization and energy on an array.
 
-M (input vectors per layer) is `--batch` for every layer here; the Python API (`simulate_packed(..., m=)`)
-takes the true output-pixel count x batch per layer.
+M (input vectors per layer) is `--vectors` for every layer here (`--batch`: its deprecated spelling);
+the Python API (`simulate_packed(..., m=)`) takes the true output-pixel count x batch per layer.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from tqdm import tqdm
 
 from tightcompress.api import PackConfig, pack
-from tightcompress.cli.common import add_quiet
+from tightcompress.cli.common import add_alias, add_quiet, compile_kernels_once
 from tightcompress.cli.pack import add_key_option, add_pack_options, config_from_args, read_input
 from tightcompress.errors import TightCompressError
 from tightcompress.format.dtypes import store_dtype
@@ -34,9 +34,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_key_option(parser)
     add_pack_options(parser)
     parser.set_defaults(tile=None)  # default: the array's column count
+    for action in parser._actions:
+        if action.dest == "tile":
+            action.help = f"{action.help} (default: the array's column count)"
     parser.add_argument("--array", default="32x32", metavar="RxC", help="PE array rows x columns")
-    parser.add_argument("--batch", type=int, default=1, metavar="M", help="input vectors per layer (M)")
-    parser.add_argument("--energy-table", metavar="FILE", help=".toml/.json overriding per-op energies (pJ)")
+    parser.add_argument("--vectors", type=int, default=1, metavar="M", help="input vectors per layer (M)")
+    add_alias(parser, "--batch", "--vectors", type=int, metavar="M")
+    parser.add_argument(
+        "--energy-table",
+        metavar="FILE",
+        help=".toml/.json overriding per-op energies in pJ (default: the built-in 45 nm table)",
+    )
     parser.add_argument("--gate-zeros", action="store_true", help="PEs skip MACs on zero weights")
     parser.add_argument(
         "--no-vs-cc", action="store_true", help="skip packing by column combining as a second baseline"
@@ -52,8 +60,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run_simulate(args: argparse.Namespace) -> int:
     """Pack, simulate, write the report."""
     array = parse_array(args.array)
-    if args.batch < 1:
-        raise TightCompressError(f"--batch must be >= 1, got {args.batch}")
+    if args.vectors < 1:
+        raise TightCompressError(f"--vectors must be >= 1, got {args.vectors}")
     if args.tile is None:
         args.tile = array[1]
     config = config_from_args(args)
@@ -72,6 +80,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         )
     found = read_input(args)
     matrices = found.arrays
+    compile_kernels_once(args)
     layers = []
     hw_layers = []
     for name, matrix in tqdm(
@@ -86,15 +95,15 @@ def run_simulate(args: argparse.Namespace) -> int:
         if config.method == "column-combining" and not args.no_vs_cc:
             cc = packed  # itself: gains over column combining are then 1
         hw = simulate_packed(
-            packed, array=array, m=args.batch, energy=table, gate_zeros=args.gate_zeros, cc_baseline=cc
+            packed, array=array, m=args.vectors, energy=table, gate_zeros=args.gate_zeros, cc_baseline=cc
         )
         if args.check_bitexact:
             hw["bitexact"] = check_bitexact(
-                packed, random_activations(min(args.batch, 4), packed.K, args.seed)
+                packed, random_activations(min(args.vectors, 4), packed.K, args.seed)
             )
         hw_layers.append(hw)
         layers.append({**packed.report(), **hw})
-    report = build_report(layers, config={**vars(config), "array": args.array, "batch": args.batch})
+    report = build_report(layers, config={**vars(config), "array": args.array, "batch": args.vectors})
     report["total"].update(total_simulation(hw_layers))
     if args.check_bitexact:
         report["total"]["bitexact"] = all(hw["bitexact"] for hw in hw_layers)
@@ -103,12 +112,10 @@ def run_simulate(args: argparse.Namespace) -> int:
         report["notes"] = {**found.notes, "skipped_layers": found.skipped}
     write_json_atomic(args.json, report)
     total = report["total"]
-    if not args.quiet:
-        print(
-            f"{len(layers)} layer(s), {config.method} on {args.array}, M={args.batch}: "
-            f"{total['cycles']} cycles (dense {total['dense_cycles']}, speed-up {total['speedup']:.2f}x), "
-            f"PE utilization {total['utilization_pe']:.1%}, energy {total['energy_pj'] / 1e6:.3f} uJ "
-            f"(gain {total['energy_gain']:.2f}x over dense) -> {args.json}",
-            file=sys.stderr,
-        )
+    print(
+        f"{len(layers)} layer(s), {config.method} on {args.array}, M={args.vectors}: "
+        f"{total['cycles']} cycles (dense {total['dense_cycles']}, speed-up {total['speedup']:.2f}x), "
+        f"PE utilization {total['utilization_pe']:.1%}, energy {total['energy_pj'] / 1e6:.3f} uJ "
+        f"(gain {total['energy_gain']:.2f}x over dense) -> {args.json}"
+    )
     return 0

@@ -8,7 +8,7 @@ import sys
 from tqdm import tqdm
 
 from tightcompress.api import METHODS
-from tightcompress.cli.common import add_quiet, height_arg
+from tightcompress.cli.common import add_methods, add_quiet, compile_kernels_once, height_arg
 from tightcompress.cli.pack import (
     add_cc_variant_options,
     add_key_option,
@@ -44,18 +44,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_key_option(parser)
     parser.add_argument("--zoo", metavar="NAME", help=f"a zoo model instead of a file: {', '.join(ZOO)}")
     parser.add_argument("--checkpoint", metavar="STATE.pt", help="with --zoo: weights of that architecture")
-    parser.add_argument("--zoo-layers", choices=("all", "conv"), default="all")
-    parser.add_argument("--methods", type=_list(str), default=["tight"], help=f"from {', '.join(METHODS)}")
-    parser.add_argument("--groups", type=_list(int), default=[8], metavar="G,G,..")
-    parser.add_argument("--heights", type=_list(height_arg), default=["auto"], metavar="h,h,..|auto")
     parser.add_argument(
-        "--sparsities", type=_list(_sparsity), default=[None], metavar="S,S,..", help="'none' = as given"
+        "--zoo-layers", choices=("all", "conv"), default="all", help="with --zoo: which layers"
     )
-    parser.add_argument("--tile", type=int, default=32, metavar="C")
-    parser.add_argument("--alpha", type=int, default=8)
-    parser.add_argument("--gamma", type=float, default=0.5)
+    add_methods(parser, METHODS, ["tight"], "packing methods")
+    parser.add_argument("--groups", type=_list(int), default=[8], metavar="G,G,..", help="lane widths G")
+    parser.add_argument(
+        "--heights", type=_list(height_arg), default=["auto"], metavar="h,h,..|auto", help="height caps"
+    )
+    parser.add_argument(
+        "--sparsities",
+        type=_list(_sparsity),
+        default=[None],
+        metavar="S,S,..",
+        help="sparsity targets; 'none' keeps each matrix as given (default: none)",
+    )
+    parser.add_argument("--tile", type=int, default=32, metavar="C", help="array columns per tile")
+    parser.add_argument("--alpha", type=int, default=8, help="column combining: rows per group at most")
+    parser.add_argument("--gamma", type=float, default=0.5, help="column combining: conflicts allowed")
     add_cc_variant_options(parser)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the permutation search")
     parser.add_argument("--iterations", type=int, help="annealing moves per layer (default: scaled)")
     parser.add_argument("--per-layer", action="store_true", help="also write one row per layer per point")
     parser.add_argument("--csv", required=True, metavar="OUT.csv", help="write the sweep here (atomically)")
@@ -82,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     matrices, _notes, _zoo, _found = matrices_from_args(args)
     if not matrices:
         raise TightCompressError("no layers to sweep")
+    compile_kernels_once(args)
     total = len(configs) * len(matrices)
     with tqdm(total=total, desc="sweep", unit="pack", disable=args.quiet, file=sys.stderr) as bar:
         rows = run_sweep(
@@ -93,6 +102,5 @@ def run(args: argparse.Namespace) -> int:
             progress=lambda _name: bar.update(),
         )
     write_csv_atomic(args.csv, rows)
-    if not args.quiet:
-        print(f"{len(configs)} operating point(s) x {len(matrices)} layer(s) -> {args.csv}", file=sys.stderr)
+    print(f"{len(configs)} operating point(s) x {len(matrices)} layer(s) -> {args.csv}")
     return 0

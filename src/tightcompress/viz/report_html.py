@@ -1,14 +1,14 @@
-"""A static HTML report with embedded PNG plots (matplotlib), readable offline with no server.
+"""A static HTML page that compares runs, with embedded PNG plots (matplotlib): one file, offline, no server.
 
-Inputs, each optional except at least one JSON:
-- `pack` / `simulate` report JSONs (`{"report_version", "config", "layers", "total"}`), one per method:
-  per-layer bars of compression rate by method; with the `simulate` fields (`cycles`, `dense_cycles`,
-  `energy_pj`, `dense_energy_pj`) also cycles and energy per layer against dense;
-- a demo/pipeline JSON (`{"rows": [{"method", "compression_rate", "accuracy", "accuracy_drop"}]}`): the
-  accuracy-versus-rate curve;
-- a sweep CSV (`tightcompress sweep`): dropped magnitude versus rate per method (the operating-point curve);
-- a packed file and a layer: a heat map of the layer's nonzeros before and after permutation, groups drawn.
-A plot whose data is absent is left out with a note saying what would produce it.
+Inputs (`tightcompress report FILE.json ... --html OUT.html`), any mix, each labelled distinctly by its file
+name, method and options, array and granularity (see `viz.runs`):
+- `pack` / `simulate` / `compress` reports: one runs table (human column names, units, percentages),
+  per-layer compression rate of every distinct packing, per-layer cycles and energy against dense for
+  every array given (one panel per array), speed-up and energy gain per run;
+- accuracy wherever a report holds it (`compress` reports, `demo` rows, `frontier` points: one line per
+  method with the spread over seeds): accuracy against compression rate;
+- a sweep CSV: dropped magnitude against rate per method; a packed file: the before/after heat map.
+A figure whose data is absent is left out with a note saying what would produce it.
 """
 
 from __future__ import annotations
@@ -16,48 +16,21 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tightcompress.errors import TightCompressError
 from tightcompress.format.packed import PackedMatrix
-from tightcompress.report import REPORT_VERSION
 from tightcompress.utils.atomic import atomic_path
+from tightcompress.viz.runs import Run, accuracy_percent, layer_name, load_report_json, runs_from_files
+
+__all__ = ["build_html", "load_report_json", "runs_from_files", "write_html"]
 
 _MAX_BAR_LAYERS = 60
-
-
-def load_report_json(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A report or demo JSON, checked: readable, the expected shape, this tightcompress's report version."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise TightCompressError(f"report not found: {path}") from None
-    except (OSError, ValueError) as exc:
-        raise TightCompressError(f"{path}: not a readable JSON file ({exc})") from None
-    if not isinstance(data, dict):
-        raise TightCompressError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    if "layers" in data:
-        version = data.get("report_version")
-        if version != REPORT_VERSION:
-            raise TightCompressError(
-                f"{path}: report_version {version!r}, this tightcompress reads report_version "
-                f"{REPORT_VERSION}; rerun the command that wrote it with this version"
-            )
-        if not isinstance(data["layers"], list):
-            raise TightCompressError(f"{path}: 'layers' must be a list")
-        return data
-    if "rows" in data and isinstance(data["rows"], list):
-        version = data.get("report_version", REPORT_VERSION)
-        if version != REPORT_VERSION:
-            raise TightCompressError(f"{path}: report_version {version!r}, this reads {REPORT_VERSION}")
-        return data
-    raise TightCompressError(f"{path}: neither a tightcompress report ('layers') nor a demo result ('rows')")
+_PAGE_INCHES = 10.0  # figure width: 900 px at the PNG's 90 dpi, the width of the page's text column
+_DPI = 90
 
 
 # ------------------------------------------------------------------------------------------------ plots
@@ -65,59 +38,256 @@ def _figure_png(fig) -> str:
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight")
     plt.close(fig)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _label(report: dict[str, Any], index: int) -> str:
-    config = report.get("config", {})
-    method = config.get("method") or (report["layers"][0].get("method") if report["layers"] else "?")
-    extra = ""
-    if method in ("tight", "nm"):
-        extra = f" G={config.get('group', '?')} h={config.get('height', '?')}"
-    return f"{method}{extra}" if method else f"report {index + 1}"
+def run_colors(runs: Sequence[Run]) -> dict[str, str]:
+    """One colour per report run (demo rows excluded), the same in every figure, in run order."""
+    import matplotlib.pyplot as plt
+
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {run.label: cycle[i % len(cycle)] for i, run in enumerate(r for r in runs if r.layers)}
 
 
-def plot_rates(reports: Sequence[dict[str, Any]]) -> str | None:
-    """Per-layer bars of compression rate, one bar per report (method)."""
-    reports = [r for r in reports if r.get("layers")]
-    if not reports:
+def _layer_order(runs: Sequence[Run]) -> list[str]:
+    """Every layer name of the runs in first-seen order (names already normalised to module paths)."""
+    return list(dict.fromkeys(layer["name"] for run in runs for layer in run.layers))[:_MAX_BAR_LAYERS]
+
+
+def _bar_height(n_layers: int, n_series: int) -> float:
+    """Figure height (inches) for horizontal bars: readable names, never more than a screen or so."""
+    return float(min(11.0, max(2.2, 0.22 * n_layers * max(1.0, 0.6 * n_series) + 1.0)))
+
+
+def _hbars(ax, names: list[str], series: list[tuple[str, list[float]]], *, colors=None) -> None:
+    """Grouped horizontal bars, one group per layer (top to bottom in model order), names horizontal."""
+    y = np.arange(len(names))
+    height = 0.8 / max(1, len(series))
+    for i, (label, values) in enumerate(series):
+        color = None if colors is None else colors[i]
+        ax.barh(y - 0.4 + (i + 0.5) * height, values, height, label=label, color=color)
+    ax.set_yticks(y, names, fontsize=8 if len(names) < 30 else 6)
+    ax.invert_yaxis()
+    ax.grid(axis="x", alpha=0.3)
+
+
+def plot_rates(runs: Sequence[Run]) -> str | None:
+    """Per-layer compression rate of every distinct packing (runs with equal per-layer rates share a bar)."""
+    runs = [run for run in runs if run.layers]
+    if not runs:
         return None
     import matplotlib.pyplot as plt
 
-    names = [layer["name"] for layer in reports[0]["layers"]][:_MAX_BAR_LAYERS]
-    width = 0.8 / len(reports)
-    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(names) * max(1, len(reports) / 2)), 4))
-    x = np.arange(len(names))
-    for i, report in enumerate(reports):
-        by_name = {layer["name"]: layer for layer in report["layers"]}
-        rates = [by_name[n]["compression_rate"] if n in by_name else 0.0 for n in names]
-        ax.bar(x + i * width - 0.4 + width / 2, rates, width, label=_label(report, i))
-    ax.set_xticks(x, names, rotation=90, fontsize=7)
-    ax.set_ylabel("compression rate (dense slots / packed slots)")
-    ax.set_title("Compression rate per layer")
-    ax.legend(fontsize=8)
+    names = _layer_order(runs)
+    series: dict[tuple, list[str]] = {}
+    for run in runs:
+        by_name = {layer["name"]: layer for layer in run.layers}
+        key = tuple(round(float(by_name[n]["compression_rate"]), 6) if n in by_name else 0.0 for n in names)
+        series.setdefault(key, []).append(run.label)
+    bars = [(_join_labels(labels), list(key)) for key, labels in series.items()]
+    colors = run_colors(runs)
+    fig, ax = plt.subplots(figsize=(_PAGE_INCHES, _bar_height(len(names), len(bars))))
+    _hbars(ax, names, bars, colors=[colors[labels[0]] for labels in series.values()])
+    ax.set_xlabel("compression rate (×): dense slots / packed slots")
+    fig.tight_layout()
+    fig.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0.0))
     return _figure_png(fig)
 
 
-def plot_accuracy(demo_rows: Sequence[dict[str, Any]]) -> str | None:
-    """Accuracy versus compression rate, one series per method."""
-    rows = [r for r in demo_rows if "compression_rate" in r and "accuracy" in r]
-    if not rows:
+def _join_labels(labels: list[str]) -> str:
+    return labels[0] if len(labels) == 1 else f"{labels[0]} (same packing: {', '.join(labels[1:])})"
+
+
+def hardware_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
+    """Runs with per-layer cycles, by array (`32x32`, ...), arrays in first-seen order."""
+    arrays: dict[str, list[Run]] = {}
+    for run in runs:
+        if any("cycles" in layer and "dense_cycles" in layer for layer in run.layers):
+            arrays.setdefault(str(run.array), []).append(run)
+    return arrays
+
+
+def plot_hardware(runs: Sequence[Run]) -> str | None:
+    """Cycles (and energy) per layer against dense: one panel per array, every run on that array."""
+    arrays = hardware_runs(runs)
+    if not arrays:
         return None
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method in dict.fromkeys(r.get("method", "?") for r in rows):
-        series = sorted(
-            (float(r["compression_rate"]), float(r["accuracy"])) for r in rows if r.get("method") == method
-        )
-        ax.plot(*zip(*series, strict=True), marker="o", label=str(method))
-    ax.set_xlabel("compression rate")
-    ax.set_ylabel("accuracy")
-    ax.set_title("Accuracy vs compression rate")
-    ax.legend(fontsize=8)
+    names = _layer_order([run for group in arrays.values() for run in group])
+    has_energy = all(
+        "energy_pj" in layer and "dense_energy_pj" in layer
+        for group in arrays.values()
+        for run in group
+        for layer in run.layers
+    )
+    metrics = [("cycles", "dense_cycles", "cycles per layer (log scale)", 1.0)]
+    if has_energy:
+        metrics.append(("energy_pj", "dense_energy_pj", "energy per layer, µJ (log scale)", 1e-6))
+    n_series = 1 + max(len(group) for group in arrays.values())
+    height = _bar_height(len(names), n_series)
+    fig, axes = plt.subplots(
+        len(metrics),
+        len(arrays),
+        figsize=(_PAGE_INCHES, height * len(metrics)),
+        squeeze=False,
+        sharey=True,
+    )
+    colors = run_colors(runs)
+    run_color: dict[str, str] = {}
+    dense_color: dict[str, str] = {}
+    for row, (key, dense_key, unit, scale) in enumerate(metrics):
+        for col, (array, group) in enumerate(arrays.items()):
+            ax = axes[row, col]
+            # one dense series per distinct workload (a compress run counts cycles per image, simulate per M)
+            dense_series: dict[tuple, str] = {}
+            for run in group:
+                by_name = {layer["name"]: layer for layer in run.layers}
+                values = tuple(by_name[n].get(dense_key, 0) * scale if n in by_name else 0 for n in names)
+                dense_series.setdefault(values, run.label)
+            series, series_colors = [], []
+            for i, (values, first) in enumerate(dense_series.items()):
+                label = f"dense, {_workload(next(r for r in group if r.label == first))}"
+                series.append((label, list(values)))
+                series_colors.append(dense_color.setdefault(label, f"{0.55 + 0.15 * (i % 3):.2f}"))
+            for run in group:
+                by_name = {layer["name"]: layer for layer in run.layers}
+                series.append(
+                    (run.label, [by_name[n].get(key, 0) * scale if n in by_name else 0 for n in names])
+                )
+                color = run_color.setdefault(run.label, colors[run.label])
+                series_colors.append(color)
+            _hbars(ax, names, series, colors=series_colors)
+            ax.set_xscale("log")
+            ax.set_xlabel(unit, fontsize=8)
+            if row == 0:
+                ax.set_title(f"{array} array", fontsize=10)
+    handles, labels = [], []
+    for label, color in [*dense_color.items(), *run_color.items()]:
+        handles.append(plt.Rectangle((0, 0), 1, 1, color=color))
+        labels.append(label)
+    fig.legend(
+        handles, labels, fontsize=7, loc="lower center", bbox_to_anchor=(0.5, -0.02 - 0.025 * len(labels))
+    )
+    fig.tight_layout()
+    return _figure_png(fig)
+
+
+def _workload(run: Run) -> str:
+    """What one cycle count covers: one image (compress) or M input vectors per layer (simulate)."""
+    if run.hardware.get("per") == "image":
+        return "one image"
+    return f"M={run.config.get('batch', run.config.get('vectors', '?'))} vectors per layer"
+
+
+def plot_gains(runs: Sequence[Run]) -> str | None:
+    """Whole-model speed-up and energy gain over dense on the same array, one bar pair per run."""
+    runs = [run for run in runs if run.hardware.get("speedup") is not None]
+    if not runs:
+        return None
+    import matplotlib.pyplot as plt
+
+    labels = [run.label for run in runs]
+    series = [
+        ("speed-up over dense (×)", [float(run.hardware["speedup"]) for run in runs]),
+        ("energy gain over dense (×)", [float(run.hardware.get("energy_gain") or 0.0) for run in runs]),
+    ]
+    fig, ax = plt.subplots(figsize=(_PAGE_INCHES, _bar_height(len(runs), 2)))
+    _hbars(ax, labels, series)
+    for container in ax.containers:
+        ax.bar_label(container, fmt="%.2f×", fontsize=7, padding=2)
+    ax.axvline(1.0, color="0.3", linewidth=0.8)
+    ax.set_xlabel("gain over the dense layer on the same array (×); 1 = no gain")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12 if len(runs) > 3 else -0.25), ncol=2)
+    return _figure_png(fig)
+
+
+def accuracy_series(runs: Sequence[Run], frontiers: Sequence[tuple[str, dict]]) -> list[dict[str, Any]]:
+    """Points of the accuracy-vs-rate figure: `{"label", "rates", "accuracy", "low", "high", "dense"}`.
+
+    A compress run is one point (its rate, accuracy after fine-tuning) joined to its dense accuracy at 1x;
+    a demo table is one series of its rows; a frontier is one line per method through the mean accuracy
+    at each target rate over the seeds, with the lowest and highest seed as the spread.
+    """
+    out = []
+    for run in runs:
+        if run.kind == "compress" and run.accuracy is not None and run.compression_rate:
+            rates, accs = [float(run.compression_rate)], [run.accuracy]
+            if run.dense_accuracy is not None:
+                rates, accs = [1.0, *rates], [run.dense_accuracy, *accs]
+            out.append({"label": run.label, "rates": rates, "accuracy": accs, "low": accs, "high": accs})
+    demo: dict[str, list[Run]] = {}
+    for run in runs:
+        if run.kind == "demo" and run.accuracy is not None and run.compression_rate:
+            demo.setdefault(run.source, []).append(run)
+    for source, rows in demo.items():
+        for run in rows:
+            acc = [run.accuracy]
+            out.append({"label": f"{source}: demo, {run.method}", "rates": [run.compression_rate],
+                        "accuracy": acc, "low": acc, "high": acc})  # fmt: skip
+    for source, data in frontiers:
+        points = [p for p in data["points"] if p.get("accuracy") is not None]
+        for method in dict.fromkeys(p["method"] for p in points):
+            by_target: dict[float, list[dict]] = {}
+            for p in points:
+                if p["method"] == method:
+                    by_target.setdefault(float(p.get("target_rate", p["compression_rate"])), []).append(p)
+            rates, mean, low, high = [], [], [], []
+            for target in sorted(by_target):
+                group = by_target[target]
+                accs = [accuracy_percent(p["accuracy"]) for p in group]
+                rates.append(float(np.mean([p["compression_rate"] for p in group])))
+                mean.append(float(np.mean(accs)))
+                low.append(min(accs))
+                high.append(max(accs))
+            seeds = len({p.get("seed") for p in points if p["method"] == method})
+            out.append({"label": f"{source}: frontier, {method} ({seeds} seed{'s' if seeds != 1 else ''})",
+                        "rates": rates, "accuracy": mean, "low": low, "high": high})  # fmt: skip
+    return out
+
+
+def _frontier_dense(frontiers: Sequence[tuple[str, dict]]) -> list[tuple[str, float]]:
+    dense = []
+    for source, data in frontiers:
+        value = data.get("dense")
+        if isinstance(value, dict):  # {"accuracy_mean", "accuracy_std", "per_seed"}
+            value = value.get("accuracy_mean", value.get("accuracy"))
+        if isinstance(value, int | float):
+            dense.append((source, accuracy_percent(value)))
+    return dense
+
+
+def plot_accuracy(runs: Sequence[Run], frontiers: Sequence[tuple[str, dict]] = ()) -> str | None:
+    """Top-1 accuracy against compression rate for every run and frontier that measured accuracy."""
+    series = accuracy_series(runs, frontiers)
+    if not series:
+        return None
+    import matplotlib.pyplot as plt
+
+    colors = run_colors(runs)
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for s in series:  # demo and frontier lines: the colours after the runs', so no two lines share one
+        if s["label"] not in colors:
+            colors[s["label"]] = cycle[len(colors) % len(cycle)]
+    fig, ax = plt.subplots(figsize=(_PAGE_INCHES, 4.2))
+    for s in series:
+        rates, acc = np.array(s["rates"]), np.array(s["accuracy"])
+        spread = np.array([acc - np.array(s["low"]), np.array(s["high"]) - acc])
+        style = "-o" if len(rates) > 1 else "o"
+        ax.errorbar(rates, acc, yerr=spread if spread.any() else None, fmt=style, capsize=3, label=s["label"],
+                    markersize=5, color=colors[s["label"]])  # fmt: skip
+    for source, value in _frontier_dense(frontiers):
+        ax.axhline(value, color="0.4", linestyle=":", linewidth=1)
+        ax.annotate(f"dense ({source}) {value:.2f}%", (1.0, value), fontsize=7, color="0.3",
+                    xytext=(2, 2), textcoords="offset points")  # fmt: skip
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _pos: f"{v:g}×"))
+    ax.set_xlabel("compression rate (×, log scale)")
+    ax.set_ylabel("top-1 test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=1)
     return _figure_png(fig)
 
 
@@ -128,45 +298,18 @@ def plot_sweep(sweep_rows: Sequence[dict[str, Any]]) -> str | None:
         return None
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(_PAGE_INCHES, 4.0))
     for method in dict.fromkeys(r["method"] for r in rows):
         pts = sorted(
-            (float(r["compression_rate"]), float(r["dropped_magnitude_fraction"]))
+            (float(r["compression_rate"]), 100.0 * float(r["dropped_magnitude_fraction"]))
             for r in rows
             if r["method"] == method
         )
         ax.plot(*zip(*pts, strict=True), marker="o", linestyle="", label=method)
-    ax.set_xlabel("compression rate")
-    ax.set_ylabel("dropped |w| fraction")
-    ax.set_title("Operating points of the sweep (lower right is better)")
+    ax.set_xlabel("compression rate (×)")
+    ax.set_ylabel("dropped |w| (% of the layer's total)")
+    ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _figure_png(fig)
-
-
-def plot_hardware(report: dict[str, Any]) -> str | None:
-    """Cycles and energy per layer against dense (needs the `simulate` fields)."""
-    layers = [layer for layer in report.get("layers", []) if "cycles" in layer and "dense_cycles" in layer]
-    if not layers:
-        return None
-    import matplotlib.pyplot as plt
-
-    layers = layers[:_MAX_BAR_LAYERS]
-    names = [layer["name"] for layer in layers]
-    has_energy = all("energy_pj" in layer and "dense_energy_pj" in layer for layer in layers)
-    panels = 2 if has_energy else 1
-    fig, axes = plt.subplots(panels, 1, figsize=(max(6, 0.35 * len(names)), 3.5 * panels), squeeze=False)
-    x = np.arange(len(names))
-    series = [("cycles", "dense_cycles", "cycles")]
-    if has_energy:
-        series.append(("energy_pj", "dense_energy_pj", "energy (pJ)"))
-    for ax, (key, dense_key, unit) in zip(axes[:, 0], series, strict=True):
-        ax.bar(x - 0.2, [layer[dense_key] for layer in layers], 0.4, label="dense", color="0.6")
-        ax.bar(x + 0.2, [layer[key] for layer in layers], 0.4, label=_label(report, 0))
-        ax.set_yscale("log")
-        ax.set_ylabel(unit)
-        ax.set_xticks(x, names, rotation=90, fontsize=7)
-        ax.legend(fontsize=8)
-    axes[0, 0].set_title("Per layer vs dense")
     return _figure_png(fig)
 
 
@@ -184,7 +327,9 @@ def plot_heatmap(packed: PackedMatrix) -> str:
         after[:, t * C : t * C + int(live.sum())] = block
     fig, axes = plt.subplots(1, 2, figsize=(11, 5.5))
     axes[0].imshow(dense, aspect="auto", cmap="Greys", interpolation="nearest")
-    axes[0].set_title(f"{packed.info.get('name', 'layer')}: kept nonzeros before ({packed.K} x {packed.N})")
+    axes[0].set_title(
+        f"{layer_name(str(packed.info.get('name', 'layer')))}: kept nonzeros before ({packed.K} x {packed.N})"
+    )
     axes[1].imshow(after, aspect="auto", cmap="Greys", interpolation="nearest")
     axes[1].set_title(f"after permutation: {T} tile(s) of {C} columns, G={packed.group}")
     for offset in packed.group_offsets[1:-1]:
@@ -198,34 +343,75 @@ def plot_heatmap(packed: PackedMatrix) -> str:
 
 
 # ------------------------------------------------------------------------------------------------- html
-def _img(title: str, png: str | None, missing: str) -> str:
+def _img(title: str, png: str | None, missing: str, caption: str = "") -> str:
+    head = f"<section><h2>{html.escape(title)}</h2>"
     if png is None:
-        note = f'<p class="note">Not shown: {html.escape(missing)}</p>'
-        return f"<section><h2>{html.escape(title)}</h2>{note}</section>"
-    return (
-        f"<section><h2>{html.escape(title)}</h2>"
-        f'<img alt="{html.escape(title)}" src="data:image/png;base64,{png}"></section>'
+        return f'{head}<p class="note">Not shown: {html.escape(missing)}</p></section>'
+    note = f'<p class="caption">{html.escape(caption)}</p>' if caption else ""
+    return f'{head}{note}<img alt="{html.escape(title)}" src="data:image/png;base64,{png}"></section>'
+
+
+# (heading, unit hint shown on hover, function of a run -> value, format)
+_COLUMNS: list[tuple[str, str, Any, str]] = [
+    ("Layers", "packed conv/linear layers", lambda r: len(r.layers) or None, "{:d}"),
+    ("Compression rate (×)", "dense slots / packed slots over all layers", lambda r: r.compression_rate,
+     "{:.2f}×"),
+    ("Slot utilization (%)", "kept nonzeros / packed slots", lambda r: _pct(r.data.get("total", {}),
+     "utilization"), "{:.1f}%"),
+    ("Dropped |w| (%)", "magnitude dropped by the capped height, % of the layer's |w|",
+     lambda r: _pct(r.data.get("total", {}), "dropped_magnitude_fraction"), "{:.2f}%"),
+    ("Array", "PE rows x columns of the modelled array", lambda r: r.array, "{}"),
+    ("Cycles", "total cycles over all layers (compress: per image)", lambda r: r.hardware.get("cycles"),
+     "{:,d}"),
+    ("Speed-up (×)", "dense cycles / packed cycles on the same array", lambda r: r.hardware.get("speedup"),
+     "{:.2f}×"),
+    ("Energy (µJ)", "modelled energy over all layers", lambda r: _scaled(r.hardware.get("energy_pj"), 1e-6),
+     "{:.3f}"),
+    ("Energy gain (×)", "dense energy / packed energy", lambda r: r.hardware.get("energy_gain"), "{:.2f}×"),
+    ("Accuracy (%)", "top-1 test accuracy after packing and fine-tuning", lambda r: r.accuracy, "{:.2f}%"),
+    ("Accuracy drop (pp)", "dense accuracy minus final accuracy, percentage points",
+     lambda r: None if r.accuracy is None or r.dense_accuracy is None else r.dense_accuracy - r.accuracy,
+     "{:.2f}"),
+]  # fmt: skip
+
+
+def _pct(block: dict[str, Any], key: str) -> float | None:
+    return None if block.get(key) is None else 100.0 * float(block[key])
+
+
+def _scaled(value: Any, scale: float) -> float | None:
+    return None if value is None else float(value) * scale
+
+
+def _cell(value: Any, fmt: str) -> str:
+    if value is None:
+        return '<td class="na">–</td>'
+    try:
+        text = fmt.format(int(value) if "d}" in fmt else value)
+    except (TypeError, ValueError):
+        text = str(value)
+    return f'<td class="num">{html.escape(text)}</td>'
+
+
+def runs_table(runs: Sequence[Run]) -> str:
+    """One row per run, one column per figure that at least one run has; blank cells shown as a dash."""
+    columns = [c for c in _COLUMNS if any(c[2](run) is not None for run in runs)]
+    head = "<th>Run<br>(file: kind, method, options, array, granularity)</th>" + "".join(
+        f'<th title="{html.escape(hint)}">{html.escape(name)}</th>' for name, hint, _f, _fmt in columns
     )
-
-
-def _totals_table(reports: Sequence[tuple[str, dict[str, Any]]]) -> str:
-    keys = ["layers", "compression_rate", "utilization", "dropped_magnitude_fraction", "cycles", "energy_pj"]
-    head = "".join(f"<th>{k}</th>" for k in ["report", *keys])
     body = []
-    for label, report in reports:
-        total = report.get("total", {})
-        cells = []
-        for k in keys:
-            v = total.get(k, "")
-            cells.append(f"<td>{v:.4g}</td>" if isinstance(v, float) else f"<td>{html.escape(str(v))}</td>")
-        body.append(f"<tr><td>{html.escape(label)}</td>{''.join(cells)}</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    for run in runs:
+        cells = "".join(_cell(get(run), fmt) for _n, _h, get, fmt in columns)
+        source, _, detail = run.label.partition(": ")
+        label = f"<b>{html.escape(source)}</b><br>{html.escape(detail)}"
+        body.append(f'<tr><td class="run">{label}</td>{cells}</tr>')
+    return f"<section><h2>Runs</h2><table><tr>{head}</tr>{''.join(body)}</table></section>"
 
 
 def build_html(
-    reports: Sequence[dict[str, Any]],
+    runs: Sequence[Run],
     *,
-    demo_rows: Sequence[dict[str, Any]] = (),
+    frontiers: Sequence[tuple[str, dict]] = (),
     sweep_rows: Sequence[dict[str, Any]] = (),
     packed: PackedMatrix | None = None,
     title: str = "tightcompress report",
@@ -234,47 +420,70 @@ def build_html(
     import matplotlib
 
     matplotlib.use("Agg")
-    labelled = [(_label(r, i), r) for i, r in enumerate(reports) if r.get("layers")]
-    hardware = next((r for r in reports if any("cycles" in layer for layer in r.get("layers", []))), {})
+    arrays = list(hardware_runs(runs))
     sections = [
-        _img("Compression rate per layer, by method", plot_rates(reports), "no pack/simulate report given"),
+        runs_table(runs) if runs else "",
         _img(
             "Accuracy vs compression rate",
-            plot_accuracy(demo_rows),
-            "no demo/pipeline JSON with accuracy rows given",
+            plot_accuracy(runs, frontiers),
+            "no report with accuracy given (compress report, demo JSON or frontier JSON)",
+            "Top-1 test accuracy after packing and fine-tuning. A compress run is joined to its dense"
+            " model at 1×; frontier lines go through the mean over seeds, bars span the lowest to the"
+            " highest seed.",
         ),
-        _img("Sweep: dropped magnitude vs rate", plot_sweep(sweep_rows), "no sweep CSV given (--sweep)"),
+        _img(
+            "Speed-up and energy gain over dense",
+            plot_gains(runs),
+            "no report with hardware figures (run `tightcompress simulate`, or `compress`)",
+            "Whole model, each run against the dense layers on its own array.",
+        ),
+        _img(
+            "Cycles and energy per layer vs dense",
+            plot_hardware(runs),
+            "no report with per-layer cycles (run `tightcompress simulate`)",
+            f"One panel per array ({', '.join(arrays)}); grey bars are the dense layers on the same array"
+            " and workload (simulate: M input vectors per layer; compress: one image).",
+        ),
+        _img(
+            "Compression rate per layer",
+            plot_rates(runs),
+            "no pack/simulate/compress report given",
+            "Layers by module path (`conv1`), in model order. Runs with the same per-layer rates share"
+            " a bar.",
+        ),
+        _img(
+            "Sweep: dropped magnitude vs rate",
+            plot_sweep(sweep_rows),
+            "no sweep CSV given (--sweep)",
+            "Whole-model operating points of the sweep; lower right is better.",
+        ),
         _img(
             "Nonzeros before and after permutation",
             None if packed is None else plot_heatmap(packed),
             "no packed file given (--packed PACKED.safetensors)",
-        ),
-        _img(
-            "Cycles and energy per layer vs dense",
-            plot_hardware(hardware),
-            "no report with cycles/energy (run `tightcompress simulate`)",
+            "Red lines: groups of G rows; blue lines: tiles of C columns.",
         ),
     ]
     style = (
-        "body{font-family:sans-serif;margin:2em;max-width:1400px}img{max-width:100%}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px}.note{color:#777}"
+        "body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1000px;padding:0 1em;color:#222}"
+        "img{max-width:100%;height:auto}h2{font-size:1.15em;margin-top:1.6em}"
+        ".wrap{overflow-x:auto}table{border-collapse:collapse;font-size:0.8em}"
+        "td,th{border:1px solid #ccc;padding:3px 5px}"
+        "th{background:#f3f3f3;text-align:left;vertical-align:bottom}td.num{text-align:right;"
+        "font-variant-numeric:tabular-nums;white-space:nowrap}td.na{text-align:center;color:#aaa}"
+        "td.run{min-width:16em}"
+        ".note{color:#777}.caption{color:#555;font-size:0.9em;margin:0.2em 0 0.6em}"
     )
     return (
-        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{style}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1>"
-        + (_totals_table(labelled) if labelled else "")
-        + "".join(sections)
-        + "</body></html>\n"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<link rel="icon" href="data:,"><title>{html.escape(title)}</title><style>{style}</style></head>'
+        f"<body><h1>{html.escape(title)}</h1>" + "".join(sections) + "</body></html>\n"
     )
 
 
-def write_html(
-    path: str | os.PathLike[str],
-    reports: Sequence[dict[str, Any]],
-    **kwargs: Any,
-) -> None:
+def write_html(path: str | os.PathLike[str], runs: Sequence[Run], **kwargs: Any) -> None:
     """Render and write the HTML atomically (nothing is written if any plot fails)."""
-    page = build_html(reports, **kwargs)
+    page = build_html(runs, **kwargs)
     with atomic_path(path, suffix=".html") as tmp:
         tmp.write_text(page, encoding="utf-8")
