@@ -63,7 +63,9 @@ def warm_up() -> None:
         PackConfig(method="tight", group=8, tile=8, iterations=200),
         PackConfig(method="tight", group=8, height=1, tile=8, iterations=200),
         PackConfig(method="nm", group=4, height=2, tile=8),
+        PackConfig(method="nm", group=4, height=2, tile=8, permute=True, iterations=200),
         PackConfig(method="column-combining", tile=8),
+        PackConfig(method="column-combining", tile=8, merge="least-overlap"),
         PackConfig(method="dense", tile=8),
     ]
     for config in configs:
