@@ -1,13 +1,32 @@
 """tightcompress: pack fine-grained pruned CNN weights tightly for weight-stationary systolic arrays.
 
 Data flows one way: model -> matrices -> packed -> simulated -> report.
+
+The public names are imported on first use (PEP 562), so `import tightcompress` (and the command line's
+start-up) does not load numba or torch until something needs them.
 """
 
-from tightcompress.api import METHODS, PackConfig, check_matrix, pack
-from tightcompress.errors import TightCompressError
-from tightcompress.format import PackedMatrix, load_packed, save_packed
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from tightcompress.utils.numba_cache import ensure_numba_cache_dir
 
 __version__ = "0.1.0"
+
+ensure_numba_cache_dir()  # before anything imports numba: a read-only cache location must not break import
+
+_LAZY = {
+    "METHODS": "tightcompress.api",
+    "PackConfig": "tightcompress.api",
+    "check_matrix": "tightcompress.api",
+    "pack": "tightcompress.api",
+    "TightCompressError": "tightcompress.errors",
+    "PackedMatrix": "tightcompress.format",
+    "load_packed": "tightcompress.format",
+    "save_packed": "tightcompress.format",
+}
 
 __all__ = [
     "METHODS",
@@ -20,3 +39,16 @@ __all__ = [
     "pack",
     "save_packed",
 ]
+
+if TYPE_CHECKING:
+    from tightcompress.api import METHODS, PackConfig, check_matrix, pack
+    from tightcompress.errors import TightCompressError
+    from tightcompress.format import PackedMatrix, load_packed, save_packed
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tightcompress' has no attribute {name!r}")

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from tightcompress.cli.common import add_quiet
+from tightcompress.cli.common import add_quiet, declare_paths
 from tightcompress.errors import TightCompressError
 from tightcompress.pipeline.compress import PIPELINE_METHODS, CompressConfig, compress_model, write_outputs
 from tightcompress.pipeline.data import Dataset, load_image_folder, load_mnist
@@ -75,6 +75,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_pipeline_options(parser)
     parser.set_defaults(func=run_compress)
+    declare_paths(parser, inputs=("checkpoint", "data"), output_dirs=("out", "workdir"))
 
 
 def subword_config(args: argparse.Namespace):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
+from tightcompress.cli.common import declare_paths
 from tightcompress.cli.compress import add_pipeline_options, setup_logging
 from tightcompress.pipeline.compress import CompressConfig
 from tightcompress.pipeline.demo import DEMO_METHODS, DemoConfig, format_table, run_demo
@@ -46,6 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", metavar="DIR", help="also write each method's model, packed layers, report")
     add_pipeline_options(parser)
     parser.set_defaults(func=run)
+    declare_paths(parser, outputs=("json",), output_dirs=("out", "workdir"))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tightcompress.cli.common import declare_paths
 from tightcompress.errors import TightCompressError
 from tightcompress.export.rtl import export_rtl
 from tightcompress.format.io import load_packed
@@ -19,6 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--vectors", type=int, default=4, metavar="M", help="test input vectors per layer")
     parser.add_argument("--seed", type=int, default=0, help="seed of the test activations")
     parser.set_defaults(func=run)
+    declare_paths(parser, inputs=("packed",), output_dirs=("rtl",))
 
 
 def run(args: argparse.Namespace) -> int:

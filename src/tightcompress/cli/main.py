@@ -1,47 +1,72 @@
-"""`tightcompress` command line: one subcommand per module, bad input as a one-line error and exit 2."""
+"""`tightcompress` command line: one subcommand per module, bad input as a one-line error and exit 2.
+
+Start-up imports only the module of the command asked for (`--version` imports none), so a command that
+needs no torch or numba does not pay for them. Ctrl-C at any point, start-up included, prints one
+"interrupted" line and exits 130.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
-from tightcompress import __version__
-from tightcompress.cli import compress as compress_cmd
-from tightcompress.cli import demo as demo_cmd
-from tightcompress.cli import export as export_cmd
-from tightcompress.cli import pack as pack_cmd
-from tightcompress.cli import report as report_cmd
-from tightcompress.cli import simulate as simulate_cmd
-from tightcompress.cli import sweep as sweep_cmd
-from tightcompress.errors import TightCompressError
+# Each module has `add_parser(subparsers)`, which registers its subcommand(s) and sets `func(args) -> int`.
+SUBCOMMANDS = [
+    "tightcompress.cli.pack",
+    "tightcompress.cli.compress",
+    "tightcompress.cli.demo",
+    "tightcompress.cli.simulate",
+    "tightcompress.cli.sweep",
+    "tightcompress.cli.export",
+    "tightcompress.cli.report",
+]
+# Commands registered by a module of another name; every other command `X` lives in `tightcompress.cli.X`.
+_COMMAND_MODULE = {"unpack": "tightcompress.cli.pack"}
 
-# Each module has `add_parser(subparsers)`, which registers its subcommand and sets `func(args) -> int`.
-SUBCOMMANDS = [pack_cmd, compress_cmd, demo_cmd, simulate_cmd, sweep_cmd, export_cmd, report_cmd]
+
+def _modules_for(argv: Sequence[str]) -> list[str]:
+    """The subcommand modules needed to parse `argv`: the named command's, or all (for help and errors)."""
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    if command is None:
+        return [] if any(arg == "--version" for arg in argv) else SUBCOMMANDS
+    module = _COMMAND_MODULE.get(command, f"tightcompress.cli.{command}")
+    return [module] if module in SUBCOMMANDS else SUBCOMMANDS
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: Sequence[str] = tuple(SUBCOMMANDS)) -> argparse.ArgumentParser:
+    """The argument parser with the subcommands of `modules` (default: every subcommand)."""
+    from tightcompress import __version__
+
     parser = argparse.ArgumentParser(
         prog="tightcompress",
         description="Pack pruned CNN weights tightly for weight-stationary systolic arrays.",
     )
     parser.add_argument("--version", action="version", version=f"tightcompress {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in SUBCOMMANDS:
-        module.add_parser(subparsers)
+    for name in modules:
+        importlib.import_module(name).add_parser(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((arg for arg in argv if not arg.startswith("-")), "")
     try:
-        return int(args.func(args) or 0)
-    except TightCompressError as exc:
-        print(f"tightcompress {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        from tightcompress.cli.common import check_declared_paths
+        from tightcompress.errors import TightCompressError
+
+        args = build_parser(_modules_for(argv)).parse_args(argv)
+        command = args.command
+        try:
+            check_declared_paths(args)
+            return int(args.func(args) or 0)
+        except TightCompressError as exc:
+            print(f"tightcompress {command}: error: {exc}", file=sys.stderr)
+            return 2
     except KeyboardInterrupt:
-        print(f"tightcompress {args.command}: interrupted", file=sys.stderr)
+        print(f"{f'tightcompress {command}'.strip()}: interrupted", file=sys.stderr)
         return 130
 
 

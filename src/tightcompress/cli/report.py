@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 
+from tightcompress.cli.common import declare_paths
 from tightcompress.errors import TightCompressError
 from tightcompress.format.io import load_packed
 from tightcompress.sweep import read_sweep_csv
-from tightcompress.viz.report_html import load_report_json, write_html
+from tightcompress.viz.report_html import check_sweep_rows, load_report_json, write_html
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -23,6 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--layer", help="which layer of --packed to draw (default: the largest)")
     parser.add_argument("--title", default="tightcompress report")
     parser.set_defaults(func=run)
+    declare_paths(parser, inputs=("reports", "sweep", "packed"), outputs=("html",))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
     sweep_rows = []
     if args.sweep:
         try:
-            sweep_rows = read_sweep_csv(args.sweep)
-        except OSError as exc:
+            sweep_rows = check_sweep_rows(read_sweep_csv(args.sweep), args.sweep)
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise TightCompressError(f"cannot read sweep CSV {args.sweep} ({exc})") from None
     packed = None
     if args.packed:

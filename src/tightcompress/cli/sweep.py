@@ -8,7 +8,7 @@ import sys
 from tqdm import tqdm
 
 from tightcompress.api import METHODS
-from tightcompress.cli.common import add_quiet, height_arg
+from tightcompress.cli.common import add_quiet, declare_paths, height_arg
 from tightcompress.cli.pack import add_parallel_options, matrices_from_args
 from tightcompress.errors import TightCompressError
 from tightcompress.sweep import grid_configs, run_sweep, write_csv_atomic
@@ -54,6 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_parallel_options(parser)
     add_quiet(parser)
     parser.set_defaults(func=run)
+    declare_paths(parser, inputs=("input", "checkpoint"), outputs=("csv",))
 
 
 def run(args: argparse.Namespace) -> int:
