@@ -103,10 +103,9 @@ def load_matrices(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise TightCompressError(f"input file not found: {path}")
     if path.suffix.lower() == ".npy":
-        try:
-            matrix = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise TightCompressError(f"{path}: not a readable .npy file ({exc})") from None
+        from tightcompress.utils.npy import read_npy
+
+        matrix = read_npy(path)  # checks the header against the file before allocating
         if matrix.ndim != 2:
             raise TightCompressError(f"{path}: expected a 2-D K x N matrix, got shape {matrix.shape}")
         return {path.stem: matrix}
