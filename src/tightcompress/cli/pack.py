@@ -10,13 +10,13 @@ import numpy as np
 from tqdm import tqdm
 
 from tightcompress.api import METHODS, PackConfig
-from tightcompress.cli.common import add_quiet, height_arg
+from tightcompress.cli.common import add_quiet, add_skip_bad_layers, declare_paths, height_arg
 from tightcompress.errors import TightCompressError
 from tightcompress.format.io import load_packed, save_packed
 from tightcompress.matrices import load_matrices
 from tightcompress.parallel import default_jobs, pack_layers
 from tightcompress.report import build_report
-from tightcompress.utils.atomic import atomic_path, write_json_atomic
+from tightcompress.utils.atomic import atomic_path, output_group, write_json_atomic
 from tightcompress.zoo import ZOO, ZooLayer, zoo_matrices
 
 
@@ -42,14 +42,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_parallel_options(parser)
     parser.add_argument("--json", required=True, metavar="REPORT.json", help="write the report here")
     parser.add_argument("--out", metavar="PACKED.safetensors", help="also write the packed layers here")
+    add_skip_bad_layers(parser)
     add_quiet(parser)
     parser.set_defaults(func=run_pack)
+    declare_paths(parser, inputs=("input", "checkpoint"), outputs=("json", "out"))
 
     unpack = subparsers.add_parser("unpack", help="rebuild the K x N matrix from a packed file")
     unpack.add_argument("packed", help="PACKED.safetensors written by `pack --out`")
     unpack.add_argument("output", help="OUT.npy (one layer) or OUT.npz (every layer)")
     unpack.add_argument("--layer", help="which layer to write to a .npy when the file holds several")
     unpack.set_defaults(func=run_unpack)
+    declare_paths(unpack, inputs=("packed",), outputs=("output",))
 
 
 def add_pack_options(parser: argparse.ArgumentParser) -> None:
@@ -125,6 +128,27 @@ def matrices_from_args(args: argparse.Namespace) -> tuple[dict[str, np.ndarray],
     return matrices, notes, {layer.name: layer for layer in layers}
 
 
+def split_bad_layers(matrices: dict[str, np.ndarray], skip: bool) -> tuple[dict[str, np.ndarray], list[dict]]:
+    """`(good matrices, skipped)`: with `skip`, layers that cannot be packed (all zero, NaN or inf) are set
+    aside as `{"name", "reason"}`; without it the first such layer is the command's one-line error."""
+    from tightcompress.api import check_matrix
+
+    good, skipped = {}, []
+    for name, matrix in matrices.items():
+        try:
+            check_matrix(matrix, name)
+        except TightCompressError as exc:
+            if not skip:
+                hint = " (--skip-bad-layers packs the other layers)" if len(matrices) > 1 else ""
+                raise TightCompressError(f"{exc}{hint}") from None
+            skipped.append({"name": name, "reason": str(exc).removeprefix(f"{name}: ")})
+            continue
+        good[name] = matrix
+    if not good:
+        raise TightCompressError(f"no layer can be packed: {skipped[0]['name']}: {skipped[0]['reason']}")
+    return good, skipped
+
+
 _SKIP_REASON = "depthwise convolution is not a dense GEMM; not packed"
 
 
@@ -146,6 +170,7 @@ def config_from_args(args: argparse.Namespace) -> PackConfig:
 def run_pack(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     matrices, notes, zoo = matrices_from_args(args)
+    matrices, bad_layers = split_bad_layers(matrices, skip=args.skip_bad_layers)
     with tqdm(
         total=len(matrices),
         desc="pack",
@@ -164,9 +189,12 @@ def run_pack(args: argparse.Namespace) -> int:
     report = build_report(layers, config=vars(config))
     if notes:
         report["notes"] = notes
-    if args.out:
-        save_packed(args.out, packed_layers)
-    write_json_atomic(args.json, report)
+    if bad_layers:
+        report["skipped_layers"] = bad_layers
+    with output_group() as stage:  # --out and --json are written both or neither
+        if args.out:
+            save_packed(stage(args.out), packed_layers)
+        write_json_atomic(stage(args.json), report)
     total = report["total"]
     if not args.quiet:
         print(

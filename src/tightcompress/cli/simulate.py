@@ -12,8 +12,8 @@ import sys
 from tqdm import tqdm
 
 from tightcompress.api import PackConfig, pack
-from tightcompress.cli.common import add_quiet
-from tightcompress.cli.pack import add_pack_options, config_from_args
+from tightcompress.cli.common import add_quiet, add_skip_bad_layers, declare_paths
+from tightcompress.cli.pack import add_pack_options, config_from_args, split_bad_layers
 from tightcompress.errors import TightCompressError
 from tightcompress.hw.bitexact import check_bitexact, random_activations
 from tightcompress.hw.cycles import parse_array
@@ -43,8 +43,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--check-bitexact", action="store_true", help="also run the int8 array simulation on random inputs"
     )
     parser.add_argument("--json", required=True, metavar="REPORT.json", help="write the report here")
+    add_skip_bad_layers(parser)
     add_quiet(parser)
     parser.set_defaults(func=run_simulate)
+    declare_paths(parser, inputs=("input", "energy_table"), outputs=("json",))
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -66,7 +68,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             sparsity=config.sparsity,
             seed=config.seed,
         )
-    matrices = load_matrices(args.input)
+    matrices, bad_layers = split_bad_layers(load_matrices(args.input), skip=args.skip_bad_layers)
     layers = []
     hw_layers = []
     for name, matrix in tqdm(
@@ -94,6 +96,8 @@ def run_simulate(args: argparse.Namespace) -> int:
     if args.check_bitexact:
         report["total"]["bitexact"] = all(hw["bitexact"] for hw in hw_layers)
     report["energy_table"] = (table or load_energy_table()).to_dict()
+    if bad_layers:
+        report["skipped_layers"] = bad_layers
     write_json_atomic(args.json, report)
     total = report["total"]
     if not args.quiet:
