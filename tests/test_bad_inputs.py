@@ -674,3 +674,40 @@ def test_checksums_cover_dtype_and_shape():
     assert tensor_sha256(a) != tensor_sha256(a.reshape(2, 3))
     assert tensor_sha256(a) != tensor_sha256(a.view(np.float32))
     assert set(_ARRAYS) >= {"values", "lanes"}
+
+
+# ------------------------------------------------------ other options and failures of the machine: one line
+OTHER_CASES = [
+    (["export", "p.safetensors", "--rtl", "rtl", "--vectors", "99999999999999"], "vectors"),
+    (["export", "p.safetensors", "--rtl", "rtl", "--vectors", "0"], "vectors"),
+    (["export", "p.safetensors", "--rtl", "rtl", "--seed", "-5"], "seed"),
+    (["simulate", "m.npy", "--energy-table", "m.npy", "--json", "o.json"], "energy table"),
+    (["simulate", "m.npy", "--energy-table", "p.safetensors", "--json", "o.json"], "energy table"),
+]
+
+
+@pytest.mark.parametrize(
+    ("command", "word"), OTHER_CASES, ids=lambda c: " ".join(c) if isinstance(c, list) else c
+)
+def test_other_bad_options_are_one_line_errors(work, capsys, command, word):
+    before = snapshot(work)
+    code, err = run_cli(capsys, *command)
+    assert_one_line_error(code, err, word)
+    assert snapshot(work) == before
+
+
+@pytest.mark.parametrize(
+    "failure", [OSError(28, "No space left on device", "r2.json"), MemoryError()], ids=["disk-full", "memory"]
+)
+def test_a_failing_machine_is_one_line_and_leaves_nothing(work, capsys, monkeypatch, failure):
+    import tightcompress.cli.pack as pack_cmd
+
+    def fail(*_args, **_kwargs):
+        raise failure
+
+    monkeypatch.setattr(pack_cmd, "write_json_atomic", fail)
+    before = snapshot(work)
+    code, err = run_cli(capsys, "pack", "m.npy", "--iterations", "500", "--json", "r2.json", "--out", "o.st")
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and "error:" in lines[0], err
+    assert snapshot(work) == before

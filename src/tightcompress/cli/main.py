@@ -65,6 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except TightCompressError as exc:
             print(f"tightcompress {command}: error: {exc}", file=sys.stderr)
             return 2
+        except MemoryError:  # the machine, not the input: still one line, and nothing was written
+            print(f"tightcompress {command}: error: out of memory", file=sys.stderr)
+            return 1
+        except OSError as exc:  # e.g. the disk filled up while writing: outputs are atomic, none is left
+            where = f" ({exc.filename})" if exc.filename else ""
+            print(f"tightcompress {command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+            return 1
     except KeyboardInterrupt:
         print(f"{f'tightcompress {command}'.strip()}: interrupted", file=sys.stderr)
         return 130

@@ -46,6 +46,7 @@ from tightcompress.utils.paths import safe_name
 RTL_FORMAT = "tightcompress.rtl"
 RTL_VERSION = 1
 SUBWORD_METHOD = "tight-subword"
+MAX_VECTORS = 65536  # test vectors per layer: enough for any testbench, bounded so x.hex stays writable
 
 
 @dataclass
@@ -249,8 +250,10 @@ def export_rtl(
     manifest lists them) are replaced or removed; any other file there is left as it is, and a new file
     that would overwrite one is refused before the folder is touched. Folders get the user's umask.
     """
-    if m < 1:
-        raise TightCompressError(f"need at least one test vector, got m={m}")
+    if not 1 <= m <= MAX_VECTORS:
+        raise TightCompressError(f"test vectors per layer must be in [1, {MAX_VECTORS}], got {m}")
+    if seed < 0:
+        raise TightCompressError(f"the seed must be >= 0, got {seed}")
     out_dir = Path(out_dir)
     previous = _previous_export_files(out_dir)
     quantized = {
