@@ -571,6 +571,7 @@ def _unwritable_package_copy(source: Path, root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow  # compiles the column-combining kernels afresh in a child process (about 15 s)
 @pytest.mark.parametrize("temp_writable", [True, False])
 def test_unwritable_numba_cache_falls_back(tmp_path, temp_writable):
     root = _unwritable_package_copy(SRC / "tightcompress", tmp_path / "ro")
