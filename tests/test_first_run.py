@@ -33,7 +33,8 @@ def test_every_cached_kernel_is_inspected():
     """A kernel added anywhere in the package is seen by the cold-cache check (and so announced)."""
     names = set(jit._kernels())
     assert names == _cached_entry_points_in_source()
-    assert not any("_drop_of" in n or "_absorb_row" in n for n in names)  # inline helpers: compiled in callers
+    # inline helpers are compiled into their callers, never cached alone
+    assert not any("_drop_of" in n or "_absorb_row" in n for n in names)
 
 
 def test_cold_cache_is_announced_once_then_compiled(monkeypatch):

@@ -1,25 +1,37 @@
 """tightcompress: pack fine-grained pruned CNN weights tightly for weight-stationary systolic arrays.
 
 Data flows one way: model -> matrices -> packed -> simulated -> report.
+
+The public names are imported on first use (PEP 562), so `import tightcompress` (and the command line's
+start-up) does not load numba or torch until something needs them.
 """
 
-from tightcompress.api import METHODS, PackConfig, check_matrix, pack
-from tightcompress.errors import TightCompressError
-from tightcompress.format import PackedMatrix, load_packed, save_packed
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from tightcompress.utils.numba_cache import ensure_numba_cache_dir
 
 __version__ = "0.1.0"
 
-# The PyTorch side is imported on first use, so `import tightcompress` (and the CLI) does not load torch.
-_TORCH_API = ("load_model_", "pack_weight", "save_model", "sparsify_")
+ensure_numba_cache_dir()  # before anything imports numba: a read-only cache location must not break import
 
-
-def __getattr__(name: str):
-    if name in _TORCH_API:
-        from tightcompress import nn
-
-        return getattr(nn, name)
-    raise AttributeError(f"module 'tightcompress' has no attribute {name!r}")
-
+_LAZY = {
+    "METHODS": "tightcompress.api",
+    "PackConfig": "tightcompress.api",
+    "check_matrix": "tightcompress.api",
+    "pack": "tightcompress.api",
+    "TightCompressError": "tightcompress.errors",
+    "PackedMatrix": "tightcompress.format",
+    "load_packed": "tightcompress.format",
+    "save_packed": "tightcompress.format",
+    # The PyTorch side: loaded on first use, so `import tightcompress` (and the CLI) does not load torch.
+    "load_model_": "tightcompress.nn",
+    "pack_weight": "tightcompress.nn",
+    "save_model": "tightcompress.nn",
+    "sparsify_": "tightcompress.nn",
+}
 
 __all__ = [
     "METHODS",
@@ -36,3 +48,17 @@ __all__ = [
     "save_packed",
     "sparsify_",
 ]
+
+if TYPE_CHECKING:
+    from tightcompress.api import METHODS, PackConfig, check_matrix, pack
+    from tightcompress.errors import TightCompressError
+    from tightcompress.format import PackedMatrix, load_packed, save_packed
+    from tightcompress.nn import load_model_, pack_weight, save_model, sparsify_
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tightcompress' has no attribute {name!r}")

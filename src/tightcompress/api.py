@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
+import types
+import typing
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from tightcompress.baselines import pack_column_combining, pack_dense, pack_nm
-from tightcompress.baselines.column_combining import MERGES
 from tightcompress.errors import TightCompressError
-from tightcompress.format.build import build_packed, uniform_group_offsets
 from tightcompress.format.dtypes import search_copy, store_dtype
 from tightcompress.format.packed import PackedMatrix
-from tightcompress.permute import AnnealConfig, search_permutation
-from tightcompress.prune import magnitude_prune
+
+# The numba-compiled baselines and search are imported where they are used (`pack`), so that importing
+# the API (and the command line's start-up) does not load numba.
 
 METHODS = ("tight", "nm", "column-combining", "dense")
 Method = Literal["tight", "nm", "column-combining", "dense"]
@@ -41,6 +43,7 @@ class PackConfig:
     permute: bool = False
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.method not in METHODS:
             raise TightCompressError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         if not _is_int(self.group) or self.group < 1:
@@ -66,21 +69,75 @@ class PackConfig:
             raise TightCompressError(f"iterations must be an integer >= 0, got {self.iterations!r}")
         if self.objective not in ("magnitude", "squared"):
             raise TightCompressError(f"objective must be 'magnitude' or 'squared', got {self.objective!r}")
-        if self.merge not in MERGES:
-            raise TightCompressError(f"merge must be one of {', '.join(MERGES)}, got {self.merge!r}")
         if self.section is not None and (not _is_int(self.section) or self.section < 1):
             raise TightCompressError(f"section must be an integer >= 1 or None, got {self.section!r}")
-        if not isinstance(self.permute, bool | np.bool_):
-            raise TightCompressError(f"permute must be True or False, got {self.permute!r}")
         if self.permute and self.method != "nm":
             raise TightCompressError(
                 f"permute applies to method nm only (tight permutes anyway), not {self.method}"
             )
+        if not 0 <= self.seed <= _MAX_SEED:
+            raise TightCompressError(f"seed must be an integer in [0, 2**32 - 1], got {self.seed!r}")
+
+
+# ------------------------------------------------------------------------------- generic option checks
+_MAX_SEED = 2**32 - 1  # numba's np.random.seed takes a 32-bit seed
+_INT64_MAX = 2**63 - 1  # every integer option reaches compiled code as an int64
+
+
+def check_field_types(config: object) -> None:
+    """Check every field of a config dataclass against its type hint; a one-line error names the first bad.
+
+    Understands int, float, bool, str, None, Literal and unions of them (other hints are not checked), so a
+    field added to a config is checked by its annotation alone. Integers must fit an int64 and floats must
+    be finite: `seed="a"`, `sparsity="0.5"`, `gamma=inf`, `iterations=10**20` are refused here rather than
+    deep in NumPy or numba.
+    """
+    hints = typing.get_type_hints(type(config))
+    for field in dataclasses.fields(config):
+        hint = hints.get(field.name)
+        value = getattr(config, field.name)
+        if hint is not None and _matches(value, hint) is False:
+            raise TightCompressError(f"{field.name} must be {_describe(hint)}, got {value!r}")
+
+
+def _matches(value: object, hint: object) -> bool | None:
+    """Whether `value` fits `hint`; None when the hint is of a kind not checked here."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return any(value == option and type(value) is type(option) for option in typing.get_args(hint))
+    if origin in (typing.Union, types.UnionType):
+        results = [_matches(value, arg) for arg in typing.get_args(hint)]
+        return True if any(results) else (None if None in results else False)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool | np.bool_)
+    if hint is int:
+        return _is_int(value) and -_INT64_MAX - 1 <= int(value) <= _INT64_MAX
+    if hint is float:
+        return (
+            isinstance(value, int | float | np.integer | np.floating)
+            and not isinstance(value, bool)
+            and (math.isfinite(float(value)))
+        )
+    if hint is str:
+        return isinstance(value, str)
+    return None
+
+
+def _describe(hint: object) -> str:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return " or ".join(repr(option) for option in typing.get_args(hint))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in typing.get_args(hint))
+    names = {int: "an integer (int64)", float: "a finite number", bool: "True or False", str: "a string"}
+    return "None" if hint is type(None) else names.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 def check_matrix(weights: np.ndarray, name: str = "matrix") -> np.ndarray:
     """A 2-D, finite, not all-zero floating matrix, or a one-line error naming what is wrong."""
-    weights = np.asarray(weights)
+    weights = _as_array(weights, name)
     if weights.ndim != 2:
         raise TightCompressError(
             f"{name}: expected a 2-D K x N matrix (inputs x outputs), got shape {weights.shape}"
@@ -98,6 +155,19 @@ def check_matrix(weights: np.ndarray, name: str = "matrix") -> np.ndarray:
     return np.ascontiguousarray(weights)
 
 
+def _as_array(weights: object, name: str) -> np.ndarray:
+    """NumPy view of an array-like; a torch tensor is detached and moved to the CPU (no torch import)."""
+    if hasattr(weights, "detach") and hasattr(weights, "cpu"):
+        weights = weights.detach().cpu()
+        if str(getattr(weights, "dtype", "")) == "torch.bfloat16":
+            weights = weights.float()
+        weights = weights.numpy()
+    try:
+        return np.asarray(weights)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TightCompressError(f"{name}: not a numeric array ({str(exc).splitlines()[0]})") from None
+
+
 def pack(
     weights: np.ndarray, config: PackConfig | None = None, *, name: str = "matrix", **options
 ) -> PackedMatrix:
@@ -113,17 +183,30 @@ def pack(
     """
     refuse_torch_tensor(weights)
     if config is None:
+        unknown = sorted(set(options) - {f.name for f in dataclasses.fields(PackConfig)})
+        if unknown:
+            valid = ", ".join(f.name for f in dataclasses.fields(PackConfig))
+            raise TightCompressError(f"unknown option {unknown[0]!r} for pack(); the options are {valid}")
         config = PackConfig(**options)
+    elif not isinstance(config, PackConfig):
+        raise TightCompressError(f"config must be a PackConfig, got {type(config).__name__}")
     elif options:
         raise TightCompressError("give either a PackConfig or keyword options, not both")
     input_dtype = str(np.asarray(weights).dtype)
     weights = check_matrix(weights, name)
     weights = search_copy(weights)
+    requested_tile = config.tile
+    if config.tile > weights.shape[1]:  # a tile wider than the layer only adds padding columns
+        config = dataclasses.replace(config, tile=int(weights.shape[1]))
     if config.sparsity is not None:
+        from tightcompress.prune import magnitude_prune
+
         weights = magnitude_prune(weights, config.sparsity)
         if not np.any(weights):
             raise TightCompressError(f"{name}: sparsity {config.sparsity} leaves no nonzero weight")
     height_cap = None if config.height == "auto" else int(config.height)
+    from tightcompress.baselines import pack_column_combining, pack_dense, pack_nm
+
     if config.method == "dense":
         packed = pack_dense(weights, tile=config.tile)
     elif config.method == "nm" and config.permute:
@@ -143,6 +226,8 @@ def pack(
     else:
         packed = _pack_searched(weights, config, height_cap)
     packed.info["name"] = name
+    if config.tile != requested_tile:
+        packed.info.setdefault("extra", {})["tile_narrowed_from"] = int(requested_tile)
     return store_dtype(packed, input_dtype)
 
 
@@ -167,6 +252,9 @@ def _pack_searched(
     `allow_permutation=True`; Pool and Yu, NeurIPS 2021): a systolic array's feeder reads the rows of K
     in any order, so no block constraint of the convolution's channel layout is needed.
     """
+    from tightcompress.format.build import build_packed, uniform_group_offsets
+    from tightcompress.permute import AnnealConfig, search_permutation
+
     start = time.perf_counter()
     offsets = uniform_group_offsets(weights.shape[0], config.group)
     anneal = AnnealConfig(iterations=config.iterations, seed=config.seed, objective=config.objective)

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from tightcompress.cli.common import add_alias, add_quiet, compile_kernels_once
+from tightcompress.cli.common import add_alias, add_quiet, compile_kernels_once, declare_paths
 from tightcompress.errors import TightCompressError
 from tightcompress.pipeline.compress import PIPELINE_METHODS, CompressConfig, compress_model, write_outputs
 from tightcompress.pipeline.data import Dataset, load_image_folder, load_mnist
@@ -82,6 +82,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_alias(out, "--out", "--out-dir", metavar="DIR")
     add_pipeline_options(parser)
     parser.set_defaults(func=run_compress)
+    declare_paths(parser, inputs=("checkpoint", "data"), output_dirs=("out_dir", "workdir"))
 
 
 def subword_config(args: argparse.Namespace):

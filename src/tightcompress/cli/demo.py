@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from tightcompress.cli.common import add_alias, add_methods, compile_kernels_once
+from tightcompress.cli.common import add_alias, add_methods, compile_kernels_once, declare_paths
 from tightcompress.cli.compress import add_pipeline_options, setup_logging
 from tightcompress.pipeline.compress import CompressConfig
 from tightcompress.pipeline.demo import DEMO_METHODS, DemoConfig, format_table, run_demo
@@ -57,6 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_alias(parser, "--out", "--out-dir", metavar="DIR")
     add_pipeline_options(parser)
     parser.set_defaults(func=run)
+    declare_paths(parser, outputs=("json",), output_dirs=("out_dir", "workdir"))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tightcompress.cli.common import add_alias, add_quiet
+from tightcompress.cli.common import add_alias, add_quiet, declare_paths
 from tightcompress.errors import TightCompressError
 from tightcompress.export.rtl import export_rtl
 from tightcompress.format.io import load_packed
@@ -22,6 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the test activations")
     add_quiet(parser)
     parser.set_defaults(func=run)
+    declare_paths(parser, inputs=("packed",), output_dirs=("out_dir",))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,39 +2,56 @@
 
 Exit status: 0 success, 1 internal error (one line; `TIGHTCOMPRESS_DEBUG=1` for the traceback), 2 bad input or
 usage (one line naming the problem), 130 interrupted.
+
+Start-up imports only the module of the command asked for (`--version` imports none), so a command that
+needs no torch or numba does not pay for them. Ctrl-C at any point, start-up included, prints one
+"interrupted" line and exits 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
 
-from tightcompress import __version__
-from tightcompress.cli import compress as compress_cmd
-from tightcompress.cli import demo as demo_cmd
-from tightcompress.cli import export as export_cmd
-from tightcompress.cli import pack as pack_cmd
-from tightcompress.cli import report as report_cmd
-from tightcompress.cli import simulate as simulate_cmd
-from tightcompress.cli import sweep as sweep_cmd
-from tightcompress.cli.common import apply_grammar
-from tightcompress.errors import TightCompressError
+# Each module has `add_parser(subparsers)`, which registers its subcommand(s) and sets `func(args) -> int`.
+SUBCOMMANDS = [
+    "tightcompress.cli.pack",
+    "tightcompress.cli.compress",
+    "tightcompress.cli.demo",
+    "tightcompress.cli.simulate",
+    "tightcompress.cli.sweep",
+    "tightcompress.cli.export",
+    "tightcompress.cli.report",
+]
+# Commands registered by a module of another name; every other command `X` lives in `tightcompress.cli.X`.
+_COMMAND_MODULE = {"unpack": "tightcompress.cli.pack"}
 
-# Each module has `add_parser(subparsers)`, which registers its subcommand and sets `func(args) -> int`.
-SUBCOMMANDS = [pack_cmd, compress_cmd, demo_cmd, simulate_cmd, sweep_cmd, export_cmd, report_cmd]
+
+def _modules_for(argv: Sequence[str]) -> list[str]:
+    """The subcommand modules needed to parse `argv`: the named command's, or all (for help and errors)."""
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    if command is None:
+        return [] if any(arg == "--version" for arg in argv) else SUBCOMMANDS
+    module = _COMMAND_MODULE.get(command, f"tightcompress.cli.{command}")
+    return [module] if module in SUBCOMMANDS else SUBCOMMANDS
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: Sequence[str] = tuple(SUBCOMMANDS)) -> argparse.ArgumentParser:
+    """The argument parser with the subcommands of `modules` (default: every subcommand)."""
+    from tightcompress import __version__
+    from tightcompress.cli.common import apply_grammar
+
     parser = argparse.ArgumentParser(
         prog="tightcompress",
         description="Pack pruned CNN weights tightly for weight-stationary systolic arrays.",
     )
     parser.add_argument("--version", action="version", version=f"tightcompress {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in SUBCOMMANDS:
-        module.add_parser(subparsers)
+    for name in modules:
+        importlib.import_module(name).add_parser(subparsers)
     apply_grammar(parser)
     for subparser in subparsers.choices.values():
         apply_grammar(subparser)
@@ -42,19 +59,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "quiet", False):
-        for note in getattr(args, "deprecations", None) or []:
-            print(f"tightcompress {args.command}: {note}", file=sys.stderr)
+    own_command_line = argv is None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((arg for arg in argv if not arg.startswith("-")), "")
     try:
-        return int(args.func(args) or 0)
-    except TightCompressError as exc:
-        print(f"tightcompress {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        from tightcompress.cli.common import check_declared_paths
+        from tightcompress.errors import TightCompressError
+
+        args = build_parser(_modules_for(argv)).parse_args(argv)
+        command = args.command
+        if not getattr(args, "quiet", False):
+            for note in getattr(args, "deprecations", None) or []:
+                print(f"tightcompress {command}: {note}", file=sys.stderr)
+        try:
+            check_declared_paths(args)
+            return int(args.func(args) or 0)
+        except TightCompressError as exc:
+            print(f"tightcompress {command}: error: {exc}", file=sys.stderr)
+            return 2
+        except MemoryError:  # the machine, not the input: still one line, and nothing was written
+            print(f"tightcompress {command}: error: out of memory", file=sys.stderr)
+            return 1
+        except OSError as exc:  # e.g. the disk filled up while writing: outputs are atomic, none is left
+            where = f" ({exc.filename})" if exc.filename else ""
+            print(f"tightcompress {command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+            return 1
     except KeyboardInterrupt:
-        print(f"tightcompress {args.command}: interrupted", file=sys.stderr)
-        if argv is None:  # the process's own command line: outputs are already cleaned up, so skip the
+        print(f"{f'tightcompress {command}'.strip()}: interrupted", file=sys.stderr)
+        if own_command_line:  # the process's own command line: outputs are already cleaned up, so skip the
             sys.stdout.flush()  # interpreter's teardown (1.6 s with torch loaded) and stop within a second
             sys.stderr.flush()
             os._exit(130)
@@ -64,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         print(
-            f"tightcompress {args.command}: internal error: {type(exc).__name__}: {first} "
+            f"{f'tightcompress {command}'.strip()}: internal error: {type(exc).__name__}: {first} "
             "(a bug; rerun with TIGHTCOMPRESS_DEBUG=1 for the traceback)",
             file=sys.stderr,
         )

@@ -11,7 +11,13 @@ from tqdm import tqdm
 
 from tightcompress.api import METHODS, PackConfig
 from tightcompress.baselines.column_combining import MERGES
-from tightcompress.cli.common import add_quiet, compile_kernels_once, height_arg
+from tightcompress.cli.common import (
+    add_quiet,
+    add_skip_bad_layers,
+    compile_kernels_once,
+    declare_paths,
+    height_arg,
+)
 from tightcompress.errors import TightCompressError
 from tightcompress.format.dtypes import store_dtype
 from tightcompress.format.io import load_packed, load_packed_state, save_packed
@@ -20,7 +26,7 @@ from tightcompress.parallel import default_jobs, pack_layers
 from tightcompress.readers import INPUT_HELP, ModelWeights, model_weights, read_model
 from tightcompress.readers.matrices import DEPTHWISE_REASON
 from tightcompress.report import build_report
-from tightcompress.utils.atomic import atomic_path, write_json_atomic
+from tightcompress.utils.atomic import atomic_path, output_group, write_json_atomic
 from tightcompress.zoo import ZOO, ZooLayer, zoo_matrices
 
 
@@ -45,8 +51,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_parallel_options(parser)
     parser.add_argument("--json", required=True, metavar="REPORT.json", help="write the report here")
     parser.add_argument("--out", metavar="PACKED.safetensors", help="also write the packed layers here")
+    add_skip_bad_layers(parser)
     add_quiet(parser)
     parser.set_defaults(func=run_pack)
+    declare_paths(parser, inputs=("input", "checkpoint"), outputs=("json", "out"))
 
     unpack = subparsers.add_parser(
         "unpack", help="rebuild the K x N matrices, or a PyTorch state_dict, from a packed file"
@@ -60,6 +68,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     unpack.add_argument("--layer", help="which layer to write to a .npy when the file holds several")
     add_quiet(unpack)
     unpack.set_defaults(func=run_unpack)
+    declare_paths(unpack, inputs=("packed",), outputs=("output",))
 
 
 def add_key_option(parser: argparse.ArgumentParser) -> None:
@@ -191,6 +200,27 @@ def matrices_from_args(
     return matrices, notes, {layer.name: layer for layer in layers}, None
 
 
+def split_bad_layers(matrices: dict[str, np.ndarray], skip: bool) -> tuple[dict[str, np.ndarray], list[dict]]:
+    """`(good matrices, skipped)`: with `skip`, layers that cannot be packed (all zero, NaN or inf) are set
+    aside as `{"name", "reason"}`; without it the first such layer is the command's one-line error."""
+    from tightcompress.api import check_matrix
+
+    good, skipped = {}, []
+    for name, matrix in matrices.items():
+        try:
+            check_matrix(matrix, name)
+        except TightCompressError as exc:
+            if not skip:
+                hint = " (--skip-bad-layers packs the other layers)" if len(matrices) > 1 else ""
+                raise TightCompressError(f"{exc}{hint}") from None
+            skipped.append({"name": name, "reason": str(exc).removeprefix(f"{name}: ")})
+            continue
+        good[name] = matrix
+    if not good:
+        raise TightCompressError(f"no layer can be packed: {skipped[0]['name']}: {skipped[0]['reason']}")
+    return good, skipped
+
+
 _SKIP_REASON = DEPTHWISE_REASON
 
 
@@ -215,6 +245,7 @@ def config_from_args(args: argparse.Namespace) -> PackConfig:
 def run_pack(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     matrices, notes, zoo, found = matrices_from_args(args)
+    matrices, bad_layers = split_bad_layers(matrices, skip=args.skip_bad_layers)
     compile_kernels_once(args)
     with tqdm(
         total=len(matrices),
@@ -236,10 +267,14 @@ def run_pack(args: argparse.Namespace) -> int:
     report = build_report(layers, config=vars(config))
     if notes:
         report["notes"] = notes
-    if args.out:
-        state, state_dtypes = passthrough_state(found)
-        save_packed(args.out, packed_layers, state=state, state_dtypes=state_dtypes)
-    write_json_atomic(args.json, report)
+    if bad_layers:  # beside the layers the readers skip (depthwise), one list of what was not packed
+        notes = report.setdefault("notes", {})
+        notes["skipped_layers"] = [*notes.get("skipped_layers", []), *bad_layers]
+    with output_group() as stage:  # --out and --json are written both or neither
+        if args.out:
+            state, state_dtypes = passthrough_state(found)
+            save_packed(stage(args.out), packed_layers, state=state, state_dtypes=state_dtypes)
+        write_json_atomic(stage(args.json), report)
     total = report["total"]
     label = f"{config.method} (permuted)" if config.permute else config.method
     print(

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import csv
 
-from tightcompress.cli.common import add_quiet
+from tightcompress.cli.common import add_quiet, declare_paths
 from tightcompress.errors import TightCompressError
 from tightcompress.format.io import load_packed
 from tightcompress.sweep import read_sweep_csv
-from tightcompress.viz.report_html import write_html
+from tightcompress.viz.report_html import check_sweep_rows, write_html
 from tightcompress.viz.runs import layer_name, runs_from_files
 
 
@@ -30,6 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--title", default="tightcompress report", help="page title")
     add_quiet(parser)
     parser.set_defaults(func=run)
+    declare_paths(parser, inputs=("reports", "sweep", "packed"), outputs=("html",))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
     sweep_rows = []
     if args.sweep:
         try:
-            sweep_rows = read_sweep_csv(args.sweep)
-        except OSError as exc:
+            sweep_rows = check_sweep_rows(read_sweep_csv(args.sweep), args.sweep)
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise TightCompressError(f"cannot read sweep CSV {args.sweep} ({exc})") from None
     packed = None
     if args.packed:

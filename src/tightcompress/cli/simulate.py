@@ -12,8 +12,20 @@ import sys
 from tqdm import tqdm
 
 from tightcompress.api import PackConfig, pack
-from tightcompress.cli.common import add_alias, add_quiet, compile_kernels_once
-from tightcompress.cli.pack import add_key_option, add_pack_options, config_from_args, read_input
+from tightcompress.cli.common import (
+    add_alias,
+    add_quiet,
+    add_skip_bad_layers,
+    compile_kernels_once,
+    declare_paths,
+)
+from tightcompress.cli.pack import (
+    add_key_option,
+    add_pack_options,
+    config_from_args,
+    read_input,
+    split_bad_layers,
+)
 from tightcompress.errors import TightCompressError
 from tightcompress.format.dtypes import store_dtype
 from tightcompress.hw.bitexact import check_bitexact, random_activations
@@ -53,8 +65,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--check-bitexact", action="store_true", help="also run the int8 array simulation on random inputs"
     )
     parser.add_argument("--json", required=True, metavar="REPORT.json", help="write the report here")
+    add_skip_bad_layers(parser)
     add_quiet(parser)
     parser.set_defaults(func=run_simulate)
+    declare_paths(parser, inputs=("input", "energy_table"), outputs=("json",))
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -79,7 +93,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             seed=config.seed,
         )
     found = read_input(args)
-    matrices = found.arrays
+    matrices, bad_layers = split_bad_layers(found.arrays, skip=args.skip_bad_layers)
     compile_kernels_once(args)
     layers = []
     hw_layers = []
@@ -108,8 +122,9 @@ def run_simulate(args: argparse.Namespace) -> int:
     if args.check_bitexact:
         report["total"]["bitexact"] = all(hw["bitexact"] for hw in hw_layers)
     report["energy_table"] = (table or load_energy_table()).to_dict()
-    if found.skipped or len(found.layers) > 1:
-        report["notes"] = {**found.notes, "skipped_layers": found.skipped}
+    skipped = [*found.skipped, *bad_layers]
+    if skipped or len(found.layers) > 1:
+        report["notes"] = {**found.notes, "skipped_layers": skipped}
     write_json_atomic(args.json, report)
     total = report["total"]
     print(

@@ -8,7 +8,7 @@ import sys
 from tqdm import tqdm
 
 from tightcompress.api import METHODS
-from tightcompress.cli.common import add_methods, add_quiet, compile_kernels_once, height_arg
+from tightcompress.cli.common import add_methods, add_quiet, compile_kernels_once, declare_paths, height_arg
 from tightcompress.cli.pack import (
     add_cc_variant_options,
     add_key_option,
@@ -70,6 +70,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_parallel_options(parser)
     add_quiet(parser)
     parser.set_defaults(func=run)
+    declare_paths(parser, inputs=("input", "checkpoint"), outputs=("csv",))
 
 
 def run(args: argparse.Namespace) -> int:

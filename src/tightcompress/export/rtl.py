@@ -25,6 +25,7 @@ A weight that quantizes to 0 keeps its lane index: its slot then multiplies by 0
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -39,10 +40,13 @@ import numpy as np
 from tightcompress.errors import TightCompressError
 from tightcompress.format.packed import PackedMatrix
 from tightcompress.quant import column_scales
+from tightcompress.utils.atomic import new_dir_mode
+from tightcompress.utils.paths import safe_name
 
 RTL_FORMAT = "tightcompress.rtl"
 RTL_VERSION = 1
 SUBWORD_METHOD = "tight-subword"
+MAX_VECTORS = 65536  # test vectors per layer: enough for any testbench, bounded so x.hex stays writable
 
 
 @dataclass
@@ -166,11 +170,6 @@ def _bits_for(max_value: int) -> int:
     return max(1, int(max_value).bit_length())
 
 
-def _layer_dir_name(name: str) -> str:
-    safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
-    return safe or "layer"
-
-
 def write_layer(layer: RtlLayer, folder: Path) -> dict[str, Any]:
     """Write one layer's hex files into `folder`; its manifest entry."""
     packed = layer.packed
@@ -244,59 +243,107 @@ def write_layer(layer: RtlLayer, folder: Path) -> dict[str, Any]:
 def export_rtl(
     layers: Mapping[str, PackedMatrix], out_dir: str | os.PathLike[str], *, m: int = 4, seed: int = 0
 ) -> dict[str, Any]:
-    """Export packed layers to `out_dir` (created whole or not at all); returns the manifest.
+    """Export packed layers to `out_dir`; returns the manifest.
 
-    `out_dir` must not exist, or must be a previous export (it holds this format's `manifest.json`), which
-    is replaced only after the new export is complete.
+    `out_dir` must not exist (it is then created whole or not at all), be empty, or be a previous export
+    (it holds this format's `manifest.json`). Into a previous export only the files that export wrote (its
+    manifest lists them) are replaced or removed; any other file there is left as it is, and a new file
+    that would overwrite one is refused before the folder is touched. Folders get the user's umask.
     """
-    if m < 1:
-        raise TightCompressError(f"need at least one test vector, got m={m}")
+    if not 1 <= m <= MAX_VECTORS:
+        raise TightCompressError(f"test vectors per layer must be in [1, {MAX_VECTORS}], got {m}")
+    if seed < 0:
+        raise TightCompressError(f"the seed must be >= 0, got {seed}")
     out_dir = Path(out_dir)
-    if out_dir.exists() and not _is_previous_export(out_dir):
-        raise TightCompressError(f"{out_dir} exists and is not a previous RTL export; choose a new folder")
+    previous = _previous_export_files(out_dir)
     quantized = {
         name: quantized_layer(packed, m, seed + i) for i, (name, packed) in enumerate(layers.items())
     }
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
-        entries, used = [], set()
+        os.chmod(staging, new_dir_mode())
+        entries, used = [], {MANIFEST}
         for name, layer in quantized.items():
-            folder = _layer_dir_name(name)
+            folder = safe_name(name)
             while folder in used:
                 folder += "_"
             used.add(folder)
             layer.packed.info["name"] = name
             entries.append(write_layer(layer, staging / folder))
+        written = sorted(str(path.relative_to(staging)) for path in staging.rglob("*") if path.is_file())
         manifest = {
             "format": RTL_FORMAT,
             "format_version": RTL_VERSION,
             "word_layout": "one word per line, hex; column c of a multi-column word at bits [w*c+w-1 : w*c]",
             "layers": entries,
+            "files": written,
         }
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
-            os.replace(out_dir, old / "x")
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if previous is None:
             os.replace(staging, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
         else:
-            os.replace(staging, out_dir)
-    except BaseException:
+            _merge_into(staging, out_dir, written, previous)
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
     return manifest
 
 
-def _is_previous_export(folder: Path) -> bool:
+MANIFEST = "manifest.json"
+
+
+def _previous_export_files(folder: Path) -> set[str] | None:
+    """None when `folder` does not exist; else the files a previous export wrote there (empty for an empty
+    folder). A folder that is neither is refused."""
+    if not folder.exists() and not folder.is_symlink():
+        return None
     if not folder.is_dir():
-        return False
+        raise TightCompressError(f"{folder} exists and is not a folder; choose a new folder")
     if not any(folder.iterdir()):
-        return True
+        return set()
     try:
-        return json.loads((folder / "manifest.json").read_text()).get("format") == RTL_FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
+        manifest = json.loads((folder / MANIFEST).read_text())
+        if manifest.get("format") != RTL_FORMAT:
+            raise ValueError("not an RTL manifest")
+        if "files" in manifest:
+            files = {str(f) for f in manifest["files"]}
+        else:  # an export from before the manifest listed its files
+            files = set()
+            for entry in manifest["layers"]:
+                names = [entry["vectors"]["x"], entry["vectors"]["y"]]
+                names += [f for tile in entry["tiles"] for f in tile["files"].values()]
+                files.update(f"{entry['folder']}/{f}" for f in names)
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        raise TightCompressError(
+            f"{folder} exists and is not a previous RTL export; choose a new folder"
+        ) from None
+    # Only plain relative names inside the folder: a damaged manifest must not point elsewhere.
+    return {f for f in files if f and not Path(f).is_absolute() and ".." not in Path(f).parts} | {MANIFEST}
+
+
+def _merge_into(staging: Path, out_dir: Path, written: list[str], previous: set[str]) -> None:
+    """Move the new export's files into a previous export, replacing or removing only what it wrote."""
+    for rel in written:
+        target = out_dir / rel
+        parts = Path(rel).parts
+        for depth in range(1, len(parts)):
+            folder = out_dir.joinpath(*parts[:depth])
+            if folder.exists() and not folder.is_dir():
+                raise TightCompressError(f"{folder} is a file the previous export did not write")
+        if (target.exists() or target.is_symlink()) and rel not in previous:
+            raise TightCompressError(f"{target} was not written by the previous export; not replaced")
+    for rel in written:
+        target = out_dir / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / rel, target)
+    for rel in sorted(previous - set(written) - {MANIFEST}):
+        stale = out_dir / rel
+        if stale.is_file() and not stale.is_symlink():
+            stale.unlink()
+            if stale.parent != out_dir:
+                with contextlib.suppress(OSError):  # remove the layer folder too once nothing else is in it
+                    stale.parent.rmdir()
+    os.replace(staging / MANIFEST, out_dir / MANIFEST)
 
 
 # ------------------------------------------------------------------------------------------------ parse

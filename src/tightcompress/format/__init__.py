@@ -1,8 +1,22 @@
-"""The packed data structure, how weights are placed into it, and how it is stored."""
+"""The packed data structure, how weights are placed into it, and how it is stored.
 
-from tightcompress.format.build import build_packed, identity_col_perm, uniform_group_offsets
-from tightcompress.format.io import load_packed, save_packed
-from tightcompress.format.packed import FORMAT_VERSION, PackedMatrix
+Names are imported on first use (PEP 562): reading a packed file does not load numba (used by `build`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_LAZY = {
+    "FORMAT_VERSION": "tightcompress.format.packed",
+    "PackedMatrix": "tightcompress.format.packed",
+    "build_packed": "tightcompress.format.build",
+    "identity_col_perm": "tightcompress.format.build",
+    "uniform_group_offsets": "tightcompress.format.build",
+    "load_packed": "tightcompress.format.io",
+    "save_packed": "tightcompress.format.io",
+}
 
 __all__ = [
     "FORMAT_VERSION",
@@ -13,3 +27,16 @@ __all__ = [
     "save_packed",
     "uniform_group_offsets",
 ]
+
+if TYPE_CHECKING:
+    from tightcompress.format.build import build_packed, identity_col_perm, uniform_group_offsets
+    from tightcompress.format.io import load_packed, save_packed
+    from tightcompress.format.packed import FORMAT_VERSION, PackedMatrix
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tightcompress.format' has no attribute {name!r}")

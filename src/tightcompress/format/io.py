@@ -2,17 +2,23 @@
 
 One file may hold several layers (a whole checkpoint); tensors are named `LAYER/ARRAY`. The file carries a
 format version so that a reader from another version fails with a clear message instead of misreading.
+
+Nothing read back is trusted: the metadata holds a SHA-256 of every tensor (over dtype, shape and bytes)
+and of the layer metadata, and `load_packed` checks them, the set of tensors, every scalar's type and
+bounds and every array's shape before building a layer, then `PackedMatrix.validate()`. A damaged or edited
+file is a one-line `TightCompressError`, never a wrong matrix.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
-from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
 
 from tightcompress.errors import TightCompressError
 from tightcompress.format.packed import FORMAT_VERSION, PackedMatrix
@@ -21,6 +27,25 @@ from tightcompress.utils.atomic import atomic_path
 STATE_PREFIX = "@state/"
 _ARRAYS = ("group_offsets", "row_perm", "col_perm", "heights", "values", "lanes")
 _INT_ARRAYS = {"group_offsets": np.int64, "row_perm": np.int32, "col_perm": np.int32, "heights": np.int32}
+_ARRAY_NDIM = {"group_offsets": 1, "row_perm": 2, "col_perm": 1, "heights": 2, "values": 2, "lanes": 2}
+_MAX_DIM = 2**31 - 1  # K, N, tile and group beyond this are not a real layer
+
+
+def tensor_sha256(array: np.ndarray) -> str:
+    """SHA-256 over an array's dtype, shape and bytes (so a changed shape or dtype is caught too)."""
+    array = np.ascontiguousarray(array)
+    digest = hashlib.sha256(f"{array.dtype.str}|{array.shape}|".encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _layer_tensors(name: str, packed: PackedMatrix) -> dict[str, np.ndarray]:
+    tensors = {}
+    for array in _ARRAYS:
+        data = getattr(packed, array)
+        data = data.astype(_INT_ARRAYS[array]) if array in _INT_ARRAYS else data
+        tensors[f"{name}/{array}"] = np.ascontiguousarray(data)
+    return tensors
 
 
 def save_packed(
@@ -38,12 +63,11 @@ def save_packed(
     tensors: dict[str, np.ndarray] = {}
     layer_meta: dict[str, dict] = {}
     for name, packed in layers.items():
-        if "/" in name or name == STATE_PREFIX.rstrip("/"):
-            raise TightCompressError(f"layer name {name!r} must not contain '/' or be {STATE_PREFIX[:-1]!r}")
-        for array in _ARRAYS:
-            data = getattr(packed, array)
-            data = data.astype(_INT_ARRAYS[array]) if array in _INT_ARRAYS else data
-            tensors[f"{name}/{array}"] = np.ascontiguousarray(data)
+        if not isinstance(name, str) or "/" in name or name == STATE_PREFIX.rstrip("/"):
+            raise TightCompressError(
+                f"layer name {name!r} must be a string without '/', and not {STATE_PREFIX[:-1]!r}"
+            )
+        tensors.update(_layer_tensors(name, packed))
         layer_meta[name] = {
             "K": packed.K,
             "N": packed.N,
@@ -55,32 +79,66 @@ def save_packed(
         }
     for name, array in (state or {}).items():
         tensors[STATE_PREFIX + name] = np.array(array, order="C")  # keeps 0-d tensors 0-d
+    state_json = None
+    if state:
+        dtypes = {name: (state_dtypes or {}).get(name, str(a.dtype)) for name, a in state.items()}
+        state_json = json.dumps(dtypes)
+    write_signed(path, tensors, json.dumps(layer_meta), state_json)
+
+
+def write_signed(
+    path: str | os.PathLike[str],
+    tensors: Mapping[str, np.ndarray],
+    layers_json: str,
+    state_json: str | None = None,
+) -> None:
+    """Write `tensors` and the layer metadata (and the dtype table of `@state/` tensors) with the checksums
+    `load_packed` verifies, atomically."""
+    from safetensors.numpy import save_file
+
+    checksums = json.dumps({key: tensor_sha256(value) for key, value in sorted(tensors.items())})
     metadata = {
         "format": "tightcompress.packed",
         "format_version": str(FORMAT_VERSION),
-        "layers": json.dumps(layer_meta),
+        "layers": layers_json,
+        "tensor_sha256": checksums,
+        "metadata_sha256": _metadata_sha256(layers_json, checksums, state_json),
     }
-    if state:
-        metadata["state"] = json.dumps(
-            {name: (state_dtypes or {}).get(name, str(a.dtype)) for name, a in state.items()}
-        )
+    if state_json is not None:
+        metadata["state"] = state_json
     with atomic_path(path, suffix=".safetensors") as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        save_file(dict(tensors), str(tmp), metadata=metadata)
+
+
+def _metadata_sha256(layers_json: str, checksums: str, state_json: str | None = None) -> str:
+    signed = f"{len(layers_json)}|{layers_json}|{checksums}"
+    if state_json is not None:  # files without `@state/` tensors keep the digest they always had
+        signed += f"|state|{state_json}"
+    return hashlib.sha256(signed.encode()).hexdigest()
 
 
 def load_packed(path: str | os.PathLike[str]) -> dict[str, PackedMatrix]:
-    """Read every packed layer of a file written by `save_packed`, checking the format version."""
+    """Read every packed layer of a file written by `save_packed`, checking version, checksums, structure."""
     path = os.fspath(path)
+    layer_meta, _state_dtypes, tensors = _read_verified(path)
+    return {name: _build_layer(path, name, meta, tensors) for name, meta in layer_meta.items()}
+
+
+def load_packed_state(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """`(tensors, dtypes)`: the checkpoint tensors a packed file carries beside its layers (maybe none),
+    verified against their checksums like the layers."""
+    path = os.fspath(path)
+    _layer_meta, state_dtypes, tensors = _read_verified(path)
+    state = {name: tensors[STATE_PREFIX + name] for name in state_dtypes}
+    return state, state_dtypes
+
+
+def _read_verified(path: str) -> tuple[dict[str, Any], dict[str, str], dict[str, np.ndarray]]:
+    """`(layer metadata, state dtype table, tensors)` of a packed file whose version, checksums and tensor
+    set were all checked."""
     if not os.path.isfile(path):
         raise TightCompressError(f"packed file not found: {path}")
-    try:
-        from safetensors import safe_open
-
-        with safe_open(path, framework="numpy") as handle:
-            metadata = handle.metadata() or {}
-        tensors = load_file(path)
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise TightCompressError(f"{path} is not a readable safetensors file ({exc})") from None
+    metadata, tensors = _read_safetensors(path)
     if metadata.get("format") != "tightcompress.packed":
         raise TightCompressError(f"{path} is not a tightcompress packed file")
     if metadata.get("format_version") != str(FORMAT_VERSION):
@@ -88,40 +146,117 @@ def load_packed(path: str | os.PathLike[str]) -> dict[str, PackedMatrix]:
             f"{path} has packed-format version {metadata.get('format_version')}, "
             f"this tightcompress reads version {FORMAT_VERSION}"
         )
-    layers = {}
-    for name, meta in json.loads(metadata["layers"]).items():
-        arrays = {array: tensors[f"{name}/{array}"] for array in _ARRAYS}
-        for array in _INT_ARRAYS:
-            arrays[array] = arrays[array].astype(np.int64)
-        layers[name] = PackedMatrix(
-            K=int(meta["K"]),
-            N=int(meta["N"]),
-            group=int(meta["group"]),
-            tile=int(meta["tile"]),
-            method=meta["method"],
-            height_cap=meta["height_cap"],
-            info=meta.get("info", {}),
-            **arrays,
+    layers_json, checksums_json = metadata.get("layers"), metadata.get("tensor_sha256")
+    state_json = metadata.get("state")
+    if not isinstance(layers_json, str) or not isinstance(checksums_json, str):
+        raise TightCompressError(f"{path}: the metadata lacks its 'layers' or 'tensor_sha256' entry")
+    if metadata.get("metadata_sha256") != _metadata_sha256(layers_json, checksums_json, state_json):
+        raise TightCompressError(f"{path}: the metadata does not match its checksum (the file was changed)")
+    checksums = _json_object(checksums_json, path, "tensor_sha256")
+    layer_meta = _json_object(layers_json, path, "layers")
+    state_dtypes = _json_object(state_json, path, "state") if state_json is not None else {}
+    if not all(isinstance(dtype, str) for dtype in state_dtypes.values()):
+        raise TightCompressError(f"{path}: metadata 'state' must map tensor names to dtype names")
+    expected = {f"{name}/{array}" for name in layer_meta for array in _ARRAYS}
+    expected |= {STATE_PREFIX + name for name in state_dtypes}
+    if set(tensors) != expected or set(checksums) != expected:
+        missing = sorted(expected - set(tensors))
+        extra = sorted(set(tensors) - expected)
+        what = (
+            f"tensor {missing[0]!r} is missing" if missing else f"unexpected tensor {(extra or ['?'])[0]!r}"
         )
-    return layers
+        raise TightCompressError(f"{path}: {what} (the file does not match its layer list)")
+    for key, array in tensors.items():
+        if checksums[key] != tensor_sha256(array):
+            raise TightCompressError(
+                f"{path}: tensor {key!r} does not match its checksum (the file is damaged)"
+            )
+    return layer_meta, state_dtypes, tensors
 
 
-def load_packed_state(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """`(tensors, dtypes)`: the checkpoint tensors a packed file carries beside its layers (maybe none)."""
-    path = os.fspath(path)
+def _read_safetensors(path: str) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """Metadata and tensors of a safetensors file; any failure of the reader is one line naming the file."""
     try:
         from safetensors import safe_open
 
         with safe_open(path, framework="numpy") as handle:
             metadata = handle.metadata() or {}
-            names = [k for k in handle.keys() if k.startswith(STATE_PREFIX)]
-            tensors = {k[len(STATE_PREFIX) :]: handle.get_tensor(k) for k in names}
-        dtypes = json.loads(metadata.get("state", "{}"))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise TightCompressError(f"{path} is not a readable packed file ({exc})") from None
-    if not isinstance(dtypes, dict) or set(dtypes) != set(tensors):
-        raise TightCompressError(f"{path}: the stored checkpoint tensors do not match their dtype table")
-    return tensors, dtypes
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except Exception as exc:  # the reader raises several types (SafetensorError, OSError, ValueError, ...)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TightCompressError(f"{path} is not a readable safetensors file ({first})") from None
+    except BaseException as exc:  # a Rust panic in the reader is a BaseException (pyo3 PanicException)
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise TightCompressError(f"{path} is not a readable safetensors file (reader failed)") from None
+    return metadata, tensors
+
+
+def _json_object(text: str, path: str, key: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise TightCompressError(f"{path}: metadata {key!r} is not valid JSON") from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise TightCompressError(f"{path}: metadata {key!r} must be a JSON object")
+    return value
+
+
+def _int_field(meta: dict, key: str, where: str, low: int = 1, high: int = _MAX_DIM) -> int:
+    value = meta.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise TightCompressError(f"{where}: {key} must be an integer in [{low}, {high}], got {value!r}")
+    return value
+
+
+def _build_layer(path: str, name: str, meta: object, tensors: Mapping[str, np.ndarray]) -> PackedMatrix:
+    """One layer from its metadata and tensors, every bound checked before anything is computed."""
+    where = f"{path}: layer {name!r}"
+    if not isinstance(meta, dict):
+        raise TightCompressError(f"{where}: metadata must be an object, got {type(meta).__name__}")
+    K, N = _int_field(meta, "K", where), _int_field(meta, "N", where)
+    group, tile = _int_field(meta, "group", where), _int_field(meta, "tile", where)
+    method, height_cap, info = meta.get("method"), meta.get("height_cap"), meta.get("info", {})
+    if not isinstance(method, str) or not method:
+        raise TightCompressError(f"{where}: method must be a non-empty string, got {method!r}")
+    if height_cap is not None:
+        height_cap = _int_field(meta, "height_cap", where)
+    if not isinstance(info, dict):
+        raise TightCompressError(f"{where}: info must be an object")
+    arrays = {array: tensors[f"{name}/{array}"] for array in _ARRAYS}
+    for array, data in arrays.items():
+        if data.ndim != _ARRAY_NDIM[array]:
+            raise TightCompressError(
+                f"{where}: {array} must be {_ARRAY_NDIM[array]}-D, got shape {data.shape}"
+            )
+        if array in _INT_ARRAYS or array == "lanes":
+            if not np.issubdtype(data.dtype, np.integer):
+                raise TightCompressError(f"{where}: {array} must hold integers, got {data.dtype}")
+        elif not (np.issubdtype(data.dtype, np.number) and np.all(np.isfinite(data))):
+            raise TightCompressError(f"{where}: values must be finite numbers")
+    n_tiles = math.ceil(N / tile)
+    expected_shapes = {
+        "row_perm": (n_tiles, K),
+        "col_perm": (n_tiles * tile,),
+        "heights": (arrays["group_offsets"].shape[0] - 1, n_tiles),
+    }
+    for array, shape in expected_shapes.items():
+        if arrays[array].shape != shape:
+            raise TightCompressError(f"{where}: {array} has shape {arrays[array].shape}, expected {shape}")
+    if arrays["values"].shape[1] != tile or arrays["lanes"].shape != arrays["values"].shape:
+        raise TightCompressError(f"{where}: values and lanes must both be (rows, {tile})")
+    for array in _INT_ARRAYS:
+        arrays[array] = arrays[array].astype(np.int64)
+    packed = PackedMatrix(
+        K=K, N=N, group=group, tile=tile, method=method, height_cap=height_cap, info=info, **arrays
+    )
+    try:
+        packed.validate()
+    except TightCompressError as exc:
+        raise TightCompressError(f"{where}: {exc}") from None
+    except (IndexError, ValueError) as exc:
+        raise TightCompressError(f"{where}: inconsistent arrays ({exc})") from None
+    return packed
 
 
 def _jsonable(value):

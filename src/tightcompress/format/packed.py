@@ -23,7 +23,7 @@ import numpy as np
 
 from tightcompress.errors import TightCompressError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: SHA-256 of every tensor and of the metadata
 
 
 @dataclass(eq=False)
@@ -140,7 +140,11 @@ class PackedMatrix:
     def matmul(self, x: np.ndarray) -> np.ndarray:
         """`x @ W_kept` computed the way the array does: tile by tile, each slot multiplies the input its
         lane selects, partial sums run down each column. `x` is `(M, K)` (or `(K,)`)."""
+        if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor (requires_grad included)
+            x = x.detach().cpu().float().numpy()
         x = np.asarray(x)
+        if x.ndim not in (1, 2):
+            raise TightCompressError(f"matmul input must be (K,) or (M, K), got shape {x.shape}")
         squeeze = x.ndim == 1
         x2 = np.atleast_2d(x)
         if x2.shape[1] != self.K:

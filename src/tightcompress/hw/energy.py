@@ -94,7 +94,7 @@ def load_energy_table(path: str | os.PathLike[str] | None = None, **overrides: f
                 values = tomllib.loads(path.read_text())
             else:
                 values = json.loads(path.read_text())
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
             raise TightCompressError(f"{path}: not a readable energy table ({exc})") from None
         if not isinstance(values, dict):
             raise TightCompressError(f"{path}: the energy table must be a flat mapping of field = value")

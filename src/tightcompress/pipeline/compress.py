@@ -48,7 +48,7 @@ from tightcompress.pipeline.stages import save_stage as save_stage  # re-exporte
 from tightcompress.pipeline.train import evaluate, frozen_copy, seed_everything
 from tightcompress.readers.matrices import matrix_to_weight, weight_to_matrix
 from tightcompress.report import build_report
-from tightcompress.utils.atomic import atomic_path, write_json_atomic
+from tightcompress.utils.atomic import output_group, write_json_atomic
 
 log = logging.getLogger("tightcompress.pipeline")
 
@@ -386,8 +386,8 @@ def write_outputs(result: CompressResult, out_dir: str | os.PathLike[str]) -> di
     """Write `model.pt` (state_dict, masks folded), `packed.safetensors`, `report.json`, atomically."""
     out = Path(out_dir)
     paths = {"model": out / "model.pt", "packed": out / "packed.safetensors", "report": out / "report.json"}
-    with atomic_path(paths["model"], suffix=".pt") as tmp:
-        torch.save(result.model.state_dict(), str(tmp))
-    save_packed(paths["packed"], result.packed)
-    write_json_atomic(paths["report"], result.report)
+    with output_group() as stage:  # the three files are written all or none
+        torch.save(result.model.state_dict(), str(stage(paths["model"])))
+        save_packed(stage(paths["packed"]), result.packed)
+        write_json_atomic(stage(paths["report"]), result.report)
     return paths

@@ -68,10 +68,9 @@ def read_model(path: str | os.PathLike[str], key: str | None = None) -> ModelWei
     if key is not None and suffix not in (".pt", ".pth", ".safetensors"):
         raise TightCompressError("--key selects a state_dict inside a .pt/.pth/.safetensors checkpoint")
     if suffix == ".npy":
-        try:
-            matrix = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise TightCompressError(f"{path}: not a readable .npy file ({exc})") from None
+        from tightcompress.utils.npy import read_npy
+
+        matrix = read_npy(path)  # checks the header against the file before allocating
         if matrix.ndim != 2:
             raise TightCompressError(f"{path}: expected a 2-D K x N matrix, got shape {matrix.shape}")
         layer = layer_weight(path.stem, matrix.T, str(matrix.dtype), source=str(path))

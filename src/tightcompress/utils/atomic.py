@@ -1,14 +1,46 @@
-"""Atomic file writes: write to a temporary file beside the target, then rename over it."""
+"""Atomic file writes: write to a temporary file beside the target, then rename over it.
+
+A new output gets the mode the user's umask gives an ordinary new file (`0666 & ~umask`, not `mkstemp`'s
+0600); a replaced file keeps its mode. `output_group` writes several outputs of one command all or none.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+
+def current_umask() -> int:
+    """The process umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode(target: str | os.PathLike[str]) -> int:
+    """The mode `target` should get: its own when it exists (a replaced file keeps its mode), else umask's."""
+    try:
+        return stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        return 0o666 & ~current_umask()
+
+
+def new_dir_mode() -> int:
+    """The mode a new folder gets under the user's umask (`mkdtemp` makes 0700)."""
+    return 0o777 & ~current_umask()
+
+
+def _temporary_beside(target: Path, suffix: str) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+    os.close(fd)
+    return Path(tmp_name)
 
 
 @contextlib.contextmanager
@@ -18,16 +50,65 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
     A failure (or Ctrl-C) inside the block removes the temporary file, so no partial output is ever left.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _temporary_beside(target, suffix)
     try:
         yield tmp
+        os.chmod(tmp, new_file_mode(target))
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def output_group() -> Iterator[Callable[[str | os.PathLike[str]], Path]]:
+    """Write several outputs all or none: `with output_group() as stage: write(stage(target), ...)`.
+
+    `stage(target)` returns a temporary path beside `target`. When the block succeeds every temporary file
+    is renamed onto its target; if the block or a rename fails, the targets renamed so far get their old
+    content back (or are removed when they were new) and every temporary file is deleted.
+    """
+    staged: list[tuple[Path, Path]] = []
+
+    def stage(target: str | os.PathLike[str]) -> Path:
+        target = Path(target)
+        tmp = _temporary_beside(target, target.suffix)
+        staged.append((tmp, target))
+        return tmp
+
+    try:
+        yield stage
+        _commit(staged)
+    finally:
+        for tmp, _target in staged:
+            tmp.unlink(missing_ok=True)
+
+
+def _commit(staged: list[tuple[Path, Path]]) -> None:
+    """Rename every `(tmp, target)`; on a failure restore the targets already replaced, then re-raise."""
+    done: list[list[Any]] = []  # [target, backup or None, replaced]
+    try:
+        for tmp, target in staged:
+            backup = None
+            if target.exists():
+                backup = target.with_name(f".{target.name}.{os.getpid()}.backup")
+                backup.unlink(missing_ok=True)
+                os.link(target, backup)  # the old content stays reachable until every rename succeeded
+            done.append([target, backup, False])
+            os.chmod(tmp, new_file_mode(target))
+            os.replace(tmp, target)
+            done[-1][2] = True
+    except BaseException:
+        for target, backup, replaced in reversed(done):
+            if replaced and backup is not None:
+                os.replace(backup, target)
+            elif replaced:
+                target.unlink(missing_ok=True)
+        raise
+    finally:
+        for _target, backup, _replaced in done:
+            if backup is not None:
+                backup.unlink(missing_ok=True)
 
 
 def write_json_atomic(target: str | os.PathLike[str], payload: Any) -> None:

@@ -24,13 +24,22 @@ import numpy as np
 
 from tightcompress.format.packed import PackedMatrix
 from tightcompress.utils.atomic import atomic_path
-from tightcompress.viz.runs import Run, accuracy_percent, layer_name, load_report_json, runs_from_files
+from tightcompress.viz.runs import (
+    Run,
+    accuracy_percent,
+    check_sweep_rows,
+    layer_name,
+    load_report_json,
+    runs_from_files,
+)
 
-__all__ = ["build_html", "load_report_json", "runs_from_files", "write_html"]
+__all__ = ["build_html", "check_sweep_rows", "load_report_json", "runs_from_files", "write_html"]
 
 _MAX_BAR_LAYERS = 60
 _PAGE_INCHES = 10.0  # figure width: 900 px at the PNG's 90 dpi, the width of the page's text column
 _DPI = 90
+
+
 
 
 # ------------------------------------------------------------------------------------------------ plots

@@ -13,6 +13,7 @@ Layer names follow the module path (`features.0`, `conv1`); a state-dict key `co
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -163,9 +164,81 @@ def load_report_json(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path}: report_version {version!r}, this tightcompress reads report_version "
             f"{REPORT_VERSION}; rerun the command that wrote it with this version"
         )
-    if kind in ("pack", "simulate", "compress") and not isinstance(data["layers"], list):
-        raise TightCompressError(f"{path}: 'layers' must be a list")
+    if kind in ("pack", "simulate", "compress"):
+        if not isinstance(data["layers"], list):
+            raise TightCompressError(f"{path}: 'layers' must be a list")
+        for key in ("config", "total"):
+            if not isinstance(data.get(key, {}), dict):
+                raise TightCompressError(f"{path}: {key!r} must be an object")
+        _check_entries(data["layers"], path, "layers", _LAYER_FIELDS)
+    elif kind == "demo":
+        _check_entries(data["rows"], path, "rows", _ROW_FIELDS)
+    else:
+        _check_entries(data["points"], path, "points", _POINT_FIELDS)
     return data
+
+
+# The fields the page reads, by kind: (required, type). A report that lacks a required one or holds a wrong
+# type is refused in one line before any plotting, instead of failing inside matplotlib.
+_LAYER_FIELDS = {
+    "name": (True, str),
+    "method": (False, str),
+    "compression_rate": (True, float),
+    "utilization": (False, float),
+    "dropped_magnitude_fraction": (False, float),
+    "cycles": (False, float),
+    "dense_cycles": (False, float),
+    "energy_pj": (False, float),
+    "dense_energy_pj": (False, float),
+}
+_ROW_FIELDS = {
+    "method": (False, str),
+    "compression_rate": (False, float),
+    "accuracy": (False, float),
+    "accuracy_drop": (False, float),
+}
+_POINT_FIELDS = {
+    "method": (True, str),
+    "compression_rate": (True, float),
+    "accuracy": (True, float),
+}
+_SWEEP_FIELDS = {
+    "method": (True, str),
+    "compression_rate": (True, float),
+    "dropped_magnitude_fraction": (True, float),
+}
+
+
+def _number(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return False
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_entries(entries: list, path: str | os.PathLike[str], key: str, fields: dict) -> None:
+    """Every entry of `key` is an object whose known fields have the right type (required ones present)."""
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise TightCompressError(f"{path}: {key}[{i}] must be an object, got {type(entry).__name__}")
+        for field_name, (required, kind) in fields.items():
+            if field_name not in entry:
+                if required:
+                    raise TightCompressError(f"{path}: {key}[{i}] has no {field_name!r}")
+                continue
+            value = entry[field_name]
+            ok = _number(value) if kind is float else isinstance(value, kind)
+            if not ok:
+                expected = "a finite number" if kind is float else "a string"
+                raise TightCompressError(f"{path}: {key}[{i}].{field_name} must be {expected}, got {value!r}")
+
+
+def check_sweep_rows(rows: list[dict[str, Any]], path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The rows of a sweep CSV with the fields the plot reads present and numeric."""
+    _check_entries([r for r in rows if r.get("layer", "TOTAL") == "TOTAL"], path, "row", _SWEEP_FIELDS)
+    return rows
 
 
 def json_kind(data: dict[str, Any]) -> str | None:

@@ -1,0 +1,52 @@
+"""Read a `.npy` file only after checking its header against the file: no EOFError, no huge allocation."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from tightcompress.errors import TightCompressError
+
+_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+
+
+def read_npy(path: str | os.PathLike[str]) -> np.ndarray:
+    """The array in a `.npy` file, or a one-line error: empty, not .npy, object dtype, or a header that
+    promises more bytes than the file holds (checked before any array memory is allocated)."""
+    path = os.fspath(path)
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as handle:
+            if size == 0:
+                raise TightCompressError(f"{path}: the file is empty")
+            try:
+                version = np.lib.format.read_magic(handle)
+                reader = _HEADER_READERS.get(version)
+                if reader is None:  # version 3.0 (utf-8 field names): same layout as 2.0
+                    reader = np.lib.format.read_array_header_2_0
+                shape, _fortran_order, dtype = reader(handle)
+            except (ValueError, EOFError, SyntaxError, TypeError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise TightCompressError(f"{path}: not a readable .npy file ({first})") from None
+            if dtype.hasobject:
+                raise TightCompressError(f"{path}: holds Python objects (dtype {dtype}), not numbers")
+            need = math.prod(shape) * dtype.itemsize
+            have = size - handle.tell()
+            if need > have:
+                raise TightCompressError(
+                    f"{path}: the header promises shape {shape} of {dtype} ({need} bytes), "
+                    f"the file holds {have} bytes (truncated or corrupt)"
+                )
+            handle.seek(0)
+            return np.lib.format.read_array(handle, allow_pickle=False)
+    except TightCompressError:
+        raise
+    except OSError as exc:
+        raise TightCompressError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise TightCompressError(f"{path}: not a readable .npy file ({str(exc).splitlines()[0]})") from None
