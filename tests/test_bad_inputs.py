@@ -89,8 +89,8 @@ SAME_PATH_CASES = [
     ("report r.json --html sym.json", "the input"),
     ("report r.json --packed p.safetensors --html p.safetensors", "the input"),
     ("unpack p.safetensors p.safetensors", "the input"),
-    ("export p.safetensors --rtl p.safetensors", "the input"),
-    ("export sub/../p.safetensors --rtl .", "inside the output folder"),
+    ("export p.safetensors --out-dir p.safetensors", "the input"),
+    ("export sub/../p.safetensors --out-dir .", "inside the output folder"),
 ]
 
 
@@ -107,10 +107,10 @@ def test_an_output_that_is_an_input_or_another_output_is_refused_before_any_work
 
 # ------------------------------------------------------------ 2. RTL re-export deletes only its own files
 def test_rtl_reexport_keeps_files_it_did_not_write(work, capsys):
-    assert run_cli(capsys, "export", "p.safetensors", "--rtl", "rtl")[0] == 0
+    assert run_cli(capsys, "export", "p.safetensors", "--out-dir", "rtl")[0] == 0
     (work / "rtl" / "tb_top.sv").write_text("module tb; endmodule\n")
     (work / "rtl" / "m" / "notes.txt").write_text("mine\n")
-    assert run_cli(capsys, "export", "p.safetensors", "--rtl", "rtl", "--seed", "3")[0] == 0
+    assert run_cli(capsys, "export", "p.safetensors", "--out-dir", "rtl", "--seed", "3")[0] == 0
     assert (work / "rtl" / "tb_top.sv").read_text() == "module tb; endmodule\n"
     assert (work / "rtl" / "m" / "notes.txt").read_text() == "mine\n"
     manifest = json.loads((work / "rtl" / "manifest.json").read_text())
@@ -121,9 +121,9 @@ def test_rtl_reexport_keeps_files_it_did_not_write(work, capsys):
 def test_rtl_reexport_removes_only_stale_files_it_wrote(work, capsys):
     two = {"a": load_packed("p.safetensors")["m"], "b": load_packed("p.safetensors")["m"]}
     save_packed(work / "two.safetensors", two)
-    assert run_cli(capsys, "export", "two.safetensors", "--rtl", "rtl")[0] == 0
+    assert run_cli(capsys, "export", "two.safetensors", "--out-dir", "rtl")[0] == 0
     (work / "rtl" / "b" / "keep.v").write_text("x\n")
-    assert run_cli(capsys, "export", "two.safetensors", "--layer", "a", "--rtl", "rtl")[0] == 0
+    assert run_cli(capsys, "export", "two.safetensors", "--layer", "a", "--out-dir", "rtl")[0] == 0
     assert sorted(p.name for p in (work / "rtl" / "b").iterdir()) == ["keep.v"]
     assert (work / "rtl" / "a" / "tile000_weights.hex").is_file()
 
@@ -132,10 +132,10 @@ def test_rtl_export_refuses_to_overwrite_a_file_it_did_not_write(work, capsys):
     save_packed(
         work / "two.safetensors", {"m": load_packed("p.safetensors")["m"], "z": tc.pack(sparse_matrix())}
     )
-    assert run_cli(capsys, "export", "p.safetensors", "--rtl", "rtl")[0] == 0
+    assert run_cli(capsys, "export", "p.safetensors", "--out-dir", "rtl")[0] == 0
     (work / "rtl" / "z").write_text("a user file where the new export wants a folder\n")
     before = snapshot(work)
-    code, err = run_cli(capsys, "export", "two.safetensors", "--rtl", "rtl")
+    code, err = run_cli(capsys, "export", "two.safetensors", "--out-dir", "rtl")
     assert_one_line_error(code, err, "did not write")
     assert snapshot(work) == before
 
@@ -264,7 +264,7 @@ STRUCTURE_CASES = {
 def test_broken_structure_is_a_one_line_error(work, capsys, case):
     _signed_variant(work / "p.safetensors", STRUCTURE_CASES[case])
     before = snapshot(work)
-    for command in (["unpack", "p.safetensors", "o.npy"], ["export", "p.safetensors", "--rtl", "rtl"]):
+    for command in (["unpack", "p.safetensors", "o.npy"], ["export", "p.safetensors", "--out-dir", "rtl"]):
         code, err = run_cli(capsys, *command)
         assert_one_line_error(code, err, "p.safetensors")
         assert snapshot(work) == before
@@ -500,8 +500,8 @@ UNWRITABLE_CASES = [
     ["sweep", "m.npy", "--csv", "/proc/r.csv"],
     ["unpack", "p.safetensors", "/proc/o.npy"],
     ["report", "r.json", "--html", "/proc/o.html"],
-    ["export", "p.safetensors", "--rtl", "/proc/rtl"],
-    ["export", "p.safetensors", "--rtl", "m.npy"],
+    ["export", "p.safetensors", "--out-dir", "/proc/rtl"],
+    ["export", "p.safetensors", "--out-dir", "m.npy"],
 ]
 
 
@@ -548,7 +548,7 @@ def test_outputs_follow_the_umask_and_replaced_files_keep_their_mode(work, capsy
         args = ["pack", "m.npy", "--iterations", "1000", "--quiet", "--out", "n.safetensors"]
         assert run_cli(capsys, *args, "--json", "keep.json")[0] == 0
         assert run_cli(capsys, "unpack", "n.safetensors", "n.npy")[0] == 0
-        assert run_cli(capsys, "export", "n.safetensors", "--rtl", "rtl")[0] == 0
+        assert run_cli(capsys, "export", "n.safetensors", "--out-dir", "rtl")[0] == 0
     finally:
         os.umask(old)
     mode = lambda p: stat.S_IMODE((work / p).stat().st_mode)  # noqa: E731
@@ -610,7 +610,7 @@ ODD_NAMES = ["..", ".", "", ".hidden", "a b\\c", "x" * 300, "manifest.json", "ü
 def test_layer_names_that_would_escape_or_break_a_path_are_sanitised(work, capsys):
     base = load_packed("p.safetensors")["m"]
     save_packed(work / "odd.safetensors", {name: base for name in ODD_NAMES})
-    assert run_cli(capsys, "export", "odd.safetensors", "--rtl", "rtl")[0] == 0
+    assert run_cli(capsys, "export", "odd.safetensors", "--out-dir", "rtl")[0] == 0
     from tightcompress.export.rtl import load_rtl
 
     layers = load_rtl(work / "rtl")
@@ -679,9 +679,9 @@ def test_checksums_cover_dtype_and_shape():
 
 # ------------------------------------------------------ other options and failures of the machine: one line
 OTHER_CASES = [
-    (["export", "p.safetensors", "--rtl", "rtl", "--vectors", "99999999999999"], "vectors"),
-    (["export", "p.safetensors", "--rtl", "rtl", "--vectors", "0"], "vectors"),
-    (["export", "p.safetensors", "--rtl", "rtl", "--seed", "-5"], "seed"),
+    (["export", "p.safetensors", "--out-dir", "rtl", "--vectors", "99999999999999"], "vectors"),
+    (["export", "p.safetensors", "--out-dir", "rtl", "--vectors", "0"], "vectors"),
+    (["export", "p.safetensors", "--out-dir", "rtl", "--seed", "-5"], "seed"),
     (["simulate", "m.npy", "--energy-table", "m.npy", "--json", "o.json"], "energy table"),
     (["simulate", "m.npy", "--energy-table", "p.safetensors", "--json", "o.json"], "energy table"),
 ]
