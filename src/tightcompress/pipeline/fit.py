@@ -25,10 +25,12 @@ NM_GROUPS = (4, 8, 16, 32, 64)
 HEIGHTS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 24, 32, 48, 64)
 # (alpha, gamma) of column combining: rates between the tight heights' steps, so that its allocation lands
 # as close to a target rate as tight's does (a coarser grid overshoots and costs it accuracy). Low gammas:
-# the authors' merge packs 95 %-sparse layers losslessly or nearly so there. Every pair is tried with
-# both merge rules; each wins somewhere on the rate / dropped |w| frontier (BENCHMARKS.md), so the
-# baseline is the strongest column combining we have.
-CC_MERGES = ("authors", "least-overlap")
+# the authors' merge packs 95 %-sparse layers losslessly or nearly so there. The authors' merge is tried
+# at every pair; the least-overlap merge drops less only at high rates (>= 20x, bench_cc_merges.py), so it
+# is tried at the alpha >= 24 pairs, and only on layers of at most 1152 rows (it is O(K^2 log K): about a
+# minute per setting at K = 2304). So the baseline is the strongest column combining we have.
+CC_LEAST_OVERLAP_MIN_ALPHA = 24
+CC_LEAST_OVERLAP_MAX_ROWS = 1152
 CC_OPTIONS = (
     (1, 0.0),
     (8, 0.0),
@@ -98,10 +100,15 @@ def candidate_configs(
     if N is not None:
         tile = layer_tile(N, tile)
     if method == "column-combining":
+        least_overlap = [
+            (a, g)
+            for a, g in CC_OPTIONS
+            if a >= CC_LEAST_OVERLAP_MIN_ALPHA and K <= CC_LEAST_OVERLAP_MAX_ROWS
+        ]
         return [
             PackConfig(method=method, alpha=a, gamma=g, merge=merge, tile=tile, seed=seed)
-            for merge in CC_MERGES
-            for a, g in CC_OPTIONS
+            for merge, options in (("authors", CC_OPTIONS), ("least-overlap", least_overlap))
+            for a, g in options
         ]
     if method == "dense":
         return [PackConfig(method="dense", tile=tile)]
