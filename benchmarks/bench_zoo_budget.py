@@ -21,14 +21,14 @@ from tightcompress.permute import search
 from tightcompress.zoo import zoo_matrices
 
 
-def run(cap: int, col_move_prob: float, t0_scale: float) -> str:
+def run(cap: int, column_share: float, start_scale: float) -> str:
     """Pack ResNet-50 with these knobs; one line of results."""
     default = search.AnnealConfig
 
     @dataclasses.dataclass(frozen=True)
     class Knobs(default):
-        col_move_prob: float = col_move_prob
-        t0_scale: float = t0_scale
+        col_move_prob: float = column_share
+        t0_scale: float = start_scale
 
         def budget(self, K: int, n_tiles: int) -> int:
             if self.iterations is not None:
@@ -56,7 +56,7 @@ def run(cap: int, col_move_prob: float, t0_scale: float) -> str:
     floor /= magnitude
     moves = sum(r["search_iterations"] for r in reports)
     return (
-        f"cap={cap} cmp={col_move_prob} t0={t0_scale}: pack wall {wall:.1f} s (load {load:.1f}), "
+        f"cap={cap} cmp={column_share} t0={start_scale}: pack wall {wall:.1f} s (load {load:.1f}), "
         f"dropped {100 * dropped:.3f} % floor {100 * floor:.3f} % gap {100 * (dropped - floor):.3f} points, "
         f"moves {moves:,}"
     )

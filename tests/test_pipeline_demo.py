@@ -58,7 +58,8 @@ def test_demo_json_schema(tmp_path: Path) -> None:
     assert main(args) == 0
     result = json.loads(out.read_text())
     rows = result["rows"]
-    assert [r["method"] for r in rows] == ["dense", "tight", "column-combining", "nm", "tight-subword"]
+    methods = ["dense", "tight", "column-combining", "nm", "nm-permuted", "tight-subword"]
+    assert [r["method"] for r in rows] == methods
     subword = rows[-1]
     assert subword["bit_rate"] >= 24.0 and subword["bit_rate_with_index"] < subword["bit_rate"]
     assert subword["speedup"] > 1.0 and subword["energy_gain"] > 1.0
