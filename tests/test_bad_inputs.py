@@ -382,7 +382,11 @@ def test_torch_tensors_with_grad_and_3d_matmul_input():
     import torch
 
     W = torch.tensor(sparse_matrix(), requires_grad=True)
-    packed = tc.pack(W, method="dense", tile=8)
+    # pack() takes NumPy K x N: a tensor (PyTorch layout, maybe with grad) is refused in one line naming the
+    # function that takes it, and pack_weight packs the (out, in) weight of the same layer
+    with pytest.raises(TightCompressError, match="pack_weight"):
+        tc.pack(W, method="dense", tile=8)
+    packed = tc.pack_weight(W.T, method="dense", tile=8)
     assert np.array_equal(packed.to_dense(), sparse_matrix())
     x = torch.ones(2, 48, requires_grad=True)
     assert np.allclose(packed.matmul(x), np.ones((2, 48), np.float32) @ sparse_matrix(), atol=1e-4)

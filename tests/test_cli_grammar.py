@@ -85,7 +85,7 @@ def test_internal_errors_are_one_line_and_exit_1(monkeypatch, capsys):
         raise ValueError("something impossible\nsecond line")
 
     parser = build_parser()
-    monkeypatch.setattr(cli_main, "build_parser", lambda: parser)
+    monkeypatch.setattr(cli_main, "build_parser", lambda modules=(): parser)
     parser.set_defaults(func=broken)
     for sub in _subparsers_of(parser).values():
         sub.set_defaults(func=broken)

@@ -364,7 +364,14 @@ def test_safetensors_with_prefixed_copies_needs_key_and_no_false_alarm(tmp_path,
     assert {layer["name"] for layer in json.loads(report.read_text())["layers"]} == CNN_WEIGHTS
     # repeated identical layers and a ResNet's same-named stages are not copies
     twins = nn.Sequential(nn.Linear(16, 16), nn.Linear(16, 16))
-    for name, model in {"twins": twins, "resnet": ResNet18(num_classes=10)}.items():
+
+    class Attention(nn.Module):  # top-level layers of one shape each: q.weight, k.weight, v.weight
+        def __init__(self) -> None:
+            super().__init__()
+            self.q, self.k, self.v = (nn.Linear(16, 16, bias=False) for _ in range(3))
+
+    models = {"twins": twins, "qkv": Attention(), "resnet": ResNet18(num_classes=10)}
+    for name, model in models.items():
         save_file(dict(model.state_dict()), str(tmp_path / f"{name}.safetensors"))
         assert len(read_model(tmp_path / f"{name}.safetensors").matrices) == len(
             [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)]

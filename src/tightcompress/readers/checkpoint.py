@@ -216,7 +216,9 @@ def _refuse_prefixed_copies(tensors: dict[str, Any], source: str) -> None:
         p
         for p, layout in layouts.items()
         if sum(other == layout for other in layouts.values()) > 1
-        and any(n.endswith(("weight", "weight_orig")) and len(shape) >= 2 for n, shape in layout)
+        # a copy of a state_dict holds several layers; one layer per prefix (`fc1.weight`, `q.weight`, ...)
+        # is a model's top-level layers, however alike their shapes
+        and sum(n.endswith(("weight", "weight_orig")) and len(shape) >= 2 for n, shape in layout) >= 2
     )
     covered = sum(len(layouts[p]) for p in copies)
     if len(copies) > 1 and covered == len(tensors):

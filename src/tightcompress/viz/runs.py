@@ -248,9 +248,13 @@ def json_kind(data: dict[str, Any]) -> str | None:
     if isinstance(data.get("rows"), list):
         return "demo"
     if "layers" in data:
-        if "accuracy" in data or data.get("config", {}).get("workflow") == "compress":
+        config, total, layers = data.get("config"), data.get("total"), data["layers"]
+        if "accuracy" in data or (isinstance(config, dict) and config.get("workflow") == "compress"):
             return "compress"
-        if "cycles" in data.get("total", {}) or any("cycles" in layer for layer in data["layers"]):
+        layers = layers if isinstance(layers, list) else []
+        if (isinstance(total, dict) and "cycles" in total) or any(
+            isinstance(layer, dict) and "cycles" in layer for layer in layers
+        ):
             return "simulate"
         return "pack"
     return None
