@@ -10,6 +10,7 @@ from tightcompress import __version__
 from tightcompress.cli import compress as compress_cmd
 from tightcompress.cli import demo as demo_cmd
 from tightcompress.cli import export as export_cmd
+from tightcompress.cli import frontier as frontier_cmd
 from tightcompress.cli import pack as pack_cmd
 from tightcompress.cli import report as report_cmd
 from tightcompress.cli import simulate as simulate_cmd
@@ -17,7 +18,16 @@ from tightcompress.cli import sweep as sweep_cmd
 from tightcompress.errors import TightCompressError
 
 # Each module has `add_parser(subparsers)`, which registers its subcommand and sets `func(args) -> int`.
-SUBCOMMANDS = [pack_cmd, compress_cmd, demo_cmd, simulate_cmd, sweep_cmd, export_cmd, report_cmd]
+SUBCOMMANDS = [
+    pack_cmd,
+    compress_cmd,
+    demo_cmd,
+    frontier_cmd,
+    simulate_cmd,
+    sweep_cmd,
+    export_cmd,
+    report_cmd,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ import sys
 from tightcompress.errors import TightCompressError
 from tightcompress.format.io import load_packed
 from tightcompress.sweep import read_sweep_csv
+from tightcompress.viz.frontier_plot import is_frontier
 from tightcompress.viz.report_html import load_report_json, write_html
 
 
@@ -15,7 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `report`."""
     parser = subparsers.add_parser("report", help="render report JSON(s) as a static HTML page with plots")
     parser.add_argument(
-        "reports", nargs="+", metavar="REPORT.json", help="pack/simulate reports (one per method), demo JSON"
+        "reports", nargs="+", metavar="REPORT.json", help="pack/simulate reports, demo or frontier JSON"
     )
     parser.add_argument("--html", required=True, metavar="OUT.html", help="write the page here")
     parser.add_argument("--sweep", metavar="SWEEP.csv", help="a `tightcompress sweep` CSV to plot")
@@ -29,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     """Read and check every input first, then render and write the page atomically."""
     loaded = [load_report_json(path) for path in args.reports]
     reports = [data for data in loaded if "layers" in data]
+    frontiers = [data for data in loaded if is_frontier(data)]
     demo_rows = [row for data in loaded for row in data.get("rows", [])]
     sweep_rows = []
     if args.sweep:
@@ -48,7 +50,13 @@ def run(args: argparse.Namespace) -> int:
     elif args.layer:
         raise TightCompressError("--layer needs --packed")
     write_html(
-        args.html, reports, demo_rows=demo_rows, sweep_rows=sweep_rows, packed=packed, title=args.title
+        args.html,
+        reports,
+        demo_rows=demo_rows,
+        sweep_rows=sweep_rows,
+        packed=packed,
+        title=args.title,
+        frontiers=frontiers,
     )
     print(f"report -> {args.html}", file=sys.stderr)
     return 0

@@ -6,6 +6,7 @@ Inputs, each optional except at least one JSON:
   `energy_pj`, `dense_energy_pj`) also cycles and energy per layer against dense;
 - a demo/pipeline JSON (`{"rows": [{"method", "compression_rate", "accuracy", "accuracy_drop"}]}`): the
   accuracy-versus-rate curve;
+- a frontier JSON (`tightcompress frontier`): accuracy against rate over seeds (`viz.frontier_plot`);
 - a sweep CSV (`tightcompress sweep`): dropped magnitude versus rate per method (the operating-point curve);
 - a packed file and a layer: a heat map of the layer's nonzeros before and after permutation, groups drawn.
 A plot whose data is absent is left out with a note saying what would produce it.
@@ -28,6 +29,7 @@ from tightcompress.errors import TightCompressError
 from tightcompress.format.packed import PackedMatrix
 from tightcompress.report import REPORT_VERSION
 from tightcompress.utils.atomic import atomic_path
+from tightcompress.viz.frontier_plot import check_frontier, frontier_figure, is_frontier
 
 _MAX_BAR_LAYERS = 60
 
@@ -52,12 +54,17 @@ def load_report_json(path: str | os.PathLike[str]) -> dict[str, Any]:
         if not isinstance(data["layers"], list):
             raise TightCompressError(f"{path}: 'layers' must be a list")
         return data
+    if is_frontier(data):  # `tightcompress frontier --json`
+        check_frontier(data, str(path))
+        return data
     if "rows" in data and isinstance(data["rows"], list):
         version = data.get("report_version", REPORT_VERSION)
         if version != REPORT_VERSION:
             raise TightCompressError(f"{path}: report_version {version!r}, this reads {REPORT_VERSION}")
         return data
-    raise TightCompressError(f"{path}: neither a tightcompress report ('layers') nor a demo result ('rows')")
+    raise TightCompressError(
+        f"{path}: neither a tightcompress report ('layers'), a demo ('rows') nor a frontier ('points')"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ plots
@@ -229,6 +236,7 @@ def build_html(
     sweep_rows: Sequence[dict[str, Any]] = (),
     packed: PackedMatrix | None = None,
     title: str = "tightcompress report",
+    frontiers: Sequence[dict[str, Any]] = (),
 ) -> str:
     """The whole self-contained HTML page."""
     import matplotlib
@@ -242,6 +250,10 @@ def build_html(
             "Accuracy vs compression rate",
             plot_accuracy(demo_rows),
             "no demo/pipeline JSON with accuracy rows given",
+        ),
+        *(
+            _img("Frontier: accuracy vs rate over seeds", _figure_png(frontier_figure(f)), "")
+            for f in frontiers
         ),
         _img("Sweep: dropped magnitude vs rate", plot_sweep(sweep_rows), "no sweep CSV given (--sweep)"),
         _img(
