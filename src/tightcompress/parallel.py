@@ -166,7 +166,8 @@ def connect_ray(address: str, *, nothing: str = "nothing was packed") -> Any:
             return ray
         ray.shutdown()
     try:
-        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+        extra = {"include_dashboard": False} if address == "local" else {}  # a new local cluster
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False, **extra)
     except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError... depending on version
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TightCompressError(
