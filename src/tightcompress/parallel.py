@@ -7,6 +7,7 @@ Layers are submitted largest first (longest-processing-time scheduling) to keep 
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -129,35 +131,78 @@ def _ignore_sigint() -> None:
 
 def _run_ray(tasks: list[Task], address: str, progress: Progress | None) -> dict[Hashable, PackedMatrix]:
     """Pack on a Ray cluster. No silent fallback: an unreachable cluster is an error naming the address."""
+    ray = connect_ray(address)
+    remote = ray.remote(max_retries=RAY_MAX_RETRIES)(_pack_task)
+    refs = {remote.remote(task): task.name for task in tasks}
+    results: dict[Hashable, PackedMatrix] = {}
+    try:
+        while refs:
+            done, _ = ray.wait(list(refs), num_returns=1)
+            name = refs.pop(done[0])
+            try:
+                key, packed = ray.get(done[0])
+            except Exception as exc:  # the task raised, or its worker died more often than Ray retries
+                raise TightCompressError(f"{name}: {ray_failure(exc)}") from None
+            results[key] = packed
+            if progress:
+                progress(packed.info.get("name", str(key)))
+    except BaseException:
+        for ref in refs:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref)
+        raise
+    return results
+
+
+RAY_MAX_RETRIES = 3  # Ray reruns a task whose worker process died this many times before it is reported
+_ray_address: str | None = None  # the address this process is connected to through `connect_ray`
+
+
+def connect_ray(address: str, *, nothing: str = "nothing was packed") -> Any:
+    """The `ray` module, connected to `address` (`HOST:PORT`, `ray://HOST:PORT`, `auto` or `local`).
+
+    Fails fast with one line (naming the address; `nothing` says what was not done) when Ray is missing
+    or nobody answers; a connection to another address made earlier in this process is closed first.
+    """
+    global _ray_address
     try:
         import ray  # optional extra: pip install ray
     except ImportError:
         raise TightCompressError(
             f"--ray {address}: Ray is not installed (pip install ray); "
-            "nothing was packed — drop --ray to pack on this machine"
+            f"{nothing} — drop --ray to run on this machine"
         ) from None
-    _probe(address)
+    _probe(address, nothing=nothing)
+    if ray.is_initialized():
+        if _ray_address == address:
+            return ray
+        ray.shutdown()
     try:
-        ray.init(address=address, ignore_reinit_error=True, logging_level="ERROR", log_to_driver=False)
+        extra = {"include_dashboard": False} if address == "local" else {}  # a new local cluster
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False, **extra)
     except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError... depending on version
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TightCompressError(
-            f"cannot reach the Ray cluster at {address} ({first}); nothing was packed and no fallback "
-            "was tried — drop --ray to pack on this machine"
+            f"cannot reach the Ray cluster at {address} ({first}); {nothing} and no fallback "
+            "was tried — drop --ray to run on this machine"
         ) from None
-    remote = ray.remote(_pack_task)
-    refs = [remote.remote(task) for task in tasks]
-    results: dict[Hashable, PackedMatrix] = {}
-    while refs:
-        done, refs = ray.wait(refs, num_returns=1)
-        key, packed = ray.get(done[0])
-        results[key] = packed
-        if progress:
-            progress(packed.info.get("name", str(key)))
-    return results
+    _ray_address = address
+    return ray
 
 
-def _probe(address: str, timeout: float = 5.0) -> None:
+def ray_failure(exc: BaseException) -> str:
+    """One line saying why a remote task failed: the task's own error, or how its worker died."""
+    cause = getattr(exc, "cause", None)  # RayTaskError: the exception the task raised
+    if isinstance(cause, BaseException):
+        exc = cause
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    if isinstance(exc, TightCompressError):
+        return first
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _probe(address: str, timeout: float = 5.0, *, nothing: str = "nothing was packed") -> None:
     """Fail fast on a `host:port` (or `ray://host:port`) nobody listens on: `ray.init` retries for minutes."""
     if address in ("auto", "local"):
         return
@@ -171,6 +216,6 @@ def _probe(address: str, timeout: float = 5.0) -> None:
             pass
     except OSError as exc:
         raise TightCompressError(
-            f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); nothing was packed and no "
-            "fallback was tried — drop --ray to pack on this machine"
+            f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); {nothing} and no "
+            "fallback was tried — drop --ray to run on this machine"
         ) from None

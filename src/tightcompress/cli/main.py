@@ -21,6 +21,7 @@ SUBCOMMANDS = [
     "tightcompress.cli.pack",
     "tightcompress.cli.compress",
     "tightcompress.cli.demo",
+    "tightcompress.cli.frontier",
     "tightcompress.cli.simulate",
     "tightcompress.cli.sweep",
     "tightcompress.cli.export",

@@ -24,6 +24,7 @@ import numpy as np
 
 from tightcompress.format.packed import PackedMatrix
 from tightcompress.utils.atomic import atomic_path
+from tightcompress.viz.frontier_plot import frontier_figure
 from tightcompress.viz.runs import (
     Run,
     accuracy_percent,
@@ -465,6 +466,16 @@ def build_html(
             plot_sweep(sweep_rows),
             "no sweep CSV given (--sweep)",
             "Whole-model operating points of the sweep; lower right is better.",
+        ),
+        *(
+            _img(
+                f"Frontier {source}: accuracy vs rate, iso-accuracy lines",
+                _figure_png(frontier_figure(data)),
+                "",
+                "Mean over seeds with the lowest-to-highest band; dotted and dash-dotted lines: 0.5 and"
+                " 1.0 points below dense, the tolerances of the iso-accuracy rates.",
+            )
+            for source, data in frontiers
         ),
         _img(
             "Nonzeros before and after permutation",

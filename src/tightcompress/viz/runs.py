@@ -174,7 +174,10 @@ def load_report_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     elif kind == "demo":
         _check_entries(data["rows"], path, "rows", _ROW_FIELDS)
     else:
+        from tightcompress.viz.frontier_plot import check_frontier
+
         _check_entries(data["points"], path, "points", _POINT_FIELDS)
+        check_frontier(data, str(path))
     return data
 
 
