@@ -148,6 +148,11 @@ def run_simulate(args: argparse.Namespace) -> int:
         if args.check_bitexact:
             x = random_activations(min(vectors[name], 4), layer.K, args.seed)
             hw["bitexact"] = check_bitexact(layer, x)
+        if cc is not None:
+            cc_report = cc.report()
+            hw["cc_nnz"] = cc_report["nnz"]
+            hw["cc_dropped_nnz"] = cc_report["dropped_nnz"]
+            hw["cc_dropped_magnitude_fraction"] = cc_report["dropped_magnitude_fraction"]
         hw_layers.append(hw)
         layers.append({**layer.report(), "name": name, **hw})
     note = _tile_note(packed, array)
@@ -160,6 +165,15 @@ def run_simulate(args: argparse.Namespace) -> int:
         report_config.update(vars(config))
     report = build_report(layers, config=report_config)
     report["total"].update(total_simulation(hw_layers))
+    if cc_config is not None:
+        dropped = sum(hw["cc_dropped_nnz"] for hw in hw_layers)
+        report["total"]["cc_dropped_nnz"] = dropped
+        if dropped:
+            nnz = sum(hw["cc_nnz"] for hw in hw_layers)
+            notes.append(
+                f"column combining (alpha {cc_config.alpha}, gamma {cc_config.gamma}) prunes {dropped} of "
+                f"the {nnz} nonzero weights ({dropped / nnz:.1%}) to reach its cycles and energy"
+            )
     report["notes"] = notes
     if weights_note:
         report["weights"] = weights_note
