@@ -139,6 +139,9 @@ PACK_CONFIG = {
     "tile": f([INT, "null"], "columns", "--tile C"),
     "alpha": f(INT, "rows", "--alpha (column combining)"),
     "gamma": f(NUM, "conflicts per column", "--gamma (column combining)"),
+    "merge": f(STR, "-", "--merge: column combining's merge rule, `authors` or `least-overlap`"),
+    "section": f([INT, "null"], "rows", "--section: combine per section of this many rows (null: off)"),
+    "permute": f(BOOL, "-", "--permute: nm with one searched input-channel permutation per layer"),
     "sparsity": f([NUM, "null"], "fraction 0-1", "--sparsity: smallest-magnitude fraction zeroed first"),
     "seed": f(INT, "-", "--seed"),
     "iterations": f([INT, "null"], "moves", "--iterations (null: scaled to the matrix)"),
@@ -146,10 +149,12 @@ PACK_CONFIG = {
 }
 
 NOTES = obj(
-    "where the matrices came from (zoo models)",
+    "where the matrices came from, what was left out and why, and other remarks",
     {
         "zoo": f(STR, "-", "zoo model name"),
         "weights": f(STR, "-", "checkpoint path, or the seeded init used"),
+        "groups_from": f(STR, "-", "where conv groups were read from (the model class, ONNX, or not known)"),
+        "messages": arr("simulate: the `note:` lines (tile cost, baseline pruning)", {"type": STR}),
         "skipped_layers": arr(
             "layers not packed, and why",
             obj(
@@ -189,6 +194,29 @@ HW_COMMON = {
     "cc_energy_pj": f(NUM, "pJ", "energy of the column-combining packing"),
     "energy_gain_vs_cc": f(NUM, "x", "cc_energy_pj / energy_pj"),
     "bitexact": f(BOOL, "-", "--check-bitexact: the int8 array simulation matched an exact matmul"),
+    "dense_energy_breakdown_pj": {
+        "type": OBJ,
+        "description": "energy of the dense layer by part (as energy_breakdown_pj)",
+        "x-unit": "pJ",
+        "additionalProperties": {"type": NUM},
+    },
+    "cc_energy_breakdown_pj": {
+        "type": OBJ,
+        "description": "energy of the column-combining packing by part (as energy_breakdown_pj)",
+        "x-unit": "pJ",
+        "additionalProperties": {"type": NUM},
+    },
+    "cc_utilization_pe": f(NUM, "fraction 0-1", "PE utilization of the column-combining packing"),
+    "cc_nnz": f(INT, "weights", "nonzero weights given to column combining"),
+    "cc_dropped_nnz": f(INT, "weights", "weights column combining prunes to reach its cycles and energy"),
+    "cc_dropped_magnitude_fraction": f(NUM, "fraction 0-1", "their share of the kept |w|"),
+    "accesses": {
+        "type": OBJ,
+        "description": "memory accesses the energy model counts: sram_weight_reads, sram_index_reads, "
+        "sram_activation_reads, sram_output_writes, sram_output_reads (partial sums), dram_weight_reads",
+        "x-unit": "accesses",
+        "additionalProperties": {"type": NUM},
+    },
 }
 HW_LAYER = {
     "array": f(STR, "PEs", "array rows x columns, e.g. 32x32"),
@@ -270,11 +298,16 @@ def schemas() -> dict[str, dict]:
             {
                 **PACK_CONFIG,
                 "array": f(STR, "PEs", "--array rows x columns"),
-                "batch": f(INT, "vectors", "--vectors: input vectors M per layer (named batch in the file)"),
+                "m_source": f(STR, "-", "where M came from: topology, model, --vectors or assumed 1"),
+                "packed_file": f(STR, "-", "the packed input (its layers' options are in the layers)"),
             },
-            ["method", "array", "batch"],
+            ["array", "m_source"],
         ),
-        extra={"energy_table": ENERGY_TABLE},
+        extra={
+            "energy_table": ENERGY_TABLE,
+            "notes": NOTES,
+            "weights": f(STR, "-", "a topology alone: the seeded random weights used"),
+        },
         required=["energy_table"],
     )
     accuracy = obj(

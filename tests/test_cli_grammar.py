@@ -55,7 +55,7 @@ def test_old_spellings_still_work_with_one_deprecation_line(tmp_path, capsys):
     assert main([*argv, "--vectors", "3", "--json", str(tmp_path / "new.json"), "--quiet"]) == 0
     captured = capsys.readouterr()
     assert captured.err == ""  # --quiet: nothing on stderr
-    assert "M=3" in captured.out and "-> " in captured.out  # the summary line is a result: stdout
+    assert "M from --vectors 3" in captured.out and "-> " in captured.out
     old, new = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("old", "new"))
     assert old["layers"][0]["m"] == new["layers"][0]["m"] == 3
     parser = build_parser()

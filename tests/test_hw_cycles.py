@@ -111,7 +111,7 @@ def test_simulate_cli(tmp_path, capsys) -> None:
             str(matrix),
             "--array",
             "16x16",
-            "--batch",
+            "--vectors",
             "20",
             "--json",
             str(out),

@@ -6,14 +6,24 @@ that has `scalesim==3.0.0` and `numpy<2`); otherwise these tests are skipped.
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
 import pytest
 
 from tightcompress.api import pack
+from tightcompress.baselines import pack_dense
+from tightcompress.cli.main import main
 from tightcompress.hw.cycles import dense_gemm_cycles, packed_cycles, scalesim_total_cycles
-from tightcompress.hw.scalesim_ref import parse_compute_report, run_scalesim_gemm, scalesim_available
+from tightcompress.hw.energy import packed_energy
+from tightcompress.hw.scalesim_ref import (
+    parse_compute_report,
+    run_scalesim_gemm,
+    run_scalesim_topology,
+    scalesim_available,
+)
+from tightcompress.readers.topology import write_topology, zoo_topology
 
 needs_scalesim = [
     pytest.mark.scalesim,
@@ -65,3 +75,72 @@ def test_parse_compute_report(tmp_path) -> None:
     )
     parsed = parse_compute_report(report)
     assert parsed.total_cycles == 371 and parsed.total_cycles_with_prefetch == 900
+
+
+RESNET18 = zoo_topology("resnet18")
+
+
+@needs_scalesim[0]
+@needs_scalesim[1]
+@pytest.mark.slow
+@pytest.mark.parametrize("size", [32, 128])
+def test_every_resnet18_layer_agrees_with_scalesim(size: int, tmp_path, capsys) -> None:
+    """All 21 layers of ResNet-18 at 224 x 224, dense, on 32x32 and 128x128: cycles and SRAM counts.
+
+    SCALE-Sim runs its own layer simulation (topology, operand and demand matrices of its WS compute
+    model) without the memory model's cycle-by-cycle walk, which takes 90 % of its time and adds no
+    stall here (`test_full_scalesim_runs_agree_on_the_resnet18_downsample_layers` runs it).
+    """
+    array = (size, size)
+    refs = run_scalesim_topology(RESNET18, rows=size, cols=size, jobs=2, memory_model=False)
+    topology, out = tmp_path / "net.csv", tmp_path / "s.json"
+    write_topology(topology, RESNET18)
+    argv = ["simulate", str(topology), "--method", "dense", "--array", f"{size}x{size}", "--json", str(out)]
+    assert main([*argv, "--quiet"]) == 0
+    capsys.readouterr()
+    simulated = json.loads(out.read_text())["layers"]
+    assert [row["name"] for row in simulated] == [layer.name for layer in RESNET18]
+    for layer, ref, row in zip(RESNET18, refs, simulated, strict=True):
+        # Cycles: SCALE-Sim prints the index of the last busy cycle, one less than the count.
+        assert row["m"] == layer.m and row["cycles"] == ref.total_cycles + 1, layer.name
+        assert scalesim_total_cycles(layer.k, layer.n, layer.m, array) == ref.total_cycles
+        # SRAM accesses in elements: equal, except the partial-sum reads SCALE-Sim does not count.
+        dense = pack_dense(np.ones((layer.k, layer.n), dtype=np.float32), tile=size)
+        accesses = packed_energy(dense, array, layer.m)["accesses"]
+        assert accesses["sram_activation_reads"] == ref.sram_ifmap_reads, layer.name
+        assert accesses["sram_weight_reads"] == ref.sram_filter_reads == layer.k * layer.n
+        assert accesses["sram_output_writes"] == ref.sram_ofmap_writes, layer.name
+        row_folds = -(-layer.k // size)
+        assert accesses["sram_output_reads"] == (row_folds - 1) * layer.n * layer.m
+        assert row["accesses"] == accesses
+
+
+@needs_scalesim[0]
+@needs_scalesim[1]
+@pytest.mark.slow
+def test_full_scalesim_runs_agree_on_the_resnet18_downsample_layers() -> None:
+    """SCALE-Sim with its memory model (COMPUTE and DETAILED_ACCESS reports) on the three cheapest layers."""
+    layers = [layer for layer in RESNET18 if "downsample" in layer.name]
+    for size in (32, 128):
+        full = run_scalesim_topology(layers, rows=size, cols=size, jobs=2)
+        fast = run_scalesim_topology(layers, rows=size, cols=size, memory_model=False)
+        for layer, ref, quick in zip(layers, full, fast, strict=True):
+            assert ref.stall_cycles == 0
+            assert (
+                ref.total_cycles
+                == quick.total_cycles
+                == scalesim_total_cycles(layer.k, layer.n, layer.m, (size, size))
+            )
+            reads = (ref.sram_ifmap_reads, ref.sram_filter_reads, ref.sram_ofmap_writes)
+            assert reads == (quick.sram_ifmap_reads, quick.sram_filter_reads, quick.sram_ofmap_writes)
+            # DRAM, which the energy model leaves out for activations and outputs: every weight once, every
+            # input pixel the windows read once, and every fold's partial sums written out.
+            assert ref.dram_filter_reads == layer.k * layer.n
+            read_h = {
+                i * layer.stride + j for i in range(layer.ofmap_height) for j in range(layer.filter_height)
+            }
+            read_w = {
+                i * layer.stride + j for i in range(layer.ofmap_width) for j in range(layer.filter_width)
+            }
+            assert ref.dram_ifmap_reads == len(read_h) * len(read_w) * layer.channels
+            assert ref.dram_ofmap_writes == ref.sram_ofmap_writes

@@ -44,3 +44,23 @@ def test_simulate_model_sums_the_layers():
     assert total["cycles"] == sum(layer["cycles"] for layer in layers.values())
     assert total["speedup"] == pytest.approx(total["dense_cycles"] / total["cycles"])
     assert np.isfinite(total["energy_gain"]) and total["energy_gain"] > 1.0
+
+
+def test_model_topology_rows_reproduce_each_layers_gemm():
+    from tightcompress.pipeline.hardware import model_topology
+
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1),  # a SCALE-Sim conv row
+        nn.Conv2d(8, 8, 3, dilation=2),  # dilation: the GEMM-equivalent row
+        nn.Flatten(),
+        nn.Linear(8 * 4 * 4, 5),
+    )
+    rows = model_topology(model, (1, 3, 16, 16))
+    assert (rows["0"].ifmap_height, rows["0"].m, rows["0"].k, rows["0"].n) == (17, 64, 27, 8)
+    assert (rows["1"].filter_height, rows["1"].m, rows["1"].k) == (1, 16, 72)  # M x K, filter 1 x K
+    assert (rows["3"].m, rows["3"].channels, rows["3"].filters) == (1, 128, 5)
+    assert {name: row.m for name, row in model_topology(model, (4, 3, 16, 16)).items()} == {
+        "0": 256, "1": 64, "3": 4,
+    }  # fmt: skip
+    conv1d = model_topology(nn.Sequential(nn.Conv1d(3, 4, 3, stride=2, padding=1)), (1, 3, 9))["0"]
+    assert (conv1d.ifmap_height, conv1d.ifmap_width, conv1d.m, conv1d.k) == (1, 11, 5, 9)

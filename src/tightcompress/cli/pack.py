@@ -71,13 +71,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     declare_paths(unpack, inputs=("packed",), outputs=("output",))
 
 
-def add_key_option(parser: argparse.ArgumentParser) -> None:
-    """`--key PATH` (which nested state_dict of a checkpoint) and `--model` (read conv groups from it)."""
+def add_key_option(parser: argparse.ArgumentParser, *, model: bool = True) -> None:
+    """`--key PATH` (which nested state_dict of a checkpoint) and, unless `model=False` (a command that
+    defines its own), `--model` (read conv groups from it)."""
     parser.add_argument(
         "--key",
         metavar="PATH",
         help="the state_dict inside a checkpoint holding several, e.g. model or ema/model",
     )
+    if not model:
+        return
     parser.add_argument(
         "--model",
         metavar="module:Class",

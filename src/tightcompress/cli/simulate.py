@@ -1,17 +1,30 @@
-"""`tightcompress simulate`: pack every layer, then add cycles, PE utilization and energy on an array.
+"""`tightcompress simulate`: cycles, PE utilization and energy of every layer on a weight-stationary array.
 
-M (input vectors per layer) is `--vectors` for every layer here (`--batch`: its deprecated spelling);
-the Python API (`simulate_packed(..., m=)`) takes the true output-pixel count x batch per layer.
+The input is one of
+- a packed `.safetensors` written by `pack --out` (any method; how each layer was packed is in the file),
+- a checkpoint (`.npy` matrix, `.pt`/`.pth`/`.safetensors` state dict), packed first with the options given,
+- a SCALE-Sim topology `.csv` alone: shapes only, so dense, or with `--sparsity S` seeded random weights
+  of that sparsity (uniformly spread zeros, not a trained network's) for the packed methods.
+
+M, the input vectors each layer streams (output pixels x batch), comes from `--topology NET.csv` (rows
+matched by layer name), `--model FILE.py:Class --input-shape BxCxHxW` (one forward pass with hooks) or
+`--vectors M` (every layer); without any of them M = 1 (one output pixel), which the summary says.
+The summary (a table per layer and in total, energy by component, notes, one summary line) goes to
+stdout, progress to stderr, the full report to `--json`.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
-from tightcompress.api import PackConfig, pack
+from tightcompress.api import PackConfig
 from tightcompress.cli.common import (
     add_alias,
     add_quiet,
@@ -22,41 +35,79 @@ from tightcompress.cli.common import (
 from tightcompress.cli.pack import (
     add_key_option,
     add_pack_options,
-    config_from_args,
+    add_parallel_options,
     read_input,
     split_bad_layers,
 )
 from tightcompress.errors import TightCompressError
 from tightcompress.format.dtypes import store_dtype
+from tightcompress.format.io import load_packed
+from tightcompress.format.packed import PackedMatrix
 from tightcompress.hw.bitexact import check_bitexact, random_activations
-from tightcompress.hw.cycles import parse_array
+from tightcompress.hw.cycles import column_occupancy, parse_array
 from tightcompress.hw.energy import load_energy_table
 from tightcompress.hw.simulate import simulate_packed, total_simulation
-from tightcompress.readers import INPUT_HELP
+from tightcompress.parallel import Task, run_tasks
+from tightcompress.readers.topology import (
+    TopologyLayer,
+    match_topology,
+    read_topology,
+    topology_name,
+    write_topology,
+)
 from tightcompress.report import build_report
 from tightcompress.utils.atomic import write_json_atomic
+
+# Packing options: None when not given, so a packed input can refuse them and a topology pick its method.
+_PACK_OPTIONS = (
+    "method", "group", "height", "tile", "alpha", "gamma", "merge", "section", "sparsity", "iterations",
+    "objective",
+)  # fmt: skip
+M_ASSUMED = "assumed: M = 1 for every layer"
+# Options that configure the column-combining baseline, so they apply to a packed input too.
+_CC_OPTIONS = ("alpha", "gamma", "merge", "section")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `simulate`."""
     parser = subparsers.add_parser(
-        "simulate", help="pack, then model cycles, utilization and energy on a weight-stationary array"
+        "simulate",
+        help="cycles, PE utilization and energy of every layer on a weight-stationary array",
+        description=(__doc__ or "").split("\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("input", help=INPUT_HELP)
-    add_key_option(parser)
+    parser.add_argument(
+        "input",
+        help="packed .safetensors from `pack --out`; or a checkpoint (.npy/.pt/.pth/.safetensors/.onnx), "
+        "packed first with the options below; or a SCALE-Sim topology .csv alone (dense, or --sparsity S)",
+    )
+    add_key_option(parser, model=False)
     add_pack_options(parser)
-    parser.set_defaults(tile=None)  # default: the array's column count
+    parser.set_defaults(**dict.fromkeys(_PACK_OPTIONS))
     for action in parser._actions:
         if action.dest == "tile":
             action.help = f"{action.help} (default: the array's column count)"
+    add_parallel_options(parser)
     parser.add_argument("--array", default="32x32", metavar="RxC", help="PE array rows x columns")
-    parser.add_argument("--vectors", type=int, default=1, metavar="M", help="input vectors per layer (M)")
-    add_alias(parser, "--batch", "--vectors", type=int, metavar="M")
-    parser.add_argument(
-        "--energy-table",
-        metavar="FILE",
-        help=".toml/.json overriding per-op energies in pJ (default: the built-in 45 nm table)",
+    vectors = parser.add_argument_group("input vectors per layer, M = output pixels x batch (default 1)")
+    vectors.add_argument(
+        "--topology", metavar="NET.csv", help="SCALE-Sim topology giving each layer's M (matched by name)"
     )
+    vectors.add_argument(
+        "--model",
+        metavar="FILE.py:Class",
+        help="the checkpoint's model class (or module:Class): its conv groups are read from it, and with "
+        "--input-shape each layer's M is counted in one forward pass",
+    )
+    vectors.add_argument("--input-shape", metavar="BxCxHxW", help="with --model: the input, batch first")
+    vectors.add_argument("--vectors", type=int, metavar="M", help="the same M for every layer")
+    add_alias(vectors, "--batch", "--vectors", type=int, metavar="M")
+    parser.add_argument(
+        "--emit-topology",
+        metavar="OUT.csv",
+        help="write the SCALE-Sim topology of the simulated layers (dense shapes, same names)",
+    )
+    parser.add_argument("--energy-table", metavar="FILE", help=".toml/.json overriding per-op energies (pJ)")
     parser.add_argument("--gate-zeros", action="store_true", help="PEs skip MACs on zero weights")
     parser.add_argument(
         "--no-vs-cc", action="store_true", help="skip packing by column combining as a second baseline"
@@ -64,73 +115,376 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--check-bitexact", action="store_true", help="also run the int8 array simulation on random inputs"
     )
-    parser.add_argument("--json", required=True, metavar="REPORT.json", help="write the report here")
+    parser.add_argument("--json", metavar="REPORT.json", help="write the full report here")
     add_skip_bad_layers(parser)
     add_quiet(parser)
     parser.set_defaults(func=run_simulate)
-    declare_paths(parser, inputs=("input", "energy_table"), outputs=("json",))
+    declare_paths(
+        parser,
+        inputs=("input", "topology", "energy_table", "model"),
+        outputs=("json", "emit_topology"),
+    )
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    """Pack, simulate, write the report."""
+    """Read the layers, find each layer's M, pack what needs packing, simulate, report."""
     array = parse_array(args.array)
-    if args.vectors < 1:
-        raise TightCompressError(f"--vectors must be >= 1, got {args.vectors}")
-    if args.tile is None:
-        args.tile = array[1]
-    config = config_from_args(args)
     table = load_energy_table(args.energy_table) if args.energy_table else None
+    kind = input_kind(args.input)
+    notes: list[str] = []
+    weights_note = None
+    skipped: list[dict] = []
+    reader_notes: dict[str, Any] = {}
+    dtypes: dict[str, str] = {}
+    if kind == "packed":
+        packed, config = _read_packed(args)
+        shapes = {name: (p.K, p.N) for name, p in packed.items()}
+    else:
+        matrices, config, weights_note = _read_matrices(
+            args, kind, array, notes, skipped, reader_notes, dtypes
+        )
+        shapes = {name: matrix.shape for name, matrix in matrices.items()}
+    vectors, rows, m_source = _vectors(args, kind, shapes)
     cc_config = None
-    if not args.no_vs_cc and config.method != "column-combining":
+    if kind == "topology" and config.sparsity is None and not args.no_vs_cc:
+        notes.append("no column-combining baseline: dense random weights have no zeros to combine")
+    elif not args.no_vs_cc:
         cc_config = PackConfig(
             method="column-combining",
-            tile=config.tile,
-            alpha=config.alpha,
-            gamma=config.gamma,
-            merge=config.merge,
-            section=config.section,
-            sparsity=config.sparsity,
-            seed=config.seed,
+            tile=array[1],
+            alpha=8 if args.alpha is None else args.alpha,
+            gamma=0.5 if args.gamma is None else args.gamma,
+            merge="authors" if args.merge is None else args.merge,
+            section=args.section,
+            sparsity=None if kind == "packed" else config.sparsity,
+            seed=args.seed,
         )
-    found = read_input(args)
-    matrices, bad_layers = split_bad_layers(found.arrays, skip=args.skip_bad_layers)
-    compile_kernels_once(args)
-    layers = []
-    hw_layers = []
-    for name, matrix in tqdm(
-        matrices.items(),
-        desc="simulate",
-        unit="layer",
-        disable=args.quiet or len(matrices) < 2,
-        file=sys.stderr,
-    ):
-        packed = store_dtype(pack(matrix, config, name=name), found.dtypes[name])
-        cc = pack(matrix, cc_config, name=name) if cc_config is not None else None
-        if config.method == "column-combining" and not args.no_vs_cc:
-            cc = packed  # itself: gains over column combining are then 1
+    tasks = []
+    if kind != "packed":
+        tasks += [Task((name, "method"), name, matrix, config) for name, matrix in matrices.items()]
+    if cc_config is not None:
+        if kind == "packed":
+            sources = {n: p.to_dense() for n, p in packed.items() if p.method != "column-combining"}
+        else:
+            sources = matrices if config.method != "column-combining" else {}
+        tasks += [Task((name, "cc"), name, source, cc_config) for name, source in sources.items()]
+    if tasks:
+        compile_kernels_once(args)
+    results = _pack(tasks, args)
+    if kind != "packed":
+        packed = {
+            name: store_dtype(results[(name, "method")], dtypes.get(name, str(matrix.dtype)))
+            for name, matrix in matrices.items()
+        }
+    layers, hw_layers = [], []
+    for name, layer in packed.items():
+        cc = None
+        if cc_config is not None:
+            cc = layer if layer.method == "column-combining" else results[(name, "cc")]
         hw = simulate_packed(
-            packed, array=array, m=args.vectors, energy=table, gate_zeros=args.gate_zeros, cc_baseline=cc
+            layer, array=array, m=vectors[name], energy=table, gate_zeros=args.gate_zeros, cc_baseline=cc
         )
         if args.check_bitexact:
-            hw["bitexact"] = check_bitexact(
-                packed, random_activations(min(args.vectors, 4), packed.K, args.seed)
-            )
+            x = random_activations(min(vectors[name], 4), layer.K, args.seed)
+            hw["bitexact"] = check_bitexact(layer, x)
+        if cc is not None:
+            cc_report = cc.report()
+            hw["cc_nnz"] = cc_report["nnz"]
+            hw["cc_dropped_nnz"] = cc_report["dropped_nnz"]
+            hw["cc_dropped_magnitude_fraction"] = cc_report["dropped_magnitude_fraction"]
         hw_layers.append(hw)
-        layers.append({**packed.report(), **hw})
-    report = build_report(layers, config={**vars(config), "array": args.array, "batch": args.vectors})
+        layers.append({**layer.report(), "name": name, **hw})
+    note = _tile_note(packed, array)
+    if note:
+        notes.append(note)
+    report_config: dict[str, Any] = {"array": args.array, "m_source": m_source}
+    if kind == "packed":
+        report_config["packed_file"] = str(args.input)
+    else:
+        report_config.update(vars(config))
+    report = build_report(layers, config=report_config)
     report["total"].update(total_simulation(hw_layers))
+    if cc_config is not None:
+        dropped = sum(hw["cc_dropped_nnz"] for hw in hw_layers)
+        report["total"]["cc_dropped_nnz"] = dropped
+        if dropped:
+            nnz = sum(hw["cc_nnz"] for hw in hw_layers)
+            notes.append(
+                f"column combining (alpha {cc_config.alpha}, gamma {cc_config.gamma}) prunes {dropped} of "
+                f"the {nnz} nonzero weights ({dropped / nnz:.1%}) to reach its cycles and energy"
+            )
+    report["notes"] = {**reader_notes, "skipped_layers": skipped, "messages": notes}
+    if weights_note:
+        report["weights"] = weights_note
     if args.check_bitexact:
         report["total"]["bitexact"] = all(hw["bitexact"] for hw in hw_layers)
     report["energy_table"] = (table or load_energy_table()).to_dict()
-    skipped = [*found.skipped, *bad_layers]
-    if skipped or len(found.layers) > 1:
-        report["notes"] = {**found.notes, "skipped_layers": skipped}
-    write_json_atomic(args.json, report)
-    total = report["total"]
-    print(
-        f"{len(layers)} layer(s), {config.method} on {args.array}, M={args.vectors}: "
-        f"{total['cycles']} cycles (dense {total['dense_cycles']}, speed-up {total['speedup']:.2f}x), "
-        f"PE utilization {total['utilization_pe']:.1%}, energy {total['energy_pj'] / 1e6:.3f} uJ "
-        f"(gain {total['energy_gain']:.2f}x over dense) -> {args.json}"
-    )
+    if args.emit_topology:
+        write_topology(args.emit_topology, emitted_topology(packed, vectors, rows))
+    if args.json:
+        write_json_atomic(args.json, report)
+    print(format_summary(report, args, m_source), end="")
     return 0
+
+
+def input_kind(path: str) -> str:
+    """`packed` (a file `pack --out` wrote), `topology` (a `.csv`) or `checkpoint` (anything else)."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".csv":
+        return "topology"
+    if suffix == ".safetensors" and Path(path).is_file():
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(path, framework="numpy") as handle:
+                metadata = handle.metadata() or {}
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise TightCompressError(f"{path}: not a readable safetensors file ({exc})") from None
+        if metadata.get("format") == "tightcompress.packed":
+            return "packed"
+    return "checkpoint"
+
+
+def _read_packed(args: argparse.Namespace) -> tuple[dict[str, PackedMatrix], None]:
+    """The layers of a packed file; packing options are an error (the file says how it was packed)."""
+    given = [o for o in _PACK_OPTIONS if o not in _CC_OPTIONS and getattr(args, o) is not None]
+    given += ["permute"] if args.permute else []
+    given += ["key"] if args.key is not None else []
+    packed = load_packed(args.input)
+    if given:
+        first = next(iter(packed.values()))
+        raise TightCompressError(
+            f"{args.input} is packed already ({first.method}, G={first.group}, tile {first.tile}): "
+            f"{', '.join('--' + o for o in given)} do not apply; pack the checkpoint again to change them"
+        )
+    return packed, None
+
+
+def _config(args: argparse.Namespace, method: str, tile: int) -> PackConfig:
+    """The packing config from the options given, PackConfig's defaults for the rest, tile = array width."""
+    defaults = {f.name: f.default for f in fields(PackConfig)}
+    values = {o: defaults[o] if getattr(args, o) is None else getattr(args, o) for o in _PACK_OPTIONS}
+    values.update(
+        method=method, tile=tile if args.tile is None else args.tile, seed=args.seed, permute=args.permute
+    )
+    return PackConfig(**values)
+
+
+def _read_matrices(
+    args: argparse.Namespace,
+    kind: str,
+    array: tuple[int, int],
+    notes: list[str],
+    skipped: list[dict],
+    reader_notes: dict[str, Any],
+    dtypes: dict[str, str],
+) -> tuple[dict[str, np.ndarray], PackConfig, str | None]:
+    """`(matrices, config, weights note)` of a checkpoint or of a topology alone (seeded random weights).
+
+    A checkpoint's layers the readers leave out (depthwise) and, with `--skip-bad-layers`, the layers that
+    cannot be packed go to `skipped`; the reader's notes to `reader_notes`; stored dtypes to `dtypes`."""
+    if kind == "checkpoint":
+        if args.key is not None and Path(args.input).suffix.lower() not in (".pt", ".pth", ".safetensors"):
+            raise TightCompressError("--key selects a state_dict inside a .pt/.pth/.safetensors checkpoint")
+        found = read_input(args)
+        matrices, bad_layers = split_bad_layers(found.arrays, skip=args.skip_bad_layers)
+        skipped.extend([*found.skipped, *bad_layers])
+        reader_notes.update({k: v for k, v in found.notes.items() if k != "skipped_layers"})
+        dtypes.update(found.dtypes)
+        return matrices, _config(args, args.method or "tight", array[1]), None
+    if args.key is not None:
+        raise TightCompressError("--key selects a state_dict inside a checkpoint, not a topology")
+    rows = read_topology(args.input)
+    skipped = [row.name for row in rows if row.depthwise]
+    if skipped:
+        notes.append(
+            f"depthwise rows (name with 'DP') are not dense GEMMs, not simulated: {', '.join(skipped)}"
+        )
+    rows = [row for row in rows if not row.depthwise]
+    if not rows:
+        raise TightCompressError(f"{args.input}: no dense layer rows to simulate")
+    if args.sparsity is None:
+        method = args.method or "dense"
+        if method != "dense":
+            raise TightCompressError(
+                f"a topology has shapes, not weights: --method {method} needs --sparsity S "
+                "(seeded random weights of that sparsity), or use --method dense"
+            )
+        note = f"random dense weights N(0, 1), seed {args.seed}: the topology gives shapes only"
+    else:
+        method = args.method or "tight"
+        note = (
+            f"random weights N(0, 1), seed {args.seed}, pruned to sparsity {args.sparsity} by magnitude: "
+            "zeros spread uniformly at random, not a trained network's"
+        )
+    matrices = {}
+    for index, row in enumerate(rows):
+        rng = np.random.default_rng([args.seed, index])
+        matrices[row.name] = rng.standard_normal((row.k, row.n), dtype=np.float32)
+    return matrices, _config(args, method, array[1]), note
+
+
+def _vectors(
+    args: argparse.Namespace, kind: str, shapes: dict[str, tuple[int, int]]
+) -> tuple[dict[str, int], dict[str, TopologyLayer], str]:
+    """`(M per layer, topology row per layer where known, where M came from)`."""
+    # --model alone only tells a checkpoint's conv groups; with --input-shape it also counts M
+    sources = [o for o in ("topology", "input_shape", "vectors") if getattr(args, o) is not None]
+    if kind == "topology":
+        sources.insert(0, "input")
+    if len(sources) > 1:
+        names = ["the input topology" if s == "input" else "--" + s.replace("_", "-") for s in sources]
+        raise TightCompressError(f"give one source of M, not {' and '.join(names)}")
+    if args.input_shape is not None and args.model is None:
+        raise TightCompressError("--input-shape goes with --model FILE.py:Class")
+    if args.vectors is not None:
+        if args.vectors < 1:
+            raise TightCompressError(f"--vectors must be >= 1, got {args.vectors}")
+        return dict.fromkeys(shapes, args.vectors), {}, f"--vectors {args.vectors}"
+    if kind == "topology" or args.topology is not None:
+        path = args.input if kind == "topology" else args.topology
+        rows = match_topology(shapes, [r for r in read_topology(path) if not r.depthwise], source=str(path))
+        return {name: row.m for name, row in rows.items()}, rows, f"topology {path}"
+    if args.input_shape is not None:
+        from tightcompress.pipeline.hardware import model_topology
+        from tightcompress.pipeline.models import load_model_class
+
+        shape = _parse_shape(args.input_shape)
+        model_class = load_model_class(args.model)
+        try:
+            model = model_class()
+        except TypeError as exc:
+            raise TightCompressError(
+                f"{args.model}: cannot build the model without arguments ({exc})"
+            ) from None
+        rows = match_topology(shapes, list(model_topology(model, shape).values()), source=args.model)
+        return {name: row.m for name, row in rows.items()}, rows, f"model {args.model} on {args.input_shape}"
+    return dict.fromkeys(shapes, 1), {}, M_ASSUMED
+
+
+def _parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise TightCompressError(f"--input-shape must be like 1x3x224x224, got {text!r}") from None
+    if len(shape) < 2 or min(shape) < 1:
+        raise TightCompressError(f"--input-shape must be positive sizes, batch first, got {text!r}")
+    return shape
+
+
+def _pack(tasks: list[Task], args: argparse.Namespace) -> dict:
+    """Pack the tasks (the method's layers and the column-combining baselines) with a progress bar."""
+    if not tasks:
+        return {}
+    with tqdm(
+        total=len(tasks), desc="pack", unit="layer", disable=args.quiet or len(tasks) < 2, file=sys.stderr
+    ) as bar:
+        return run_tasks(tasks, jobs=args.jobs, ray_address=args.ray, progress=lambda _name: bar.update())
+
+
+def emitted_topology(
+    packed: dict[str, PackedMatrix], vectors: dict[str, int], rows: dict[str, TopologyLayer]
+) -> list[TopologyLayer]:
+    """The SCALE-Sim rows of the simulated layers: the layer's own row where its M is that row's, else
+    the GEMM-equivalent row of its M x K x N. Named by `topology_name` (no `.weight`)."""
+    emitted = []
+    for name, layer in packed.items():
+        row = rows.get(name)
+        if row is not None and row.m == vectors[name] and (row.k, row.n) == (layer.K, layer.N):
+            emitted.append(replace(row, name=topology_name(name)))
+        else:
+            emitted.append(TopologyLayer.from_gemm(topology_name(name), vectors[name], layer.K, layer.N))
+    return emitted
+
+
+def _tile_note(packed: dict[str, PackedMatrix], array: tuple[int, int]) -> str | None:
+    """One line on what a tile other than the array's width costs, measured on these layers."""
+    cols = array[1]
+    # a layer narrower than the array packed at its own width leaves columns idle whatever the tile
+    odd = [p for p in packed.values() if p.tile != cols and not p.tile == p.N < cols]
+    if not odd:
+        return None
+    tiles = sorted({p.tile for p in odd})
+    folds_width = [column_occupancy(p, array) for p in odd]
+    occupancy = float(np.mean(folds_width))
+    shown = "/".join(str(t) for t in tiles)
+    if all(p.tile < cols for p in odd):
+        cost = "tight tiles narrower than the array each take a pass of their own"
+    else:
+        cost = "a tile wider than the array runs in several column folds at the height of its widest columns"
+    return (
+        f"tile {shown} on a {cols}-column array: the folds use {occupancy:.0%} of the columns on average "
+        f"({cost}); --tile {cols} matches the array"
+    )
+
+
+def format_summary(report: dict[str, Any], args: argparse.Namespace, m_source: str) -> str:
+    """The per-layer table, the energy by component and one summary line (what stdout shows)."""
+    layers, total = report["layers"], report["total"]
+    has_cc = "cc_cycles" in total
+    head = ["layer", "M", "cycles", "vs dense"] + (["vs CC"] if has_cc else [])
+    head += ["PE util", "energy uJ", "compute", "SRAM", "DRAM", "E vs dense"] + (
+        ["E vs CC"] if has_cc else []
+    )
+    lines = [head]
+    for layer in [*layers, {**total, "name": "total", "m": ""}]:
+        parts = _energy_parts(layer["energy_breakdown_pj"])
+        row = [layer["name"], str(layer["m"]), str(layer["cycles"]), f"{layer['speedup']:.2f}x"]
+        if has_cc:
+            row.append(f"{layer['speedup_vs_cc']:.2f}x")
+        row += [f"{layer['utilization_pe']:.1%}", f"{layer['energy_pj'] / 1e6:.3f}"]
+        row += [f"{value / 1e6:.3f}" for value in parts]
+        row.append(f"{layer['energy_gain']:.2f}x")
+        if has_cc:
+            row.append(f"{layer['energy_gain_vs_cc']:.2f}x")
+        lines.append(row)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    out = []
+    for number, line in enumerate(lines):
+        if number == len(lines) - 1:
+            out.append("  ".join("-" * w for w in widths))
+        out.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(line, widths, strict=True))
+            )
+        )
+    breakdown = ", ".join(f"{k} {v / 1e6:.3f}" for k, v in total["energy_breakdown_pj"].items())
+    out.append(f"energy by component (uJ): {breakdown}")
+    for note in report["notes"]["messages"]:
+        out.append(f"note: {note}")
+    for entry in report["notes"]["skipped_layers"]:
+        out.append(f"note: skipped {entry['name']}: {entry['reason']}")
+    if "weights" in report:
+        out.append(f"weights: {report['weights']}")
+    methods = "/".join(sorted({layer["method"] for layer in layers}))
+    if m_source == M_ASSUMED:
+        m_text = "M = 1 assumed for every layer (one input vector; give --topology, --model or --vectors)"
+    else:
+        m_text = f"M from {m_source}"
+    line = (
+        f"{len(layers)} layer(s), {methods} on {args.array}, {m_text}: {total['cycles']} cycles "
+        f"(speed-up {total['speedup']:.2f}x over dense"
+    )
+    if has_cc:
+        line += f", {total['speedup_vs_cc']:.2f}x over column combining"
+    line += (
+        f"), PE utilization {total['utilization_pe']:.1%} (dense {total['dense_utilization_pe']:.1%}), "
+        f"energy {total['energy_pj'] / 1e6:.3f} uJ (gain {total['energy_gain']:.2f}x over dense"
+    )
+    if has_cc:
+        line += f", {total['energy_gain_vs_cc']:.2f}x over column combining"
+    line += ")"
+    if "bitexact" in total:
+        line += f", bit-exact {'yes' if total['bitexact'] else 'NO'}"
+    if args.json:
+        line += f" -> {args.json}"
+    out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def _energy_parts(breakdown: dict[str, float]) -> tuple[float, float, float]:
+    """`(compute, SRAM, DRAM)` pJ of an energy breakdown: PE work, on-chip buffers, off-chip weights."""
+    sram = sum(v for k, v in breakdown.items() if k.startswith("sram_"))
+    dram = sum(v for k, v in breakdown.items() if k.startswith("dram_"))
+    return sum(breakdown.values()) - sram - dram, sram, dram

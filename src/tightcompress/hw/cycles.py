@@ -134,6 +134,21 @@ def array_passes(packed: PackedMatrix, array: tuple[int, int]) -> list[ArrayPass
     return passes
 
 
+def column_occupancy(packed: PackedMatrix, array: tuple[int, int]) -> float:
+    """Fraction of the array's columns the layer's folds use (1.0 when every fold is full width).
+
+    A tight tile narrower than the array runs alone (its rows are in its own order), so with a tile of
+    `C / 4` the folds use a quarter of the columns: the cost of a tile that does not match the array.
+    """
+    rows, cols = parse_array(array)
+    folds = width = 0
+    for p in array_passes(packed, (rows, cols)):
+        f = math.ceil(p.height / rows)
+        folds += f
+        width += f * p.width
+    return width / (folds * cols) if folds else 1.0
+
+
 @dataclass(frozen=True)
 class CycleReport:
     """Cycle-model figures of one layer on one array."""

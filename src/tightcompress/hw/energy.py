@@ -29,6 +29,15 @@ holds; `gate_zeros=True` charges MACs, muxes and register reads only for nonzero
   first of a pass a read of the partial sums it accumulates onto;
 - `dram_weights`: the packed weights and indices brought in once.
 
+`accesses` gives the SRAM and DRAM traffic in elements (one weight, index, activation or partial sum
+each). Against SCALE-Sim v3 on dense layers (`tests/test_hw_scalesim.py`): its SRAM IFMAP reads, Filter
+reads and OFMAP writes equal `sram_activation_reads`, `sram_weight_reads` and `sram_output_writes`
+exactly. SCALE-Sim counts no partial-sum reads (its OFMAP SRAM only takes writes), where this model reads
+the partial sums every fold after the first accumulates onto (`sram_output_reads`,
+`(ceil(K/R) - 1) * N * M` for a dense layer); and it counts DRAM traffic for activations and outputs
+(IFMAP reads of the padded input, OFMAP writes of every fold's partial sums), which this model leaves out:
+activations and outputs are assumed to stay on chip between layers, only weights come from DRAM.
+
 `weight_bits=4` (and `slot_extra_bits=1` for a shift bit) is the hook for the 4-bit subword mode.
 """
 
@@ -141,8 +150,9 @@ def packed_energy(
     macs = (packed.nnz if gate_zeros else slots) * m
     folds = [math.ceil(p.height / rows) for p in plan]
     forwarded = sum(p.inputs * p.width for p in plan) * m * act_bits
-    out_writes = sum(f * p.width for f, p in zip(folds, plan, strict=True)) * m * acc_bits
-    out_reads = sum(max(f - 1, 0) * p.width for f, p in zip(folds, plan, strict=True)) * m * acc_bits
+    out_write_count = sum(f * p.width for f, p in zip(folds, plan, strict=True)) * m
+    out_read_count = sum(max(f - 1, 0) * p.width for f, p in zip(folds, plan, strict=True)) * m
+    out_writes, out_reads = out_write_count * acc_bits, out_read_count * acc_bits
     slot_bits = weight_bits + index_bits + slot_extra_bits
     breakdown = {
         "mac": macs * table.mac_pj(weight_bits, act_bits),
@@ -155,9 +165,19 @@ def packed_energy(
         "sram_outputs": (out_writes + out_reads) * table.sram_out_pj_per_bit,
         "dram_weights": slots * slot_bits * table.dram_pj_per_bit,
     }
+    # The same traffic in operand elements (words), as SCALE-Sim counts its SRAM and DRAM accesses.
+    accesses = {
+        "sram_weight_reads": int(slots),
+        "sram_index_reads": int(slots if index_bits else 0),
+        "sram_activation_reads": int(sum(p.inputs for p in plan) * m),
+        "sram_output_writes": int(out_write_count),
+        "sram_output_reads": int(out_read_count),
+        "dram_weight_reads": int(slots),
+    }
     return {
         "energy_pj": float(sum(breakdown.values())),
         "breakdown_pj": {key: float(value) for key, value in breakdown.items()},
+        "accesses": accesses,
         "macs": int(macs),
         "weight_bits": weight_bits,
         "act_bits": act_bits,

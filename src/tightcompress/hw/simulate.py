@@ -66,6 +66,8 @@ def simulate_packed(
         "dense_energy_pj": dense_en["energy_pj"],
         "energy_gain": dense_en["energy_pj"] / en["energy_pj"] if en["energy_pj"] else 0.0,
         "energy_breakdown_pj": en["breakdown_pj"],
+        "dense_energy_breakdown_pj": dense_en["breakdown_pj"],
+        "accesses": en["accesses"],
     }
     if cc_baseline is not None:
         cc_cyc = packed_cycles(cc_baseline, array, m, trim=trim)
@@ -76,7 +78,11 @@ def simulate_packed(
             {
                 "cc_cycles": cc_cyc.cycles,
                 "speedup_vs_cc": cc_cyc.cycles / cyc.cycles if cyc.cycles else 0.0,
+                "cc_utilization_pe": cc_cyc.utilization_pe,
+                "cc_pe_cycles": cc_cyc.pe_cycles,
+                "cc_useful_macs": cc_cyc.useful_macs,
                 "cc_energy_pj": cc_en["energy_pj"],
+                "cc_energy_breakdown_pj": cc_en["breakdown_pj"],
                 "energy_gain_vs_cc": cc_en["energy_pj"] / en["energy_pj"] if en["energy_pj"] else 0.0,
             }
         )
@@ -103,11 +109,9 @@ def total_simulation(layers: Iterable[dict[str, Any]]) -> dict[str, Any]:
         dense_useful / total["dense_pe_cycles"] if total["dense_pe_cycles"] else 0.0
     )
     total["energy_gain"] = total["dense_energy_pj"] / total["energy_pj"] if total["energy_pj"] else 0.0
-    breakdown: dict[str, float] = {}
-    for layer in layers:
-        for part, value in layer.get("energy_breakdown_pj", {}).items():
-            breakdown[part] = breakdown.get(part, 0.0) + value
-    total["energy_breakdown_pj"] = breakdown
+    for key in ("energy_breakdown_pj", "dense_energy_breakdown_pj", "accesses"):
+        if layers and all(key in layer for layer in layers):
+            total[key] = _sum_parts(layer[key] for layer in layers)
     if layers and all("cc_cycles" in layer for layer in layers):
         cc_cycles = sum(layer["cc_cycles"] for layer in layers)
         cc_energy = sum(layer["cc_energy_pj"] for layer in layers)
@@ -119,4 +123,19 @@ def total_simulation(layers: Iterable[dict[str, Any]]) -> dict[str, Any]:
                 "energy_gain_vs_cc": cc_energy / total["energy_pj"] if total["energy_pj"] else 0.0,
             }
         )
+        if all("cc_pe_cycles" in layer for layer in layers):
+            cc_pe = sum(layer["cc_pe_cycles"] for layer in layers)
+            total["cc_utilization_pe"] = (
+                sum(layer["cc_useful_macs"] for layer in layers) / cc_pe if cc_pe else 0.0
+            )
+            total["cc_energy_breakdown_pj"] = _sum_parts(layer["cc_energy_breakdown_pj"] for layer in layers)
+    return total
+
+
+def _sum_parts(parts: Iterable[dict[str, float]]) -> dict[str, float]:
+    """Sum dicts of figures key by key (energy breakdowns, access counts)."""
+    total: dict[str, float] = {}
+    for part in parts:
+        for key, value in part.items():
+            total[key] = total.get(key, 0) + value
     return total

@@ -6,14 +6,17 @@ layer one per sample. Counted with forward hooks on one sample, so any model wor
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import nn
 
+from tightcompress.errors import TightCompressError
 from tightcompress.format.packed import PackedMatrix
 from tightcompress.hw import simulate_packed, total_simulation
 from tightcompress.pipeline.models import gemm_layers
+from tightcompress.readers.topology import TopologyLayer, conv_layer
 
 
 def vectors_per_layer(model: nn.Module, sample: torch.Tensor) -> dict[str, int]:
@@ -39,6 +42,58 @@ def vectors_per_layer(model: nn.Module, sample: torch.Tensor) -> dict[str, int]:
             hook.remove()
         model.train(was_training)
     return counts
+
+
+def model_topology(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, TopologyLayer]:
+    """The SCALE-Sim row of every conv/linear layer, by module name, from one forward pass with hooks.
+
+    `input_shape` is the whole input, batch first (`(1, 3, 224, 224)`); the pass runs one sample of it and
+    a batch of `B` multiplies every layer's M by `B`. A layer SCALE-Sim's convolution form cannot describe
+    (dilation, unequal strides, a linear layer applied to several positions, B > 1) gets the equivalent
+    GEMM row `TopologyLayer.from_gemm` of its M, K and N.
+    """
+    if len(input_shape) < 2 or any(not isinstance(d, int) or d < 1 for d in input_shape):
+        raise TightCompressError(f"input shape must be positive integers, batch first, got {input_shape}")
+    batch = input_shape[0]
+    rows: dict[str, TopologyLayer] = {}
+    hooks = []
+
+    def record(module: nn.Module, inputs: tuple, output: torch.Tensor, name: str) -> None:
+        weight = module.weight
+        k, n = int(weight[0].numel()), int(weight.shape[0])
+        if isinstance(module, nn.Linear):
+            m = int(output[0].numel() // output.shape[-1])
+            row = TopologyLayer(name, 1, 1, 1, 1, k, n, 1) if m == 1 and batch == 1 else None
+        else:
+            spatial = tuple(int(d) for d in output.shape[2:])
+            m = int(math.prod(spatial))
+            kernel = tuple(int(d) for d in module.kernel_size)
+            strides = set(module.stride)
+            row = None
+            if batch == 1 and len(strides) == 1 and all(d == 1 for d in module.dilation):
+                if len(spatial) == 1:
+                    spatial, kernel = (1, *spatial), (1, *kernel)
+                row = conv_layer(name, spatial, kernel, int(weight.shape[1]), n, strides.pop())
+        if row is None or (row.m, row.k, row.n) != (m, k, n):
+            row = TopologyLayer.from_gemm(name, m * batch, k, n)
+        rows[name] = row
+
+    for name, layer in gemm_layers(model).items():
+        hooks.append(layer.register_forward_hook(lambda mod, i, o, name=name: record(mod, i, o, name)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros((1, *input_shape[1:])))
+    except (RuntimeError, ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        shape = "x".join(map(str, input_shape))
+        raise TightCompressError(f"{type(model).__name__} does not run on input {shape}: {first}") from None
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+    return rows
 
 
 def simulate_model(

@@ -1,6 +1,7 @@
 """Model readers: every way a model comes in (a `.npy` matrix, state_dicts and checkpoints, ONNX, a live
-`nn.Module`, the zoo) ends here as named layer weights and their `K x N` GEMM matrices, under one rule for
-grouped and depthwise convolutions (`readers.matrices`). First stage of model -> matrices -> packed -> report.
+`nn.Module`, the zoo; SCALE-Sim topology CSVs in `readers.topology`) ends here as named layer weights and
+their `K x N` GEMM matrices, under one rule for grouped and depthwise convolutions (`readers.matrices`).
+First stage of model -> matrices -> packed -> report.
 """
 
 from __future__ import annotations
