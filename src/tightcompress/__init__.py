@@ -9,6 +9,16 @@ from tightcompress.format import PackedMatrix, load_packed, save_packed
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    """`prepare_` and `fit_` (the user-loop API, `pipeline.user_loop`) import torch only when used."""
+    if name in ("prepare_", "fit_"):
+        from tightcompress.pipeline import user_loop
+
+        return getattr(user_loop, name)
+    raise AttributeError(f"module 'tightcompress' has no attribute {name!r}")
+
+
 __all__ = [
     "METHODS",
     "PackConfig",
@@ -16,7 +26,9 @@ __all__ = [
     "TightCompressError",
     "__version__",
     "check_matrix",
+    "fit_",
     "load_packed",
     "pack",
+    "prepare_",
     "save_packed",
 ]
