@@ -2,8 +2,9 @@
 
     python benchmarks/bench_subword_demo.py --workdir /tmp/sw-demo --seeds 0 --json /tmp/sw-demo.json
 
-Per seed: the cached dense demo model (`pipeline.demo.dense_model`), then `compress_subword` at the bit rate
-(from the dense model, and with `--starts dense,unstructured` also from the word-level unstructured stage),
+Per seed: the cached dense demo model (`pipeline.demo.dense_model`), then `run_subword_row`
+(`compress_model` at subword granularity) at the bit rate (from the dense model, and with
+`--starts dense,unstructured` also from the word-level unstructured stage),
 then word-level tight (`compress_model`, `CompressConfig(method="tight", rate=...)`) at the same rate.
 Every training step of both distils from the frozen dense model with weight `--distill` (default 0.5, the
 pipelines' default; 0 turns it off in both), as the demo does.
@@ -23,9 +24,8 @@ import torch
 
 from tightcompress.pipeline.compress import CompressConfig, compress_model, restore, unstructured_stage
 from tightcompress.pipeline.data import load_mnist
-from tightcompress.pipeline.demo import DemoConfig, dense_model
+from tightcompress.pipeline.demo import DemoConfig, dense_model, run_subword_row
 from tightcompress.pipeline.models import DemoCNN
-from tightcompress.pipeline.subword import SubwordConfig, run_subword_row
 from tightcompress.pipeline.train import frozen_copy
 
 
@@ -86,9 +86,9 @@ def main() -> int:
                 resume=False,
                 quiet=True,
                 from_unstructured=start.startswith("unstructured"),
-                config=SubwordConfig(steps=1, prune_epochs=0.0, distill=args.distill)
+                config=replace(base, prune_rounds=1, prune_epochs=0.0)
                 if start == "unstructured-lean"
-                else SubwordConfig(distill=args.distill),
+                else base,
                 teacher=teacher,
             )
             seconds = time.perf_counter() - t0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,42 @@ class Other(nn.Module):
 """
 
 FAST = ["--prune-rounds", "1", "--prune-epochs", "1", "--finetune-epochs", "1", "--tile", "8", "--quiet"]
+FAST += ["--max-drop", "100"]  # a tiny model on 12 images: accuracy is not what these tests check
+FAST += ["--batch-size", "2"]  # three batches or more per epoch: no small-data warning
+
+MYNET = """
+import torch
+from torch import nn
+
+
+class MyNet(nn.Module):
+    def __init__(self, width, n_classes=2):
+        super().__init__()
+        self.conv = nn.Conv2d(1, width, 3, padding=1)
+        self.fc = nn.Linear(width, n_classes)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+"""
+
+
+def _user_model(root: Path, monkeypatch, *, train_steps: int = 0) -> Path:
+    """`mynet.py` (a class with a constructor argument) and `mynet.pt` in `root`, the current directory."""
+    monkeypatch.chdir(root)
+    monkeypatch.delitem(sys.modules, "mynet", raising=False)
+    (root / "mynet.py").write_text(MYNET)
+    namespace: dict = {}
+    exec(MYNET, namespace)
+    torch.manual_seed(0)
+    model = namespace["MyNet"](width=6)
+    data = make_folder(root / "digits", n_per_class=12)
+    if train_steps:  # a dense model that is right on this data, so compression has accuracy to lose
+        from tightcompress.pipeline.data import ImageFolderData
+        from tightcompress.pipeline.train import train
+
+        train(model, ImageFolderData(data), epochs=train_steps, lr=0.05, batch_size=8, quiet=True)
+    torch.save(model.state_dict(), root / "mynet.pt")
+    return data
 
 
 @pytest.fixture
@@ -101,7 +138,8 @@ def test_bad_checkpoints_and_classes(setup: dict[str, Path], capsys) -> None:
         (["--checkpoint", str(setup["root"] / "missing.pt")], "checkpoint not found"),
         (["--checkpoint", str(bad)], "not a readable PyTorch checkpoint"),
         (["--model", f"{setup['model']}:Other"], "does not fit"),
-        (["--model", f"{setup['model']}:Nope"], "not a torch.nn.Module class"),
+        (["--model", f"{setup['model']}:Nope"], "has no 'Nope'"),
+        (["--model", f"{setup['model']}:torch"], "not a torch.nn.Module class"),
         (["--data", str(setup["root"] / "nodata")], "image folder not found"),
     ]
     for override, message in cases:
@@ -148,3 +186,43 @@ def test_interrupt_leaves_stages_and_resume_finishes(setup: dict[str, Path], mon
     assert main([*_args(setup, out, "--rate", "2"), "--resume"]) == 0
     assert (out / "report.json").exists()
     assert calls and not any(d.startswith("prune") for d in calls)  # step 1 was not redone, step 2 was
+
+
+def test_user_model_by_module_name_from_the_current_directory(tmp_path: Path, monkeypatch, capsys) -> None:
+    """`--model mynet:MyNet` finds ./mynet.py, `--model-args` builds it; steps budget; small-data warning."""
+    _user_model(tmp_path, monkeypatch)
+    args = ["compress", "--checkpoint", "mynet.pt", "--model", "mynet:MyNet", "--model-args", '{"width": 6}']
+    args += ["--data", "digits", "--out", "OUT", "--rate", "2", "--batch-size", "8", "--device", "auto"]
+    args += ["--prune-steps", "2", "--finetune-steps", "3", *FAST[:-2]]  # FAST without its batch size
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "tight: rate" in captured.out
+    assert "fewer than 3 batches of 8" in captured.err  # 19 training images
+    report = json.loads((tmp_path / "OUT" / "report.json").read_text())
+    assert report["config"]["batch_size"] == 8 and report["compression_rate"] >= 2
+    assert report["config"]["finetune_epochs"] == 3 / 3  # 3 steps of ceil(19 / 8) = 3 per epoch
+    assert main([*args[:6], "{oops", *args[7:]]) == 2
+    assert "--model-args is not JSON" in capsys.readouterr().err
+    assert main([*args[:4], "nomodule:MyNet", *args[5:]]) == 2
+    assert "cannot import 'nomodule'" in capsys.readouterr().err
+
+
+def test_too_small_budget_exits_nonzero_with_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    """One fine-tuning step at 8x loses the trained model's accuracy: report written, exit 3, one line."""
+    _user_model(tmp_path, monkeypatch, train_steps=40)
+    args = [
+        "compress",
+        "--checkpoint",
+        "mynet.pt",
+        "--model",
+        "mynet.py:MyNet",
+        "--model-args",
+        '{"width": 6}',
+    ]
+    args += ["--data", "digits", "--out", "OUT", "--rate", "8", "--tile", "8", "--batch-size", "2", "--quiet"]
+    args += ["--prune-rounds", "1", "--prune-steps", "1", "--finetune-steps", "1", "--format-rounds", "1"]
+    assert main(args) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "more than --max-drop 5" in err[0] and "--finetune-steps" in err[0], err
+    report = json.loads((tmp_path / "OUT" / "report.json").read_text())
+    assert report["accuracy"]["dense"] - report["accuracy"]["packed_finetuned"] > 5

@@ -16,24 +16,20 @@ from test_pipeline_cli import TINY
 from tightcompress.cli.main import main
 from tightcompress.errors import TightCompressError
 from tightcompress.format.io import load_packed
-from tightcompress.pipeline.compress import snapshot
+from tightcompress.pipeline.compress import CompressConfig, compress_model, snapshot
 from tightcompress.pipeline.data import Dataset
+from tightcompress.pipeline.demo import run_subword_row
 from tightcompress.pipeline.models import gemm_layers
 from tightcompress.pipeline.subword import (
-    SubwordConfig,
     SubwordQuant,
     attach,
-    compress_subword,
     global_subword_prune,
-    int_effective,
     int_matrix,
-    run_subword_row,
     subword_sparsity_of,
 )
 from tightcompress.prune.subword import (
     channel_scales_torch,
-    merge_subwords,
-    split_int8,
+    kept_value,
     subword_importance,
     subword_matrix,
 )
@@ -70,8 +66,7 @@ def tiny_data(n: int = 192, seed: int = 0) -> Dataset:
 
 FAST = dict(
     tile=8,
-    groups=(8, 16),
-    steps=2,
+    prune_rounds=2,
     prune_epochs=1.0,
     finetune_epochs=1.0,
     batch_size=32,
@@ -80,31 +75,37 @@ FAST = dict(
 )
 
 
+def SubwordConfig(**fields) -> CompressConfig:
+    """The one pipeline config at subword granularity."""
+    return CompressConfig(granularity="subword", rate=fields.pop("rate", 24.0), **fields)
+
+
 def test_config_validation() -> None:
-    assert SubwordConfig(bit_rate=8.0).target_sparsity() == pytest.approx(1 - 1 / 8)
+    assert SubwordConfig(rate=8.0).target_sparsity() == pytest.approx(1 - 1 / 8)
     assert SubwordConfig(sparsity=0.5).target_sparsity() == 0.5
-    bads = ({"bit_rate": 0.5}, {"sparsity": 1.0}, {"steps": 0}, {"groups": (1,)}, {"prune_epochs": -1})
+    bads = ({"rate": 0.5}, {"sparsity": 1.0}, {"prune_rounds": 0}, {"tile": 0}, {"prune_epochs": -1})
+    bads += ({"method": "nm"}, {"rate": None, "group": 8, "height": 2}, {"format_start_rate": 0.5})
     for bad in (*bads, {"distill": 1.5}, {"distill": -0.1}, {"distill_temperature": 0.0}):
         with pytest.raises(TightCompressError):
             SubwordConfig(**bad)
-    assert SubwordConfig(seed=1).key() != SubwordConfig(seed=2).key()
+    with pytest.raises(TightCompressError, match="granularity"):
+        CompressConfig(granularity="bit")
+    assert SubwordConfig(seed=1).fit_key() != SubwordConfig(seed=2).fit_key()
     assert SubwordConfig(distill=0.0).prune_key() != SubwordConfig().prune_key()  # no stale resume
-    assert (SubwordConfig().distill, SubwordConfig().distill_temperature) == (0.5, 4.0)  # as word level
+    assert SubwordConfig(rate=16.0).prune_key() != CompressConfig(rate=16.0).prune_key()
 
 
-def test_projection_matches_subword_library() -> None:
+def test_training_projection_is_the_subword_arithmetic() -> None:
+    """The quantized layer's forward value is `scale * kept_value` of its int8 (one arithmetic)."""
     rng = np.random.default_rng(0)
     q = rng.integers(-119, 120, size=(40, 6))
     mh, ml = rng.random(q.shape) < 0.6, rng.random(q.shape) < 0.6
-    a, b = split_int8(q)
-    scale = torch.full((1, 6), 0.01, dtype=torch.float64)
+    scale = torch.full((40, 1), 0.01, dtype=torch.float64)
     w = torch.from_numpy(q.astype(np.float64)) * scale
-    got = int_effective(w, scale, torch.from_numpy(mh), torch.from_numpy(ml)).numpy()
-    both = mh | (a == 0)  # where a == 0 a low-only weight is exactly its low subword
-    want = merge_subwords(a, b, mh, ml).astype(np.float64)
-    np.testing.assert_array_equal(got[both], want[both])
-    low_only = ml & ~mh & (a != 0)
-    np.testing.assert_array_equal(got[low_only], np.clip(q, -8, 7)[low_only])
+    got = SubwordQuant(scale, torch.from_numpy(mh), torch.from_numpy(ml))(w).detach() / scale
+    np.testing.assert_allclose(got.numpy(), kept_value(q, mh, ml), atol=1e-9)
+    low_only = ml & ~mh & (np.abs(q) > 7)
+    np.testing.assert_array_equal(np.rint(got.numpy())[low_only], np.clip(q, -8, 7)[low_only])
 
 
 def test_ste_gradient_is_gated_by_liveness() -> None:
@@ -152,9 +153,9 @@ def test_global_pruning_is_by_importance_over_layers() -> None:
         assert not torch.any(more[name][1] & ~masks[name][1])
 
 
-def _check_result(result, config: SubwordConfig) -> None:
+def _check_result(result, config: CompressConfig) -> None:
     rep = result.report
-    assert rep["bit_rate"] >= config.bit_rate - 1e-9
+    assert rep["bit_rate"] >= config.rate - 1e-9
     assert rep["bit_rate"] == pytest.approx(rep["compression_rate"])
     assert rep["bit_rate_with_index"] < rep["bit_rate"]
     assert rep["total"]["dropped_nnz"] == 0
@@ -179,11 +180,11 @@ def test_compress_subword_end_to_end_and_resume(tmp_path: Path) -> None:
     data = tiny_data()
     torch.manual_seed(0)
     model = Small()
-    config = SubwordConfig(bit_rate=4.0, **FAST)
-    result = compress_subword(model, data, config, workdir=tmp_path, quiet=True)
+    config = SubwordConfig(rate=4.0, **FAST)
+    result = compress_model(model, data, config, workdir=tmp_path, quiet=True)
     _check_result(result, config)
     torch.manual_seed(0)
-    resumed = compress_subword(Small(), data, config, workdir=tmp_path, resume=True, quiet=True)
+    resumed = compress_model(Small(), data, config, workdir=tmp_path, resume=True, quiet=True)
     assert resumed.report == json.loads(json.dumps(result.report))
     for (ka, va), (kb, vb) in zip(
         sorted(resumed.model.state_dict().items()), sorted(result.model.state_dict().items()), strict=True
@@ -212,11 +213,10 @@ def test_run_subword_row_from_dense_and_unstructured(tmp_path: Path) -> None:
     }
     assert row["method"] == "tight-subword" and row["bit_rate"] >= 4.0
     assert row["accuracy_drop"] == pytest.approx(50.0 - row["accuracy"])
-    _check_result(result, replace_rate(config, 4.0))
+    _check_result(result, dataclasses.replace(config, rate=4.0))
     _, result2 = run_subword_row(
         Small(), data, dense, unstructured, bit_rate=4.0, quiet=True, config=config, from_unstructured=True
     )
-    assert result2.report["accuracy"]["start"] == 40.0
     for name, module in gemm_layers(result2.model).items():  # weights zero at the start stay zero
         start = unstructured.state[f"{name}.weight"] == 0
         assert torch.all(module.weight.detach()[start] == 0)
@@ -224,15 +224,9 @@ def test_run_subword_row_from_dense_and_unstructured(tmp_path: Path) -> None:
         run_subword_row(Small(), data, dense, None, bit_rate=4.0, from_unstructured=True, config=config)
 
 
-def replace_rate(config: SubwordConfig, rate: float) -> SubwordConfig:
-    from dataclasses import replace
-
-    return replace(config, bit_rate=rate)
-
-
 def test_unreachable_bit_rate_fails_before_training() -> None:
     with pytest.raises(TightCompressError, match="cannot be reached"):
-        compress_subword(Small(), tiny_data(), SubwordConfig(bit_rate=1000.0, **FAST), quiet=True)
+        compress_model(Small(), tiny_data(), SubwordConfig(rate=1000.0, **FAST), quiet=True)
 
 
 def test_cli_granularity_subword(tmp_path: Path, capsys) -> None:
@@ -285,9 +279,9 @@ def test_subword_training_distils_from_the_dense_model(monkeypatch) -> None:
     torch.manual_seed(0)
     model = Small()
     dense = {k: v.clone() for k, v in model.state_dict().items()}
-    config = SubwordConfig(bit_rate=4.0, **FAST)
-    compress_subword(model, data, config, quiet=True)
-    steps = config.steps + config.format_rounds
+    config = SubwordConfig(rate=4.0, **FAST)
+    compress_model(model, data, config, quiet=True)
+    steps = config.prune_rounds + config.format_rounds
     assert len(calls) >= steps
     teachers = {id(call.get("teacher")) for call in calls}
     assert len(teachers) == 1 and None not in {call.get("teacher") for call in calls}
@@ -300,7 +294,7 @@ def test_subword_training_distils_from_the_dense_model(monkeypatch) -> None:
     calls.clear()
     torch.manual_seed(0)
     off = dataclasses.replace(config, distill=0.0)
-    compress_subword(Small(), data, off, quiet=True)
+    compress_model(Small(), data, off, quiet=True)
     assert len(calls) >= steps and all("teacher" not in call for call in calls)
 
 
@@ -310,8 +304,8 @@ def test_distillation_changes_the_subword_result() -> None:
     finals = []
     for distill in (0.0, 0.5):
         torch.manual_seed(2)
-        config = SubwordConfig(bit_rate=4.0, seed=2, distill=distill, **FAST)
-        result = compress_subword(Small(), data, config, quiet=True)
+        config = SubwordConfig(rate=4.0, seed=2, distill=distill, **FAST)
+        result = compress_model(Small(), data, config, quiet=True)
         finals.append(torch.cat([m.weight.detach().flatten() for m in gemm_layers(result.model).values()]))
     assert not torch.equal(finals[0], finals[1])
 
@@ -344,15 +338,15 @@ def test_run_subword_row_teacher_is_the_dense_stage(monkeypatch) -> None:
 def test_subword_prune_stage_resumes_after_the_last_saved_step(tmp_path: Path, monkeypatch) -> None:
     """A run stopped after its pruning steps resumes without retraining them, to the same final model."""
     data = tiny_data()
-    config = SubwordConfig(bit_rate=4.0, **FAST)
+    config = SubwordConfig(rate=4.0, **FAST)
     torch.manual_seed(0)
-    first = compress_subword(Small(), data, config, workdir=tmp_path, quiet=True)
-    for path in tmp_path.glob("subword-fit-*"):
+    first = compress_model(Small(), data, config, workdir=tmp_path, quiet=True)
+    for path in tmp_path.glob("fit-tight-subword-*"):
         path.unlink()  # only the pruning steps' files are left
-    assert len(list(tmp_path.glob("subword-prune-*-r*.pt"))) == config.steps
+    assert len(list(tmp_path.glob("subword-prune-*-r*.pt"))) == config.prune_rounds
     calls = _record_training(monkeypatch)
     torch.manual_seed(0)
-    resumed = compress_subword(Small(), data, config, workdir=tmp_path, resume=True, quiet=True)
+    resumed = compress_model(Small(), data, config, workdir=tmp_path, resume=True, quiet=True)
     assert calls and not any(call["desc"].startswith("subword prune") for call in calls)
     assert resumed.report["accuracy"] == first.report["accuracy"]
     for (ka, va), (kb, vb) in zip(

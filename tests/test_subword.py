@@ -1,4 +1,4 @@
-"""Subword split/merge, subword matrix, importance pruning and the torch STE helpers."""
+"""Subword split/merge, the kept-value arithmetic, subword matrix, importance pruning and the torch STE."""
 
 from __future__ import annotations
 
@@ -7,15 +7,14 @@ import pytest
 import torch
 
 from tightcompress.errors import TightCompressError
+from tightcompress.pipeline.masks import cubic_schedule
 from tightcompress.prune.subword import (
     SUBWORD_QMAX,
     SubwordMasks,
     channel_scales_torch,
-    fake_quant_ste,
     full_masks,
-    gradual_schedule,
+    kept_value,
     merge_subwords,
-    prune_layer_subwords,
     prune_subwords,
     quantize_for_subwords,
     recompose,
@@ -74,13 +73,75 @@ def test_split_rejects_floats_and_out_of_range() -> None:
         split_int8(np.array([200]))
 
 
-def test_merge_masks_and_overflow() -> None:
+def test_merge_and_overflow() -> None:
     a, b = split_int8(np.array([[37, -100, 5]], dtype=np.int8))
-    assert merge_subwords(
-        a, b, np.array([[True, False, True]]), np.array([[False, True, True]])
-    ).tolist() == [[32, -4, 5]]
+    assert merge_subwords(a, b).tolist() == [[37, -100, 5]]
     with pytest.raises(TightCompressError):
         merge_subwords(np.array([-8]), np.array([-1]))
+
+
+# ------------------------------------------------------------------------------ the one arithmetic
+PATTERNS = ((True, True), (True, False), (False, True), (False, False))  # (keep high, keep low)
+
+
+def test_kept_value_is_the_nearest_value_the_kept_subwords_hold() -> None:
+    """All 256 int8 values x the four keep patterns: the kept value is representable by the kept
+    subwords alone and no such value is nearer; NumPy (int) and torch (float, int) give the same."""
+    q = ALL_INT8.astype(np.int16)
+    nibbles = np.arange(-8, 8)
+    for keep_high, keep_low in PATTERNS:
+        mh, ml = np.full(q.shape, keep_high), np.full(q.shape, keep_low)
+        got = kept_value(q, mh, ml)
+        for dtype in (torch.float64, torch.int32):
+            t = kept_value(torch.from_numpy(q).to(dtype), torch.from_numpy(mh), torch.from_numpy(ml))
+            np.testing.assert_array_equal(t.numpy().astype(np.int64), got)
+        highs = 16 * nibbles if keep_high else np.zeros(1, int)
+        lows = nibbles if keep_low else np.zeros(1, int)
+        reachable = np.unique((highs[:, None] + lows[None, :]).ravel())
+        splittable = q <= SUBWORD_QMAX
+        nearest = np.abs(q[:, None] - reachable[None, :]).min(axis=1)
+        np.testing.assert_array_equal(np.abs(q - got)[splittable], nearest[splittable])
+        a, b = split_int8(got[splittable].astype(np.int8))
+        assert keep_high or not a.any()
+        assert keep_low or not b.any()
+    # the issue's case: q = 50 = 16*3 + 2 with only the low subword kept is 7 (clamp), not the residue 2
+    assert kept_value(np.array([50]), np.array([False]), np.array([True])).tolist() == [7]
+    assert kept_value(np.array([50]), np.array([True]), np.array([False])).tolist() == [48]
+    with pytest.raises(TightCompressError):  # 120..127 have no split, so no kept value of theirs is packed
+        subword_effective_int8(
+            np.array([[120]], np.int8), SubwordMasks(np.ones((1, 1), bool), np.ones((1, 1), bool))
+        )
+
+
+def test_packing_simulation_and_training_use_the_kept_value() -> None:
+    """Every value the subword quantizer makes ([-119, 119]) under every keep pattern, packed and run on the
+    bit-exact subword array, computes `x @ kept_value`; the training projection's forward value is the
+    same kept value."""
+    from tightcompress.hw.subword_sim import reference_gemm, simulate_subword_gemm
+    from tightcompress.prune.subword_pack import pack_subwords
+
+    values = np.arange(-SUBWORD_QMAX, SUBWORD_QMAX + 1, dtype=np.int16)
+    q = np.repeat(values[:, None], len(PATTERNS), axis=1).astype(np.int8)  # K = 239 values x N = 4
+    mh = np.array([[h for h, _ in PATTERNS]] * len(values))
+    ml = np.array([[lo for _, lo in PATTERNS]] * len(values))
+    masks = SubwordMasks(mh, ml)
+    want = kept_value(q.astype(np.int16), mh, ml)
+    sp = pack_subwords(q, masks, group=8, tile=4, iterations=2000)
+    sp.validate()
+    np.testing.assert_array_equal(sp.to_int8_dense(), want)
+    x = np.random.default_rng(0).integers(-128, 128, size=(3, len(values))).astype(np.int8)
+    np.testing.assert_array_equal(simulate_subword_gemm(sp, x), reference_gemm(x, want.astype(np.int8)))
+    scale = torch.full((1, len(PATTERNS)), 0.02, dtype=torch.float64)
+    weight = torch.from_numpy(q.astype(np.float64)) * scale
+    trained = subword_masked_weight(weight, scale, mh, ml).detach() / scale
+    np.testing.assert_allclose(trained.numpy(), want, atol=1e-9)
+
+
+def test_importance_is_the_kept_value_error() -> None:
+    q = np.array([[50, 9, 16, -3, -24]], dtype=np.int8)  # (a, b): (3,2) (1,-7) (1,0) (0,-3) (-1,-8)
+    high, low = subword_importance(q)
+    assert high.tolist() == [[43, 2, 16, 0, 16]]  # low kept: |q - clamp(q)|; low zero: 16|a|
+    assert low.tolist() == [[2, 7, 0, 3, 8]]
 
 
 def test_quantize_for_subwords_always_splits() -> None:
@@ -143,7 +204,7 @@ def test_prune_unscaled_prefers_low_subwords() -> None:
 def test_gradual_pruning_is_monotone() -> None:
     rng = np.random.default_rng(3)
     q = _random_q(rng, (30, 20), zero=0.0)
-    schedule = gradual_schedule(0.9, 4, initial=0.3)
+    schedule = cubic_schedule(0.9, 4, initial=0.3)
     assert schedule[-1] == pytest.approx(0.9) and schedule == sorted(schedule)
     masks = full_masks(q)
     for step, target in enumerate(schedule):
@@ -164,8 +225,6 @@ def test_prune_rejects_bad_input() -> None:
         prune_subwords(q, 1.0)
     with pytest.raises(TightCompressError):
         prune_subwords(q, 0.5, masks=SubwordMasks(np.ones((2, 2), bool), np.ones((2, 2), bool)))
-    with pytest.raises(TightCompressError):
-        gradual_schedule(0.5, 0)
 
 
 # ------------------------------------------------------------------------------------------------ torch
@@ -177,18 +236,6 @@ def test_torch_scales_match_numpy() -> None:
     assert cols.shape == (1, 5) and np.allclose(cols.numpy().ravel(), expected)
     rows = channel_scales_torch(torch.tensor(W.T.copy()), channel_dim=0)  # nn.Linear layout (out, in)
     assert rows.shape == (5, 1) and np.allclose(rows.numpy().ravel(), expected)
-
-
-def test_fake_quant_ste_forward_and_gradient() -> None:
-    rng = np.random.default_rng(5)
-    W = rng.standard_normal((16, 6))
-    weight = torch.tensor(W, requires_grad=True)
-    scale = channel_scales_torch(weight)
-    out = fake_quant_ste(weight, scale)
-    q, scales = quantize_for_subwords(W)
-    assert np.allclose(out.detach().numpy(), dequantize_columns(q, scales))
-    out.sum().backward()
-    assert torch.equal(weight.grad, torch.ones_like(weight))
 
 
 def test_subword_masked_weight_matches_numpy_and_gates_gradient() -> None:
@@ -230,25 +277,3 @@ def test_subword_qat_step_reduces_loss() -> None:
         value.backward()
         opt.step()
     assert loss().item() < 0.8 * before
-
-
-def test_prune_layer_subwords_conv_layout() -> None:
-    from tightcompress.readers.matrices import matrix_to_weight, weight_to_matrix
-
-    torch.manual_seed(1)
-    weight = torch.randn(6, 3, 3, 3, dtype=torch.float64, requires_grad=True)  # conv (out, in, kh, kw)
-    high, low = prune_layer_subwords(weight, 0.8)
-    assert high.shape == weight.shape and high.dtype == torch.bool
-    q, scales = quantize_for_subwords(weight_to_matrix(weight.detach().numpy()))
-    masks = prune_subwords(q, 0.8, scales=scales)
-    assert np.array_equal(weight_to_matrix(high.numpy()), masks.high)
-    assert np.array_equal(weight_to_matrix(low.numpy()), masks.low)
-    eff = subword_masked_weight(weight, channel_scales_torch(weight, 0), high, low)
-    expected = matrix_to_weight(subword_effective_int8(q, masks) * scales, tuple(weight.shape))
-    assert np.allclose(eff.detach().numpy(), expected, atol=1e-12)
-    high2, low2 = prune_layer_subwords(weight, 0.9, (high, low))
-    assert not torch.any(high2 & ~high) and not torch.any(low2 & ~low)
-    assert (
-        subword_sparsity(q, SubwordMasks(weight_to_matrix(high2.numpy()), weight_to_matrix(low2.numpy())))
-        > 0.89
-    )

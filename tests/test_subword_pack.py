@@ -72,10 +72,10 @@ def test_simulation_equals_int8_reference(
         assert np.array_equal(kept, effective)  # lossless: every kept subword is in a slot
         assert np.array_equal(simulate_subword_gemm(sp, x), reference_gemm(x, effective))
     else:
-        # a capped height only drops subwords, never invents or changes one
+        # a capped height only drops subwords, never invents one; the kept ones hold the kept value
         got = sp.kept_masks()
         assert not np.any(got.high & ~masks.high) and not np.any(got.low & ~masks.low)
-        assert np.array_equal(kept, subword_effective_int8(q, got))
+        assert np.array_equal(kept, subword_effective_int8(effective, got))
     # every slot's shift is the parity of its source subword row
     src_row, _ = sp.packed.slot_sources()
     used = src_row >= 0

@@ -31,6 +31,9 @@ _LAZY = {
     "pack_weight": "tightcompress.nn",
     "save_model": "tightcompress.nn",
     "sparsify_": "tightcompress.nn",
+    # The user-loop API (NVIDIA ASP style): prepare_ before training, fit_ before fine-tuning.
+    "prepare_": "tightcompress.pipeline.user_loop",
+    "fit_": "tightcompress.pipeline.user_loop",
 }
 
 __all__ = [
@@ -40,10 +43,12 @@ __all__ = [
     "TightCompressError",
     "__version__",
     "check_matrix",
+    "fit_",
     "load_model_",
     "load_packed",
     "pack",
     "pack_weight",
+    "prepare_",
     "save_model",
     "save_packed",
     "sparsify_",
@@ -54,6 +59,7 @@ if TYPE_CHECKING:
     from tightcompress.errors import TightCompressError
     from tightcompress.format import PackedMatrix, load_packed, save_packed
     from tightcompress.nn import load_model_, pack_weight, save_model, sparsify_
+    from tightcompress.pipeline.user_loop import fit_, prepare_
 
 
 def __getattr__(name: str) -> Any:

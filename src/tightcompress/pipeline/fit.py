@@ -17,6 +17,7 @@ from tightcompress.api import PackConfig, pack
 from tightcompress.errors import TightCompressError
 from tightcompress.format.build import build_packed
 from tightcompress.format.packed import PackedMatrix
+from tightcompress.pipeline.config import PERMUTED_NM
 
 log = logging.getLogger("tightcompress.pipeline")
 
@@ -54,7 +55,6 @@ CC_OPTIONS = (
 
 # Pipeline method names beyond `api.METHODS`: N:M with a channel permutation ("nm-permuted") is packed by
 # method "nm" with `permute=True`.
-PERMUTED_NM = "nm-permuted"
 
 
 def is_searched(config: PackConfig) -> bool:

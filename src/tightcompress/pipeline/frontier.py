@@ -53,10 +53,9 @@ from tightcompress.pipeline.compress import (
     unstructured_stage,
 )
 from tightcompress.pipeline.data import load_mnist
-from tightcompress.pipeline.demo import DemoConfig, default_workdir, dense_model, subword_hardware
+from tightcompress.pipeline.demo import DemoConfig, default_workdir, dense_model, run_subword_row
 from tightcompress.pipeline.iso_accuracy import POINT_FIELDS, TOLERANCES, mean_std, summarize
 from tightcompress.pipeline.models import gemm_layers
-from tightcompress.pipeline.subword import SubwordConfig, run_subword_row
 from tightcompress.pipeline.train import frozen_copy
 from tightcompress.readers.matrices import weight_to_matrix
 from tightcompress.utils.atomic import atomic_path, write_json_atomic
@@ -121,19 +120,6 @@ class FrontierConfig:
     def demo_for(self, seed: int) -> DemoConfig:
         """The demo settings of one seed."""
         return replace(self.demo, seed=seed)
-
-    def subword(self) -> SubwordConfig:
-        """The demo's subword settings: the word-level budget and teacher, so the rows compare fairly."""
-        c = self.demo.compress
-        return SubwordConfig(
-            steps=c.prune_rounds,
-            prune_epochs=c.prune_epochs,
-            finetune_epochs=c.finetune_epochs,
-            format_rounds=c.format_rounds,
-            lr=c.lr,
-            distill=c.distill,
-            distill_temperature=c.distill_temperature,
-        )
 
     def grid(self) -> list[PointKey]:
         """Every point, in output order: by method, then rate, then seed."""
@@ -322,13 +308,13 @@ def run_point(config: FrontierConfig, stages: SeedStages, method: str, rate: flo
             stages.dense,
             bit_rate=rate,
             seed=seed,
-            config=config.subword(),
+            config=demo.compress,  # the word-level budget and teacher, as in the demo
             workdir=None,
             resume=False,
             quiet=True,
             teacher=teacher,
         )
-        hardware = subword_hardware(result.model, result.packed, data)
+        hardware = result.report["hardware"]
         measured = {"compression_rate": row["compression_rate"], "accuracy": row["accuracy"]}
     else:
         if rate not in stages.pruned:

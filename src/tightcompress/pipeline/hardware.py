@@ -18,6 +18,8 @@ from tightcompress.hw import simulate_packed, total_simulation
 from tightcompress.pipeline.models import gemm_layers
 from tightcompress.readers.topology import TopologyLayer, conv_layer
 
+HW_ARRAY = (32, 32)  # the project's reference array for the reports' cycles and energy
+
 
 def vectors_per_layer(model: nn.Module, sample: torch.Tensor) -> dict[str, int]:
     """M of every conv/linear layer for one input `sample` (a batch of one, shaped like the data)."""

@@ -32,7 +32,7 @@ def set_mask(module: nn.Module, mask: torch.Tensor) -> None:
     """Make `mask` the layer's only pruning mask (any earlier mask is folded in first)."""
     if prune.is_pruned(module) and hasattr(module, "weight_mask"):
         prune.remove(module, "weight")
-    prune.custom_from_mask(module, "weight", mask.to(module.weight.dtype))
+    prune.custom_from_mask(module, "weight", mask.to(device=module.weight.device, dtype=module.weight.dtype))
 
 
 def apply_masks(layers: dict[str, nn.Module], masks: dict[str, torch.Tensor]) -> None:

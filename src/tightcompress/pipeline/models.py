@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -66,27 +68,42 @@ def gemm_layers(model: nn.Module) -> dict[str, nn.Module]:
     return layers
 
 
-def load_model_class(spec: str) -> type[nn.Module]:
-    """`package.module:Class` (or a `path/to/file.py:Class`) -> the class, or a one-line error."""
-    module_name, sep, class_name = spec.partition(":")
-    if not sep or not module_name or not class_name:
-        raise TightCompressError(f"model must be given as module:Class, got {spec!r}")
+def load_object(spec: str, what: str) -> Any:
+    """`file.py:name` or `module:name`, both resolved from the current directory; a one-line error else."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise TightCompressError(f"{what} must be given as module:name or file.py:name, got {spec!r}")
     try:
         if module_name.endswith(".py"):
             path = Path(module_name)
             if not path.is_file():
-                raise TightCompressError(f"model file not found: {path}")
+                raise TightCompressError(f"{what} file not found: {path}")
             spec_obj = importlib.util.spec_from_file_location(path.stem, path)
-            module = importlib.util.module_from_spec(spec_obj)
+            module = importlib.util.module_from_spec(spec_obj)  # type: ignore[arg-type]
             sys.modules.setdefault(path.stem, module)
-            spec_obj.loader.exec_module(module)
+            spec_obj.loader.exec_module(module)  # type: ignore[union-attr]
         else:
-            module = importlib.import_module(module_name)
+            cwd = os.getcwd()
+            added = cwd not in sys.path
+            if added:
+                sys.path.insert(0, cwd)
+            try:
+                module = importlib.import_module(module_name)
+            finally:
+                if added:
+                    sys.path.remove(cwd)
     except TightCompressError:
         raise
     except Exception as exc:
         raise TightCompressError(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from None
-    cls = getattr(module, class_name, None)
+    if not hasattr(module, attr):
+        raise TightCompressError(f"{module_name!r} has no {attr!r}")
+    return getattr(module, attr)
+
+
+def load_model_class(spec: str) -> type[nn.Module]:
+    """`module:Class` or `path/to/file.py:Class` (both from the current directory) -> the class."""
+    cls = load_object(spec, "model")
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise TightCompressError(f"{spec!r} is not a torch.nn.Module class")
     return cls

@@ -1,4 +1,8 @@
-"""Stage plumbing shared by the word-level (`pipeline.compress`) and subword (`pipeline.subword`) pipelines.
+"""Stage plumbing of the pipeline (`pipeline.compress`) and the interface of a granularity.
+
+- `Granularity`: what a slot holds (a word, `pipeline.word`; a 4-bit subword, `pipeline.subword`) as one
+  interface: prepare, prune, snapshot/restore, plan the options for a rate, pack, apply the kept positions
+  to the model, repack, count what was dropped, finish. The one pipeline runs either through it;
 
 - `StageResult`, `save_stage`, `load_stage`: a model state after a stage and its atomic checkpoint file;
   `save_finished`, `load_finished`: a finished run's last stage with its packed layers;
@@ -8,13 +12,12 @@
 - `fit_finetune_repack`: make a packing's kept positions the masks, fine-tune, repack in the same
   arrangement, until nothing falls outside the format (packing-specific steps are functions);
 - `rising_rates`: the geometric rate schedule of the format rounds.
-
-Both pipelines run their stages through these, so seeding, distillation and checkpoint naming cannot
-drift apart between them.
+- `fingerprint`: a short hash of a state_dict (stage files of another starting model are never resumed).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -29,7 +32,7 @@ from torch import nn
 from tightcompress.errors import TightCompressError
 from tightcompress.format.io import load_packed, save_packed
 from tightcompress.format.packed import PackedMatrix
-from tightcompress.pipeline.data import Dataset
+from tightcompress.pipeline.data import TrainingData
 from tightcompress.pipeline.train import evaluate, seed_everything, train
 from tightcompress.utils.atomic import atomic_path
 
@@ -93,8 +96,77 @@ def load_finished(path: Path | None) -> tuple[StageResult, dict[str, PackedMatri
     return stage, load_packed(path.with_suffix(".safetensors"))
 
 
+def fingerprint(state: dict[str, torch.Tensor]) -> str:
+    """Short hash of a state_dict's tensors, so stage files of another starting model are never resumed."""
+    digest = hashlib.sha1()
+    for name in sorted(state):
+        digest.update(name.encode())
+        digest.update(state[name].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:10]
+
+
+class Granularity(Protocol[Packed]):
+    """One granularity of compression on one model (built by `pipeline.compress.granularity_for`).
+
+    `Packed` is its packed layer during the fit (`PackedMatrix` for words, `SubwordPacked` for subwords);
+    `finish` turns the fit's result into plain `PackedMatrix` layers and the report's granularity fields.
+    """
+
+    name: str  # "word" or "subword"
+    label: str  # the report's method, e.g. "tight" or "tight-subword"
+    pruned_name: str  # the accuracy key of step 1's result ("unstructured", "subword_pruned")
+    sparsity_name: str  # the stage meta key of step 1's sparsity ("sparsity", "subword_sparsity")
+
+    def check_rate(self) -> None:
+        """Fail before any training when the config's rate is beyond every option."""
+
+    def prepare(self, trainer: Trainer | None) -> dict[str, float]:
+        """Make the model ready for step 1 (e.g. quantize it); accuracies measured (given a trainer)."""
+
+    def sparsity(self) -> float:
+        """Current fraction of zero units (weights or subwords) over all layers."""
+
+    def prune(self, sparsity: float) -> None:
+        """Prune the least important units over all layers until `sparsity` of them are zero."""
+
+    def snapshot(self, accuracy: float, meta: dict[str, Any]) -> StageResult:
+        """The model's state as a stage (its masks, and whatever `restore` needs)."""
+
+    def restore(self, stage: StageResult) -> None:
+        """Load a stage of this granularity into the model, masks included."""
+
+    def plan(self, rate: float | None) -> tuple[dict[str, Any], dict[str, str]]:
+        """Per-layer pack configs reaching `rate` (None: the config's explicit one) and their descriptions."""
+
+    def pack(self, configs: dict[str, Any]) -> dict[str, Packed]:
+        """Pack every layer with its config (the full search)."""
+
+    def apply_kept(self, packed: dict[str, Packed]) -> None:
+        """Make the packed layers' kept positions the model's masks (prune to fit)."""
+
+    def repack(self, packed: dict[str, Packed]) -> dict[str, Packed]:
+        """Pack the model's current weights into the same arrangements (what falls outside is dropped)."""
+
+    def count_dropped(self, packed: Packed) -> int:
+        """Nonzero units a repack dropped."""
+
+    def finish(self, packed: dict[str, Packed]) -> tuple[dict[str, PackedMatrix], list[dict[str, Any]]]:
+        """Fold the masks into plain weights; the final packed layers and their layer reports."""
+
+    def simulate(
+        self, packed: dict[str, PackedMatrix], vectors: dict[str, int]
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+        """Per-layer and total cycles/energy on the reference array (`vectors`: M per layer)."""
+
+    def report_fields(self, packed: dict[str, PackedMatrix]) -> dict[str, Any]:
+        """The granularity's own top-level report fields (rates in its units)."""
+
+    def release(self) -> None:
+        """Remove masks/parametrizations, leaving plain weights (before loading a finished stage)."""
+
+
 class TrainingSettings(Protocol):
-    """The training fields `CompressConfig` and `SubwordConfig` share."""
+    """The training fields of a pipeline config."""
 
     lr: float
     batch_size: int
@@ -109,7 +181,7 @@ class Trainer:
     Distillation is on when a `teacher` is given and `distill > 0`; otherwise plain cross-entropy.
     """
 
-    data: Dataset
+    data: TrainingData
     lr: float
     batch_size: int
     teacher: nn.Module | None = None
@@ -119,7 +191,7 @@ class Trainer:
 
     @classmethod
     def from_config(
-        cls, config: TrainingSettings, data: Dataset, *, teacher: nn.Module | None, quiet: bool
+        cls, config: TrainingSettings, data: TrainingData, *, teacher: nn.Module | None, quiet: bool
     ) -> Trainer:
         """The trainer of a pipeline config (its lr, batch size and distillation settings)."""
         return cls(
@@ -142,8 +214,7 @@ class Trainer:
         """Train `model` on the training split for `epochs` with batch order seeded by `seed`."""
         train(
             model,
-            self.data.x_train,
-            self.data.y_train,
+            self.data,
             epochs=epochs,
             lr=self.lr,
             batch_size=self.batch_size,
@@ -155,7 +226,7 @@ class Trainer:
 
     def accuracy(self, model: nn.Module) -> float:
         """Top-1 test accuracy of `model` in percent."""
-        return evaluate(model, self.data.x_test, self.data.y_test)
+        return evaluate(model, self.data)
 
 
 def gradual_prune(

@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from tightcompress.pipeline.data import TrainingData
+
 
 def frozen_copy(model: nn.Module) -> nn.Module:
     """A detached, eval-mode copy of `model` (the distillation teacher), unaffected by later pruning."""
@@ -29,23 +31,43 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)  # noqa: NPY002  (third-party code may use the legacy generator)
 
 
+def pick_device(name: str = "auto") -> torch.device:
+    """`auto` (CUDA when present, else CPU), `cpu` or `cuda` (a one-line error when CUDA is absent)."""
+    from tightcompress.errors import TightCompressError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TightCompressError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    if name not in ("cpu", "cuda"):
+        raise TightCompressError(f"unknown device {name!r}; choose auto, cpu or cuda")
+    return torch.device(name)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for a model without parameters)."""
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
-    """Top-1 accuracy in percent."""
+def evaluate(model: nn.Module, data: TrainingData, batch_size: int = 500) -> float:
+    """Top-1 accuracy in percent on the test split, on the model's device."""
     was_training = model.training
     model.eval()
-    correct = 0
-    for start in range(0, len(x), batch_size):
-        logits = model(x[start : start + batch_size])
-        correct += int((logits.argmax(dim=1) == y[start : start + batch_size]).sum())
+    device = model_device(model)
+    correct = total = 0
+    for x, y in data.test_batches(batch_size):
+        logits = model(x.to(device))
+        correct += int((logits.argmax(dim=1) == y.to(device)).sum())
+        total += len(y)
     model.train(was_training)
-    return 100.0 * correct / max(len(x), 1)
+    return 100.0 * correct / max(total, 1)
 
 
 def train(
     model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    data: TrainingData,
     *,
     epochs: float,
     lr: float = 3e-3,
@@ -60,15 +82,15 @@ def train(
 ) -> float:
     """Train with Adam and a cosine learning rate for `epochs` (may be fractional); returns the last loss.
 
-    Pruning masks from `torch.nn.utils.prune` stay applied (their forward hooks mask every step). With a
-    `teacher`, the loss mixes in knowledge distillation (Hinton et al., 2015): `(1 - distill) * CE +
-    distill * T^2 * KL(teacher || student)` on logits softened by temperature `T`.
+    Batches come from `data.train_batches(batch_size, seed)` and go to the model's device. Pruning masks
+    from `torch.nn.utils.prune` stay applied (their forward hooks mask every step). With a `teacher`, the
+    loss mixes in knowledge distillation (Hinton et al., 2015): `(1 - distill) * CE + distill * T^2 *
+    KL(teacher || student)` on logits softened by temperature `T`.
     """
     if teacher is not None:
         teacher.eval()
-    generator = torch.Generator().manual_seed(seed)
-    steps_per_epoch = max(1, math.ceil(len(x) / batch_size))
-    total = max(1, round(epochs * steps_per_epoch))
+    device = model_device(model)
+    total = max(1, round(epochs * data.steps_per_epoch(batch_size)))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -76,21 +98,17 @@ def train(
     )
     model.train()
     loss_value = float("nan")
-    order = torch.randperm(len(x), generator=generator)
-    cursor = 0
+    batches = data.train_batches(batch_size, seed)
     with tqdm(total=total, desc=desc, unit="step", disable=quiet, file=sys.stderr, leave=False) as bar:
         for _ in range(total):
-            if cursor >= len(x):
-                order = torch.randperm(len(x), generator=generator)
-                cursor = 0
-            index = order[cursor : cursor + batch_size]
-            cursor += batch_size
+            x, y = next(batches)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
-            logits = model(x[index])
-            loss = F.cross_entropy(logits, y[index])
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
             if teacher is not None and distill > 0:
                 with torch.no_grad():
-                    target = F.softmax(teacher(x[index]) / temperature, dim=1)
+                    target = F.softmax(teacher(x) / temperature, dim=1)
                 soft = F.kl_div(F.log_softmax(logits / temperature, dim=1), target, reduction="batchmean")
                 loss = (1 - distill) * loss + distill * temperature**2 * soft
             loss.backward()

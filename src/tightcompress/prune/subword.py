@@ -17,17 +17,29 @@ Subword matrix. A `K x N` int8 matrix becomes a `2K x N` matrix of 4-bit values,
 `2k` is the high subword `a` of input `k` (shift 4), row `2k + 1` the low subword `b` (shift 0). Both rows
 read input `x[k]`; the shift belongs to the row, so a permuted row carries it (`row_shifts`).
 
-Importance. Removing a subword changes the weight by `16*|a|` (high) or `|b|` (low) quantization steps;
-times the column's scale this is the error in the layer's units. Subwords are pruned smallest first to a
-target subword sparsity (zeros over `2*K*N` subwords), monotonically: once pruned, a subword stays pruned.
+Kept value (the one subword arithmetic). When some subwords of a weight are pruned, the weight becomes
+`kept_value(q, keep_high, keep_low)`, the value *nearest to `q`* that the kept subwords can hold:
+both kept -> `q`; high only -> `16*a` (`q` minus its low subword); low only -> `clamp(q, -8, 7)`; none -> 0.
+For `q = 50` (`a = 3, b = 2`) with only the low subword kept this is 7, not the residue 2. Why: (1) it is
+the least error the kept subword allows (`|q| - 7 <= 16*|a|` always; 43 vs 48 here); (2) it is monotone in
+`q`, so quantization-aware training with a straight-through gradient can move a low-only weight smoothly
+up to the edge of its range, whereas the residue wraps from 7 to -8 as `q` crosses a multiple of 16 and the
+gradient then points the wrong way; (3) the packed slots then hold exactly the split of the kept value
+(`a = 0, b = 7`), so the packer, the bit-exact simulator (which only recomposes `16*a + b` of the slots) and
+training agree by construction. The high-only case `16*a` is likewise the nearest multiple of 16.
+Packing (`subword_contributions`), pruning (`subword_importance`) and training (`subword_masked_weight`)
+all call `kept_value`, on NumPy arrays or torch tensors alike.
 
-The torch helpers (`fake_quant_ste`, `subword_masked_weight`) give the effective weight for quantization-
-aware fine-tuning with a straight-through estimator; torch is imported only when they are called.
+Importance. Removing a subword moves the weight from its current value to `kept_value` without that
+subword: the low subword costs `|b|` steps, the high one `|q - clamp(q, -8, 7)|` while the low subword is
+nonzero and `16*|a|` once it is zero; times the column's scale this is the error in the layer's units.
+Subwords are pruned smallest first to a target subword sparsity (zeros over `2*K*N` subwords),
+monotonically: once pruned, a subword stays pruned.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -48,6 +60,35 @@ class SubwordMasks(NamedTuple):
 
     high: np.ndarray
     low: np.ndarray
+
+
+# --------------------------------------------------------------------------- the subword arithmetic
+def _xp(q: Any) -> Any:
+    """The array library of `q`: NumPy for arrays, torch for tensors (the arithmetic is written once)."""
+    if isinstance(q, np.ndarray | np.generic):
+        return np
+    import torch
+
+    return torch
+
+
+def low_subword(q: Any) -> Any:
+    """The low subword `b = ((q + 8) mod 16) - 8` of integer-valued `q` (array or tensor, its dtype)."""
+    return _xp(q).remainder(q + 8, 16) - 8
+
+
+def kept_value(q: Any, keep_high: Any, keep_low: Any) -> Any:
+    """The value of integer-valued `q` when only the kept subwords remain: the nearest they can hold.
+
+    both -> `q`; high only -> `16*a`; low only -> `clamp(q, -8, 7)`; none -> 0 (see the module doc for why
+    low only is the clamp, not the residue `b`). Works on NumPy arrays and torch tensors alike.
+    """
+    xp = _xp(q)
+    keep_high = keep_high.astype(bool) if xp is np else keep_high.bool()
+    keep_low = keep_low.astype(bool) if xp is np else keep_low.bool()
+    zero = xp.zeros_like(q)
+    low_only = xp.where(keep_low, xp.clip(q, NIBBLE_MIN, NIBBLE_MAX), zero)
+    return xp.where(keep_high, xp.where(keep_low, q, q - low_subword(q)), low_only)
 
 
 # ------------------------------------------------------------------------------------------ split / merge
@@ -75,22 +116,14 @@ def split_int8(q: np.ndarray, *, saturate: bool = False) -> tuple[np.ndarray, np
                 "with qmax=119 (quantize_for_subwords) or pass saturate=True"
             )
         w = np.minimum(w, SUBWORD_QMAX)
-    b = np.mod(w + 8, 16) - 8
+    b = low_subword(w)
     a = (w - b) // 16
     return a.astype(np.int8), b.astype(np.int8)
 
 
-def merge_subwords(
-    a: np.ndarray, b: np.ndarray, mask_high: np.ndarray | None = None, mask_low: np.ndarray | None = None
-) -> np.ndarray:
-    """int8 `16*a*mask_high + b*mask_low` (masks default to all kept); raises if a value leaves int8."""
-    a16 = np.asarray(a).astype(np.int16)
-    b16 = np.asarray(b).astype(np.int16)
-    if mask_high is not None:
-        a16 = a16 * np.asarray(mask_high, dtype=bool)
-    if mask_low is not None:
-        b16 = b16 * np.asarray(mask_low, dtype=bool)
-    w = 16 * a16 + b16
+def merge_subwords(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """int8 `16*a + b`; raises if a value leaves int8."""
+    w = 16 * np.asarray(a).astype(np.int16) + np.asarray(b).astype(np.int16)
     if np.any(w < -128) or np.any(w > 127):
         raise TightCompressError("merged subwords leave the int8 range (a = -8 with b < 0 is not a split)")
     return w.astype(np.int8)
@@ -103,12 +136,18 @@ def row_shifts(K: int) -> np.ndarray:
     return shifts
 
 
+def subword_effective_int8(q: np.ndarray, masks: SubwordMasks) -> np.ndarray:
+    """int8 `kept_value` of `q` under `masks`: the weights the kept subwords make."""
+    split_int8(q)  # validates dtype and range
+    return kept_value(np.asarray(q).astype(np.int16), masks.high, masks.low).astype(np.int8)
+
+
 def subword_matrix(q: np.ndarray, masks: SubwordMasks | None = None) -> np.ndarray:
-    """The `2K x N` int8 matrix of 4-bit subwords (row `2k` = high of input k, `2k + 1` = low), masked."""
-    a, b = split_int8(q)
-    if masks is not None:
-        a = a * masks.high.astype(np.int8)
-        b = b * masks.low.astype(np.int8)
+    """The `2K x N` int8 matrix of 4-bit subwords of `q` (row `2k` = high of input k, `2k + 1` = low).
+
+    With `masks`, the subwords of the kept values (`subword_effective_int8`): zero where pruned.
+    """
+    a, b = split_int8(q if masks is None else subword_effective_int8(q, masks))
     K, N = a.shape
     out = np.empty((2 * K, N), dtype=np.int8)
     out[0::2] = a
@@ -129,10 +168,14 @@ def recompose(subwords: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------- pruning
 def subword_importance(q: np.ndarray, scales: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """`(high, low)` float64 error of removing each subword: `16*|a|`, `|b|` (times the column scale)."""
+    """`(high, low)` float64 error of removing each subword of `q` alone: `|q - kept_value(...)|`.
+
+    The other subword counts as kept when it is nonzero; times the column scale when `scales` is given.
+    """
     a, b = split_int8(q)
-    high = 16.0 * np.abs(a.astype(np.float64))
-    low = np.abs(b.astype(np.float64))
+    w = np.asarray(q).astype(np.int16)
+    high = np.abs(w - kept_value(w, np.zeros_like(w, bool), b != 0)).astype(np.float64)
+    low = np.abs(w - kept_value(w, a != 0, np.zeros_like(w, bool))).astype(np.float64)
     if scales is not None:
         scales = np.asarray(scales, dtype=np.float64)
         high, low = high * scales, low * scales
@@ -162,16 +205,17 @@ def prune_subwords(
 
     Zero-valued and already-pruned subwords (`masks`) count towards the target and stay pruned, so calling
     this with a rising target between fine-tuning steps prunes gradually. Ties keep the earlier subword.
-    Returned masks are True only where a nonzero subword is kept.
+    Importance is that of the kept values (`subword_importance`). Returned masks are True only where a
+    nonzero subword is kept.
     """
     if not 0.0 <= sparsity < 1.0:
         raise TightCompressError(f"subword sparsity must be in [0, 1), got {sparsity}")
-    high, low = subword_importance(q, scales)
-    kept = full_masks(q)
     if masks is not None:
         if masks.high.shape != q.shape or masks.low.shape != q.shape:
             raise TightCompressError(f"subword masks must have the weight shape {q.shape}")
-        kept = SubwordMasks(kept.high & masks.high, kept.low & masks.low)
+        q = subword_effective_int8(q, masks)
+    high, low = subword_importance(q, scales)
+    kept = full_masks(q)
     K, N = q.shape
     imp = np.empty((2 * K, N), dtype=np.float64)
     imp[0::2] = high
@@ -185,13 +229,6 @@ def prune_subwords(
         order = np.argsort(imp.ravel()[flat_alive], kind="stable")
         alive.flat[flat_alive[order[:n_prune]]] = False
     return SubwordMasks(alive[0::2].copy(), alive[1::2].copy())
-
-
-def gradual_schedule(target: float, steps: int, initial: float = 0.0) -> list[float]:
-    """Cubic sparsity ramp (Zhu & Gupta 2017) from `initial` to `target` in `steps` pruning steps."""
-    if steps < 1:
-        raise TightCompressError(f"steps must be >= 1, got {steps}")
-    return [target + (initial - target) * (1.0 - (i + 1) / steps) ** 3 for i in range(steps)]
 
 
 # ------------------------------------------------------------------------------------- torch (QAT + STE)
@@ -211,17 +248,11 @@ def channel_scales_torch(
     return torch.where(peak > 0, peak / qmax, torch.ones_like(peak))
 
 
-def _int_weight(weight: torch.Tensor, scale: torch.Tensor, qmax: int) -> torch.Tensor:
+def quantized_int(weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """`clamp(round(w / scale), -119, 119)` as a float tensor of integers (no gradient)."""
     import torch
 
-    return torch.clamp(torch.round(weight.detach() / scale), -qmax, qmax)
-
-
-def fake_quant_ste(weight: torch.Tensor, scale: torch.Tensor, qmax: int = SUBWORD_QMAX) -> torch.Tensor:
-    """`scale * clamp(round(w / scale), -qmax, qmax)` in the forward pass, identity gradient (STE)."""
-    scale = scale.detach()
-    q = _int_weight(weight, scale, qmax) * scale
-    return weight + (q - weight).detach()
+    return torch.clamp(torch.round(weight.detach() / scale.detach()), -SUBWORD_QMAX, SUBWORD_QMAX)
 
 
 def subword_masked_weight(
@@ -230,56 +261,21 @@ def subword_masked_weight(
     mask_high: torch.Tensor | np.ndarray,
     mask_low: torch.Tensor | np.ndarray,
 ) -> torch.Tensor:
-    """Effective weight `scale * (16*a*mask_high + b*mask_low)` of the int8 split of `w`, with STE gradients.
+    """Effective weight `scale * kept_value(q, mask_high, mask_low)` of `w`, with STE gradients.
 
-    `scale` broadcasts on `weight` (see `channel_scales_torch`) and is treated as a constant; the masks have
-    the weight's shape. The gradient reaches a weight unchanged while at least one of its subwords is kept
-    and is zero once both are pruned (the weight is gone, as in ordinary masked pruning).
+    `q` is `quantized_int(w, scale)`; `scale` broadcasts on `weight` (see `channel_scales_torch`) and is a
+    constant; the masks have the weight's shape. The gradient reaches a weight unchanged while at least one
+    of its subwords is kept and is zero once both are pruned (as in ordinary masked pruning).
     """
     import torch
 
-    scale = scale.detach()
     mh = torch.as_tensor(mask_high, device=weight.device).to(torch.bool)
     ml = torch.as_tensor(mask_low, device=weight.device).to(torch.bool)
     if mh.shape != weight.shape or ml.shape != weight.shape:
         raise TightCompressError(f"subword masks must have the weight shape {tuple(weight.shape)}")
-    q = _int_weight(weight, scale, SUBWORD_QMAX)
-    b = torch.remainder(q + 8, 16) - 8
-    a = (q - b) / 16
-    effective = (16 * a * mh + b * ml) * scale
-    live = (mh | ml).to(weight.dtype)
-    gated = weight * live
+    effective = kept_value(quantized_int(weight, scale), mh, ml) * scale.detach()
+    gated = weight * (mh | ml).to(weight.dtype)
     return gated + (effective.to(weight.dtype) - gated).detach()
-
-
-def prune_layer_subwords(
-    weight: torch.Tensor,
-    sparsity: float,
-    masks: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """`prune_subwords` for a layer weight (out channels first, conv or linear): `(mask_high, mask_low)`.
-
-    The weight is viewed as its `K x N` matrix (`weight_to_matrix`), quantized with `quantize_for_subwords`
-    and pruned with per-column scales; the masks come back as bool tensors shaped like `weight`, ready for
-    `subword_masked_weight(weight, channel_scales_torch(weight, 0), mask_high, mask_low)`.
-    """
-    import torch
-
-    from tightcompress.readers.matrices import matrix_to_weight, weight_to_matrix
-
-    shape = tuple(weight.shape)
-    q, scales = quantize_for_subwords(weight_to_matrix(weight.detach().cpu().double().numpy()))
-    previous = None
-    if masks is not None:
-        previous = SubwordMasks(*(weight_to_matrix(m.detach().cpu().numpy().astype(bool)) for m in masks))
-    new = prune_subwords(q, sparsity, scales=scales, masks=previous)
-    return tuple(torch.from_numpy(matrix_to_weight(m, shape)).to(weight.device) for m in new)  # type: ignore[return-value]
-
-
-def subword_effective_int8(q: np.ndarray, masks: SubwordMasks) -> np.ndarray:
-    """NumPy twin of `subword_masked_weight` in integer steps: the int8 weights the kept subwords make."""
-    a, b = split_int8(q)
-    return merge_subwords(a, b, masks.high, masks.low)
 
 
 __all__ = [
@@ -290,13 +286,13 @@ __all__ = [
     "SUBWORD_QMAX",
     "SubwordMasks",
     "channel_scales_torch",
-    "fake_quant_ste",
     "full_masks",
-    "gradual_schedule",
+    "kept_value",
+    "low_subword",
     "merge_subwords",
-    "prune_layer_subwords",
     "prune_subwords",
     "quantize_for_subwords",
+    "quantized_int",
     "recompose",
     "row_shifts",
     "split_int8",

@@ -30,6 +30,7 @@ from tightcompress.prune.subword import (
     recompose,
     subword_contributions,
     subword_effective_int8,
+    subword_matrix,
 )
 
 VALUE_BITS = 4
@@ -42,6 +43,26 @@ def word_bit_rates(packed: PackedMatrix, weight_bits: int = WORD_BITS) -> tuple[
     dense_bits = WORD_BITS * packed.K * packed.N
     slots = max(packed.packed_slots, 1)
     return dense_bits / (weight_bits * slots), dense_bits / ((weight_bits + packed.index_bits) * slots)
+
+
+def store_kept_values(packed: PackedMatrix, q: np.ndarray) -> PackedMatrix:
+    """Turn placed contributions of int8 `q`'s subwords into slot values: the subwords of the kept values.
+
+    Each slot holds the 4-bit subword of `kept_value(q, kept high, kept low)` at its source, the kept masks
+    being the slots the search filled. Without drops that is `q`'s own subword; a weight whose high subword
+    a capped height dropped holds `clamp(q, -8, 7)` in its low slot (not the residue), so the packed layer
+    always recomposes the one subword arithmetic. Sets `packed.values` (int8) and `method`.
+    """
+    src_row, src_col = packed.slot_sources()
+    used = src_row >= 0
+    placed = np.zeros((packed.K, packed.N), dtype=bool)
+    placed[src_row[used], src_col[used]] = True
+    target = subword_matrix(q, SubwordMasks(placed[0::2], placed[1::2]))
+    values = np.zeros(packed.values.shape, dtype=np.int8)
+    values[used] = target[src_row[used], src_col[used]]
+    packed.values = values
+    packed.method = "tight-subword"
+    return packed
 
 
 def slot_shifts(packed: PackedMatrix) -> np.ndarray:
@@ -195,9 +216,7 @@ def pack_subwords(
     options = dict(method="tight", group=group, height=height, tile=tile, seed=seed, iterations=iterations)
     packed = pack(contributions.astype(np.float32), name=name, objective=objective, **options)
     shifts = slot_shifts(packed)
-    placed = np.rint(packed.values).astype(np.int16)
-    packed.values = (placed >> shifts.astype(np.int16)).astype(np.int8)
-    packed.method = "tight-subword"
+    store_kept_values(packed, q if masks is None else subword_effective_int8(q, masks))
     word_packed = None
     if word_level:
         effective = subword_effective_int8(q, masks) if masks is not None else q.astype(np.int8)

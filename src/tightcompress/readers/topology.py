@@ -11,7 +11,7 @@ F) / S) + 1`) and never reads the last `(H_pad - F) mod S` rows, so rows written
 convolution actually reads, `(out - 1) * S + F` (229 for ResNet's 7 x 7 / 2 stem on 224 + 2 * 3), for
 which both formulas give the same output. The layer's GEMM is then `M = out_h * out_w`
 input vectors (output pixels of one image), `K = F_h * F_w * Channels` and `N = Num Filter`, the reshape
-convention of `tightcompress.matrices.weight_to_matrix`. A linear layer is a 1 x 1 IFMAP with a 1 x 1
+convention of `tightcompress.readers.matrices.weight_to_matrix`. A linear layer is a 1 x 1 IFMAP with a 1 x 1
 filter, `Channels` inputs and `Num Filter` outputs (M = 1).
 
 SCALE-Sim's GEMM form (header `Layer, M, N, K,`, its `-i gemm` mode) is read too. A GEMM of `M` vectors

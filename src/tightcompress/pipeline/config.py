@@ -1,0 +1,136 @@
+"""`CompressConfig`: every setting of the compression pipeline, for either granularity, validated once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+from tightcompress.api import METHODS, PackConfig
+from tightcompress.errors import TightCompressError
+
+# N:M with one searched input-channel permutation per layer (`PackConfig(method="nm", permute=True)`)
+PERMUTED_NM = "nm-permuted"
+PIPELINE_METHODS = (*(m for m in METHODS if m != "dense"), PERMUTED_NM)
+GRANULARITIES = ("word", "subword")
+
+
+@dataclass(frozen=True)
+class CompressConfig:
+    """Everything the pipeline does, validated on construction.
+
+    `granularity` is what one slot holds: `word` (an int8 weight; every method) or `subword` (a signed
+    4-bit half of an int8 weight; tight only, `rate` is then the bit rate `8*K*N / (4*slots)`).
+    Give `rate` (per-layer options chosen to reach it) or, at word level, explicit `group`/`height` (one
+    option for every layer; `alpha`/`gamma` for column combining). `sparsity` is the step-1 target over the
+    granularity's units (weights or subwords); by default `1 - 1/rate` (or `1 - height/group`), the densest
+    the format can hold.
+    """
+
+    method: str = "tight"
+    rate: float | None = 16.0
+    group: int | None = None
+    height: int | None = None
+    tile: int = 32
+    alpha: int = 8
+    gamma: float = 0.5
+    sparsity: float | None = None
+    prune_rounds: int = 4
+    prune_epochs: float = 2.0
+    finetune_epochs: float = 6.0
+    lr: float = 3e-3
+    batch_size: int = 128
+    seed: int = 0
+    plan_iterations: int | None = 30_000
+    final_iterations: int | None = 300_000
+    max_fit_rounds: int = 3
+    format_rounds: int = 2
+    prune_normalized: bool = False
+    format_start_rate: float = 4.0
+    distill: float = 0.5  # weight of distillation from the dense model in every training step (0: off)
+    distill_temperature: float = 4.0
+    granularity: str = "word"
+
+    def __post_init__(self) -> None:
+        if self.method not in PIPELINE_METHODS:
+            raise TightCompressError(
+                f"unknown method {self.method!r}; choose one of {', '.join(PIPELINE_METHODS)}"
+            )
+        if self.granularity not in GRANULARITIES:
+            raise TightCompressError(
+                f"unknown granularity {self.granularity!r}; choose one of {', '.join(GRANULARITIES)}"
+            )
+        explicit = self.group is not None or self.height is not None
+        if self.granularity == "subword":
+            if self.method != "tight":
+                raise TightCompressError("granularity subword packs with tight only")
+            if explicit or self.rate is None:
+                raise TightCompressError("granularity subword chooses G and h per layer: give a (bit) rate")
+        if self.rate is not None and explicit:
+            raise TightCompressError("give either a rate or explicit --group/--height, not both")
+        if self.rate is None:
+            if self.method != "column-combining" and (self.group is None or self.height is None):
+                raise TightCompressError("without a rate, give both --group and --height")
+        elif not self.rate >= 1.0:
+            raise TightCompressError(f"rate must be >= 1, got {self.rate}")
+        if self.sparsity is not None and not 0.0 <= self.sparsity < 1.0:
+            raise TightCompressError(f"sparsity must be in [0, 1), got {self.sparsity}")
+        for name in ("prune_epochs", "finetune_epochs"):
+            if getattr(self, name) < 0:
+                raise TightCompressError(f"{name} must be >= 0")
+        if not 0.0 <= self.distill <= 1.0 or self.distill_temperature <= 0:
+            raise TightCompressError("distill must be in [0, 1] and its temperature > 0")
+        if min(self.prune_rounds, self.max_fit_rounds, self.format_rounds, self.batch_size, self.tile) < 1:
+            raise TightCompressError("prune, format and fit rounds, batch_size and tile must be >= 1")
+        if not self.format_start_rate >= 1.0:
+            raise TightCompressError("format_start_rate must be >= 1")
+        if self.rate is None:
+            self.explicit_pack_config()  # validates group/height/tile/alpha/gamma
+
+    def explicit_pack_config(self) -> PackConfig:
+        """The one PackConfig used for every layer when no rate is given."""
+        permute = self.method == PERMUTED_NM
+        return PackConfig(
+            method="nm" if permute else self.method,  # type: ignore[arg-type]
+            permute=permute,
+            group=self.group or 8,
+            height=self.height if self.height is not None else "auto",
+            tile=self.tile,
+            alpha=self.alpha,
+            gamma=self.gamma,
+            seed=self.seed,
+        )
+
+    def target_sparsity(self) -> float:
+        """Step-1 sparsity (of weights at word level, of subwords at subword level)."""
+        if self.sparsity is not None:
+            return self.sparsity
+        if self.rate is not None:
+            return 1.0 - 1.0 / self.rate
+        if self.method == "column-combining":
+            return 1.0 - 1.0 / self.alpha
+        return 1.0 - float(self.height) / float(self.group)
+
+    def prune_key(self) -> str:
+        """Hash of the settings step 1 depends on (stage files of other settings are never resumed)."""
+        fields = [
+            self.target_sparsity(),
+            self.prune_rounds,
+            self.prune_epochs,
+            self.lr,
+            self.batch_size,
+            self.seed,
+            self.prune_normalized,
+            self.distill,
+            self.distill_temperature,
+        ]
+        if self.granularity != "word":  # word-level stage files keep the names they had before
+            fields.append(self.granularity)
+        return hashlib.sha1(json.dumps(fields).encode()).hexdigest()[:10]
+
+    def fit_key(self) -> str:
+        """Hash of everything the format-aware step depends on."""
+        fields = asdict(self)
+        if self.granularity == "word":  # word-level stage files keep the names they had before
+            del fields["granularity"]
+        return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]

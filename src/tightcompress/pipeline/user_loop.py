@@ -1,0 +1,125 @@
+"""Compression inside the user's own training loop, in the style of NVIDIA ASP's calls around a loop:
+
+    tightcompress.prepare_(model, rate=16, granularity="word", total_steps=N)  # masks + pruning schedule
+    ... the user's loop trains; every training-mode forward counts one step, and the gradual pruning
+        rounds happen on schedule (cubic sparsity ramp, the last round at (rounds-1)/rounds of N) ...
+    packed = tightcompress.fit_(model)  # format-aware fit at the rate + prune to fit: {layer: PackedMatrix}
+    ... the user's loop fine-tunes; the masks stay enforced (forward pre-hooks of torch.nn.utils.prune for
+        words, the quantization parametrization for subwords), whatever the optimizer ...
+
+The steps are the pipeline's (`pipeline.compress`): the same `stages.Granularity` objects prune, plan,
+pack and apply the kept positions, so results follow the same rules as `tightcompress compress`. The
+packed layers `fit_` returns are the arrangement to repack into after fine-tuning (`pipeline.fit.repack`).
+Single process: under DistributedDataParallel every rank computes the same masks from the same synchronised
+weights, but this is not tested yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from tightcompress.errors import TightCompressError
+from tightcompress.format.packed import PackedMatrix
+from tightcompress.pipeline import masks
+from tightcompress.pipeline.compress import granularity_for
+from tightcompress.pipeline.config import CompressConfig
+from tightcompress.pipeline.stages import Granularity
+
+ATTRIBUTE = "_tightcompress_session"
+
+
+@dataclass
+class Session:
+    """What `prepare_` puts on a model: its granularity, config, pruning schedule and step count."""
+
+    level: Granularity
+    config: CompressConfig
+    schedule: list[float]
+    boundaries: list[int]
+    steps: int = 0
+    next_round: int = 0
+    hook: Any = None
+    packed: dict[str, Any] = field(default_factory=dict)
+
+    def on_forward(self, module: nn.Module, _inputs: Any) -> None:
+        """Count a training step; run the pruning round that is due (before this step's forward)."""
+        if not module.training or not torch.is_grad_enabled():
+            return
+        while self.next_round < len(self.schedule) and self.steps >= self.boundaries[self.next_round]:
+            self.level.prune(self.schedule[self.next_round])
+            self.next_round += 1
+        self.steps += 1
+
+
+def prepare_(
+    model: nn.Module,
+    *,
+    rate: float = 16.0,
+    granularity: str = "word",
+    method: str = "tight",
+    total_steps: int,
+    rounds: int = 4,
+    sparsity: float | None = None,
+    tile: int = 32,
+    seed: int = 0,
+) -> nn.Module:
+    """Put masks and a gradual pruning schedule over `total_steps` training steps on `model` (in place).
+
+    Step-1 target: `sparsity` (default `1 - 1/rate`) of weights (`word`) or subwords (`subword`), reached
+    in `rounds` rounds. Returns the model.
+    """
+    if not isinstance(total_steps, int) or total_steps < 1:
+        raise TightCompressError(f"total_steps must be a positive integer, got {total_steps!r}")
+    if hasattr(model, ATTRIBUTE):
+        raise TightCompressError("prepare_ was already called on this model")
+    config = CompressConfig(
+        method=method,
+        rate=rate,
+        granularity=granularity,
+        tile=tile,
+        sparsity=sparsity,
+        prune_rounds=rounds,
+        seed=seed,
+    )
+    level = granularity_for(model, config, quiet=True)
+    level.check_rate()
+    level.prepare(None)
+    if granularity == "word":  # masks from the start, so the optimizer sees the parameters it will keep
+        layers = level.layers  # type: ignore[attr-defined]
+        masks.apply_masks(
+            layers, masks.current_masks({n: m for n, m in layers.items() if not hasattr(m, "weight_mask")})
+        )
+    initial = level.sparsity()
+    target = max(config.target_sparsity(), initial)
+    session = Session(
+        level,
+        config,
+        masks.cubic_schedule(target, rounds, initial),
+        [index * total_steps // rounds for index in range(rounds)],
+    )
+    session.hook = model.register_forward_pre_hook(session.on_forward)
+    setattr(model, ATTRIBUTE, session)
+    return model
+
+
+def fit_(model: nn.Module) -> dict[str, PackedMatrix]:
+    """The format-aware fit of a prepared model at its rate: plan, pack, make the kept positions the masks.
+
+    Runs the pruning rounds the schedule has not reached yet. Returns each layer's packed matrix (the
+    `2K x N` subword matrix at subword granularity); fine-tune afterwards with the masks fixed.
+    """
+    session: Session | None = getattr(model, ATTRIBUTE, None)
+    if session is None:
+        raise TightCompressError("call tightcompress.prepare_(model, ...) before fit_")
+    while session.next_round < len(session.schedule):
+        session.level.prune(session.schedule[session.next_round])
+        session.next_round += 1
+    configs, _ = session.level.plan(session.config.rate)
+    packed = session.level.pack(configs)
+    session.level.apply_kept(packed)
+    session.packed = packed
+    return {name: getattr(p, "packed", p) for name, p in packed.items()}
