@@ -171,7 +171,7 @@ def test_tiny_run_json_plot_and_report(serial_run, tmp_path: Path) -> None:
     assert (root / "F.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = tmp_path / "r.html"
     assert main(["report", str(root / "F.json"), "--html", str(html)]) == 0
-    assert "Frontier: accuracy vs rate over seeds" in html.read_text()
+    assert "accuracy vs rate, iso-accuracy lines" in html.read_text()
 
 
 @pytest.mark.slow
