@@ -233,3 +233,37 @@ def test_process_pool_gives_the_serial_points(serial_run, tmp_path: Path) -> Non
     pooled = json.loads(out.read_text())
     wanted = [p for p in result["points"] if p["method"] in ("tight", "tight-subword")]
     assert (pooled["points"], pooled["dense"]) == (wanted, result["dense"])
+
+
+@pytest.mark.slow
+def test_a_rate_a_method_cannot_reach_is_recorded_not_fatal(tmp_path: Path, monkeypatch) -> None:
+    real = frontier_module._measure_point
+
+    def measure(config, stages, method, rate):
+        if method == "column-combining" and rate == 8.0:  # as `fit.choose_options` says it
+            raise TightCompressError(
+                "compression rate 8x cannot be reached with these options; the best 7.9x"
+            )
+        return real(config, stages, method, rate)
+
+    monkeypatch.setattr(frontier_module, "_measure_point", measure)
+    out = tmp_path / "F.json"
+    args = tiny_args(
+        tmp_path / "work", out, "--jobs", "1", "--methods", "tight,column-combining", "--seeds", "0"
+    )
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    assert result["unreachable"] == [
+        {
+            "method": "column-combining",
+            "target_rate": 8.0,
+            "seed": 0,
+            "unreachable": "compression rate 8x cannot be reached with these options; the best 7.9x",
+        }
+    ]
+    assert [(p["method"], p["target_rate"]) for p in result["points"]] == [
+        ("tight", 4.0), ("tight", 8.0), ("column-combining", 4.0)
+    ]  # fmt: skip
+    monkeypatch.setattr(frontier_module, "_measure_point", None)  # resumed from the files, nothing runs
+    assert main([*args, "--resume"]) == 0
+    assert json.loads(out.read_text())["unreachable"] == result["unreachable"]

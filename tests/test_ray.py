@@ -235,6 +235,27 @@ def test_pack_on_ray_is_bit_identical_to_jobs_1_and_2(cluster: Cluster, checkpoi
         assert reports[0] == reports[1]
 
 
+def test_a_layer_failing_on_ray_is_one_line_naming_it(cluster: Cluster, tmp_path: Path):
+    path = tmp_path / "zero.pt"
+    torch.save({"ok.weight": torch.ones(8, 8), "zero.weight": torch.zeros(8, 8)}, path)
+    run = _cli(
+        cluster,
+        "pack",
+        str(path),
+        "--method",
+        "dense",
+        "--ray",
+        cluster.address,
+        "--json",
+        str(tmp_path / "r.json"),
+    )
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1] == (
+        "tightcompress pack: error: zero.weight: the matrix is all zeros; there is nothing to pack"
+    )
+    assert not (tmp_path / "r.json").exists()
+
+
 def test_sweep_on_ray_equals_the_serial_sweep(cluster: Cluster, checkpoint: Path, tmp_path: Path):
     grid = ["--methods", "tight,nm,column-combining", "--groups", "4,8", "--heights", "1,2"]
     grid += ["--sparsities", "0.75", "--tile", "8", "--iterations", "2000", "--per-layer", "--quiet"]

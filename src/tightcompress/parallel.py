@@ -142,7 +142,8 @@ def _run_ray(tasks: list[Task], address: str, progress: Progress | None) -> dict
             try:
                 key, packed = ray.get(done[0])
             except Exception as exc:  # the task raised, or its worker died more often than Ray retries
-                raise TightCompressError(f"{name}: {ray_failure(exc)}") from None
+                own = isinstance(getattr(exc, "cause", exc), TightCompressError)  # names the layer already
+                raise TightCompressError(ray_failure(exc) if own else f"{name}: {ray_failure(exc)}") from None
             results[key] = packed
             if progress:
                 progress(packed.info.get("name", str(key)))

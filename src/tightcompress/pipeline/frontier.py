@@ -133,6 +133,13 @@ class SeedStages:
     seed: int
     dense: StageResult
     pruned: dict[float, StageResult]
+    seconds: float = 0.0  # wall and CPU time it took to make them (0 when loaded)
+    cpu_seconds: float = 0.0
+
+    def for_point(self, method: str, rate: float) -> SeedStages:
+        """Only what one point reads (the dense model, and its rate's snapshot for word-level methods)."""
+        pruned = {} if method == SUBWORD_METHOD else {rate: self.pruned[rate]}
+        return SeedStages(self.seed, self.dense, pruned)
 
 
 # ------------------------------------------------------------------------------------------ keys, files
@@ -202,6 +209,8 @@ def save_seed_stages(path: Path, stages: SeedStages) -> None:
         "seed": stages.seed,
         "dense": _stage_payload(stages.dense),
         "pruned": {repr(rate): _stage_payload(stage) for rate, stage in stages.pruned.items()},
+        "seconds": stages.seconds,
+        "cpu_seconds": stages.cpu_seconds,
     }
     with atomic_path(path, suffix=".pt") as tmp:
         torch.save(payload, str(tmp))
@@ -226,7 +235,9 @@ def load_point(path: Path) -> tuple[dict[str, Any], float] | None:
         return None
     try:
         record = json.loads(path.read_text())
-        point = {name: record["point"][name] for name in POINT_FIELDS}
+        fields = ("method", "target_rate", "seed", "unreachable")
+        names = fields if "unreachable" in record["point"] else POINT_FIELDS
+        point = {name: record["point"][name] for name in names}
         return point, float(record["dense_accuracy"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("ignoring unreadable point file %s (%s)", path, type(exc).__name__)
@@ -294,7 +305,25 @@ def prepare_seed(config: FrontierConfig, seed: int, stage_dir: Path, *, resume: 
 
 
 def run_point(config: FrontierConfig, stages: SeedStages, method: str, rate: float) -> dict[str, Any]:
-    """Fit and fine-tune one method at one rate from a seed's stages; the point's JSON fields."""
+    """Fit and fine-tune one method at one rate from a seed's stages; the point's JSON fields.
+
+    When the method's options cannot reach the rate on this seed's pruned layers (found while planning,
+    before any fine-tuning), the point is `{"method", "target_rate", "seed", "unreachable": reason}`.
+    """
+    try:
+        return _measure_point(config, stages, method, rate)
+    except TightCompressError as exc:
+        if "cannot be reached" not in str(exc):  # `fit.choose_options` / `fit.check_rate`: rate too high
+            raise
+        return {
+            "method": method,
+            "target_rate": float(rate),
+            "seed": int(stages.seed),
+            "unreachable": str(exc),
+        }
+
+
+def _measure_point(config: FrontierConfig, stages: SeedStages, method: str, rate: float) -> dict[str, Any]:
     seed = stages.seed
     demo = config.demo_for(seed)
     data = load_mnist(demo.test_fraction, seed)
@@ -348,17 +377,25 @@ def run_point(config: FrontierConfig, stages: SeedStages, method: str, rate: flo
 
 def _prepare_task(config: FrontierConfig, seed: int, stage_dir: str | None, resume: bool) -> SeedStages:
     """A worker's seed preparation (in a temporary folder when the driver's folder is not shared)."""
+    wall, cpu = time.perf_counter(), time.process_time()
     with deterministic_cpu():
         if stage_dir is not None:
-            return prepare_seed(config, seed, Path(stage_dir), resume=resume)
-        with tempfile.TemporaryDirectory(prefix="tightcompress-frontier-") as tmp:
-            return prepare_seed(config, seed, Path(tmp))
+            stages = prepare_seed(config, seed, Path(stage_dir), resume=resume)
+        else:
+            with tempfile.TemporaryDirectory(prefix="tightcompress-frontier-") as tmp:
+                stages = prepare_seed(config, seed, Path(tmp))
+    stages.seconds, stages.cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu
+    return stages
 
 
-def _point_task(config: FrontierConfig, stages: SeedStages, method: str, rate: float) -> dict[str, Any]:
-    """A worker's point."""
+def _point_task(
+    config: FrontierConfig, stages: SeedStages, method: str, rate: float
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """A worker's point, and the wall and CPU seconds it took."""
+    wall, cpu = time.perf_counter(), time.process_time()
     with deterministic_cpu():
-        return run_point(config, stages, method, rate)
+        point = run_point(config, stages, method, rate)
+    return point, {"seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu}
 
 
 def _label(key: PointKey) -> str:
@@ -382,7 +419,7 @@ class _Run:
     stage_dir: Path
     resume: bool
     on_stages: Callable[[SeedStages], None]
-    on_point: Callable[[PointKey, dict[str, Any], float], None]
+    on_point: Callable[[PointKey, tuple[dict[str, Any], dict[str, float]], float], None]
 
     def points_of(self, seed: int) -> list[PointKey]:
         return [key for key in self.todo if key[2] == seed]
@@ -410,7 +447,8 @@ def _execute_pool(run: _Run, jobs: int) -> None:
 
         def submit_points(stages: SeedStages) -> None:
             for key in run.points_of(stages.seed):
-                future = pool.submit(_point_task, run.config, stages, key[0], key[1])
+                piece = stages.for_point(key[0], key[1])  # pickled per task: send only what it reads
+                future = pool.submit(_point_task, run.config, piece, key[0], key[1])
                 pending[future] = ("point", (key, stages.dense.accuracy))
 
         for seed in run.prepare:
@@ -565,14 +603,18 @@ def run_frontier(
 
     def on_stages(made: SeedStages) -> None:
         save_seed_stages(seed_path(workdir, config, made.seed), made)
+        log.info("seed %d stages made in %.0f s (%.0f s CPU)", made.seed, made.seconds, made.cpu_seconds)
         if progress:
             progress(f"seed {made.seed} stages")
 
-    def on_point(key: PointKey, point: dict[str, Any], dense_accuracy: float) -> None:
-        record = {"point": point, "dense_accuracy": dense_accuracy, "key": point_key(config, *key)}
+    def on_point(key: PointKey, done: tuple[dict[str, Any], dict[str, float]], dense_accuracy: float) -> None:
+        point, timing = done
+        record = {"point": point, "dense_accuracy": dense_accuracy, "key": point_key(config, *key), **timing}
         write_json_atomic(point_path(workdir, config, *key), record)
         found[key] = point
         dense_by_seed[key[2]] = dense_accuracy
+        if "unreachable" in point:
+            log.warning("%s: %s", _label(key), point["unreachable"])
         if progress:
             progress(_label(key))
 
@@ -592,6 +634,8 @@ def run_frontier(
         raise TightCompressError(
             f"frontier: {len(missing)} point(s) did not finish, e.g. {_label(missing[0])}"
         )
-    result = build_frontier(config, [found[key] for key in config.grid()], dense_by_seed)
+    measured = [found[key] for key in config.grid() if "unreachable" not in found[key]]
+    result = build_frontier(config, measured, dense_by_seed)
+    result["unreachable"] = [found[key] for key in config.grid() if "unreachable" in found[key]]
     result["seconds"] = time.perf_counter() - start
     return result
