@@ -23,7 +23,9 @@ from tightcompress.viz.report_html import accuracy_series, hardware_runs
 from tightcompress.viz.runs import layer_name, runs_from_files
 
 _IMG = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
-FIGURES = 7  # accuracy, gains, per-layer hardware, per-layer rate, sweep, heat map ... and the runs table
+# accuracy, gains, per-layer hardware, per-layer rate, sweep, heat map, the runs table, and one
+# iso-accuracy figure per frontier JSON (the inputs hold one)
+FIGURES = 8
 
 
 @pytest.fixture(scope="module")
