@@ -236,14 +236,18 @@ def test_pack_on_ray_is_bit_identical_to_jobs_1_and_2(cluster: Cluster, checkpoi
 
 
 def test_a_layer_failing_on_ray_is_one_line_naming_it(cluster: Cluster, tmp_path: Path):
-    path = tmp_path / "zero.pt"
-    torch.save({"ok.weight": torch.ones(8, 8), "zero.weight": torch.zeros(8, 8)}, path)
+    # The inputs pass the checks made before packing; "small" fails inside its Ray task, where pruning to
+    # 99.9 % leaves none of its 64 weights (the 4096-weight layer keeps 4).
+    path = tmp_path / "small.pt"
+    torch.save({"ok.weight": torch.ones(64, 64), "small.weight": torch.ones(8, 8)}, path)
     run = _cli(
         cluster,
         "pack",
         str(path),
         "--method",
         "dense",
+        "--sparsity",
+        "0.999",
         "--ray",
         cluster.address,
         "--json",
@@ -251,7 +255,7 @@ def test_a_layer_failing_on_ray_is_one_line_naming_it(cluster: Cluster, tmp_path
     )
     assert run.returncode == 2
     assert run.stderr.strip().splitlines()[-1] == (
-        "tightcompress pack: error: zero.weight: the matrix is all zeros; there is nothing to pack"
+        "tightcompress pack: error: small.weight: sparsity 0.999 leaves no nonzero weight"
     )
     assert not (tmp_path / "r.json").exists()
 
