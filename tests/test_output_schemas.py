@@ -166,8 +166,20 @@ def test_demo_json_validates(tmp_path):
     validate("demo", demo)
 
 
+def test_measured_frontier_and_a_tiny_run_validate(tmp_path):
+    """The default-grid frontier the README quotes (docs/frontier.json) and a tiny real run both validate."""
+    measured = Path(__file__).resolve().parents[1] / "docs" / "frontier.json"
+    validate("frontier", json.loads(measured.read_text()))
+    out = tmp_path / "F.json"
+    tiny = ["--widths", "8,16", "--dense-epochs", "0.3", "--prune-rounds", "1", "--prune-epochs", "0.1",
+            "--finetune-epochs", "0.1", "--format-rounds", "1", "--rates", "4", "--seeds", "0"]  # fmt: skip
+    argv = ["frontier", *tiny, "--methods", "tight", "column-combining", "--jobs", "1", "--quiet"]
+    assert main([*argv, "--workdir", str(tmp_path / "W"), "--json", str(out)]) == 0
+    validate("frontier", json.loads(out.read_text()))
+
+
 def test_frontier_spec_example_validates():
-    """No `frontier` command on this branch yet: the issue-10 shape validates, a malformed point does not."""
+    """The issue-10 shape validates, a malformed point does not."""
     points = [
         {"method": m, "target_rate": t, "seed": s, "compression_rate": t * 1.02, "accuracy": 97.0,
          "speedup": 3.0, "energy_gain": 2.5}
