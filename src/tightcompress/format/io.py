@@ -75,7 +75,7 @@ def save_packed(
             "tile": packed.tile,
             "method": packed.method,
             "height_cap": packed.height_cap,
-            "info": _jsonable(packed.info),
+            "info": jsonable(packed.info),
         }
     for name, array in (state or {}).items():
         tensors[STATE_PREFIX + name] = np.array(array, order="C")  # keeps 0-d tensors 0-d
@@ -259,12 +259,12 @@ def _build_layer(path: str, name: str, meta: object, tensors: Mapping[str, np.nd
     return packed
 
 
-def _jsonable(value):
-    """Plain-JSON copy of an info dict (NumPy scalars become Python numbers)."""
+def jsonable(value: Any) -> Any:
+    """Plain-JSON copy of a metadata dict (NumPy scalars become Python numbers), for safetensors metadata."""
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()
     return value

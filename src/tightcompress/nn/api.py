@@ -20,6 +20,7 @@ from torch import nn
 from tightcompress.api import PackConfig, pack
 from tightcompress.errors import TightCompressError
 from tightcompress.format.dtypes import store_dtype
+from tightcompress.format.io import jsonable
 from tightcompress.format.packed import PackedMatrix
 from tightcompress.nn.modules import PackedConv2d, PackedLinear, PackedWeight, conv_geometry
 from tightcompress.parallel import pack_layers
@@ -184,7 +185,7 @@ def _module_spec(module: PackedLinear | PackedConv2d) -> dict[str, Any]:
     return {
         "class": type(module).__name__,
         "geometry": module.geometry(),
-        "blocks": [_plain(block.meta()) for block in module.blocks],
+        "blocks": [jsonable(block.meta()) for block in module.blocks],
     }
 
 
@@ -237,14 +238,3 @@ def _shell(model: nn.Module, fqn: str, spec: dict, tensors: dict, path: str) -> 
     return (
         shell.to(device=reference.device, dtype=reference.dtype) if reference.is_floating_point() else shell
     )
-
-
-def _plain(value: Any) -> Any:
-    """Plain-JSON copy (NumPy scalars become Python numbers)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
