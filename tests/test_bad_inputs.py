@@ -482,11 +482,16 @@ def test_version_imports_neither_torch_nor_numba():
     assert out.stdout.strip().endswith("[]"), out.stdout
 
 
-@pytest.mark.parametrize("command", ["pack", "unpack", "report", "export", "sweep", "simulate"])
-def test_commands_that_need_no_torch_do_not_import_it(command):
+@pytest.mark.parametrize(
+    "command",
+    ["", "pack", "unpack", "report", "export", "sweep", "simulate", "compress", "demo", "frontier"],
+)
+def test_help_does_not_import_torch(command):
+    """Start-up and every `--help` (top level included) are fast: torch is loaded only to train or run."""
+    argv = [command, "--help"] if command else ["--help"]
     code = (
         "import sys; from tightcompress.cli.main import main\n"
-        f"try: main(['{command}', '--help'])\nexcept SystemExit: pass\n"
+        f"try: main({argv!r})\nexcept SystemExit: pass\n"
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, check=True)

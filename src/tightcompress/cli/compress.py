@@ -7,20 +7,14 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tightcompress.cli.common import add_alias, add_quiet, compile_kernels_once, declare_paths
 from tightcompress.errors import TightCompressError
-from tightcompress.pipeline.compress import (
-    PIPELINE_METHODS,
-    CompressConfig,
-    compress_model,
-    granularity_for,
-    write_outputs,
-)
-from tightcompress.pipeline.data import ImageFolderData, TrainingData, load_mnist
-from tightcompress.pipeline.models import DemoCNN, load_model
-from tightcompress.pipeline.train import pick_device
+from tightcompress.pipeline.config import PIPELINE_METHODS, CompressConfig
+
+if TYPE_CHECKING:
+    from tightcompress.pipeline.data import TrainingData
 
 log = logging.getLogger("tightcompress.pipeline")
 SMALL_SPLIT_BATCHES = 3  # fewer training batches than this per epoch triggers the small-data warning
@@ -143,6 +137,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_compress(args: argparse.Namespace) -> int:
     """Load the model and data, run the pipeline, write the outputs; non-zero when the drop is too large."""
+    from tightcompress.pipeline.compress import compress_model, granularity_for, write_outputs
+    from tightcompress.pipeline.models import load_model
+    from tightcompress.pipeline.train import pick_device
+
     setup_logging(args.quiet)
     if (args.checkpoint is None) != (args.model is None):
         raise TightCompressError("give --checkpoint and --model together")
@@ -159,7 +157,7 @@ def run_compress(args: argparse.Namespace) -> int:
     if args.model == "demo":  # the demo CNN, sized for the data
         data = _load_data(args, None)
         kwargs = {"in_channels": int(data.sample().shape[1]), "n_classes": data.n_classes, **kwargs}
-        model = load_model(f"{DemoCNN.__module__}:DemoCNN", args.checkpoint, key=args.key, **kwargs)
+        model = load_model("tightcompress.pipeline.models:DemoCNN", args.checkpoint, key=args.key, **kwargs)
     else:  # check the model and checkpoint before reading the data
         model = load_model(args.model, args.checkpoint, key=args.key, **kwargs)
         data = _load_data(args, model)
@@ -210,6 +208,8 @@ def _model_args(text: str) -> dict[str, Any]:
 
 def _load_data(args: argparse.Namespace, model: Any) -> TrainingData:
     """MNIST (in memory) or the `--data` ImageFolder (streamed), sized for the model's `input_size`."""
+    from tightcompress.pipeline.data import ImageFolderData, load_mnist
+
     if not args.data:
         if args.transforms:
             raise TightCompressError("--transforms applies to --data (an ImageFolder tree)")

@@ -7,8 +7,7 @@ from dataclasses import replace
 
 from tightcompress.cli.common import add_alias, add_methods, compile_kernels_once, declare_paths
 from tightcompress.cli.compress import add_pipeline_options, setup_logging
-from tightcompress.pipeline.compress import CompressConfig
-from tightcompress.pipeline.demo import DEMO_METHODS, DemoConfig, format_table, run_demo
+from tightcompress.pipeline.config import DEMO_METHODS, CompressConfig, DemoConfig
 from tightcompress.utils.atomic import write_json_atomic
 
 
@@ -81,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         subword_bit_rate=args.subword_bit_rate or None,
     )
     compile_kernels_once(args)
+    from tightcompress.pipeline.demo import format_table, run_demo
+
     result = run_demo(
         config, workdir=args.workdir, resume=args.resume, quiet=args.quiet, out_dir=args.out_dir
     )

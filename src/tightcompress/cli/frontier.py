@@ -7,23 +7,24 @@ import argparse
 import logging
 import sys
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from tightcompress.cli.common import add_methods, add_quiet, compile_kernels_once, declare_paths
 from tightcompress.cli.compress import setup_logging
 from tightcompress.cli.demo import _widths
-from tightcompress.pipeline.compress import CompressConfig
-from tightcompress.pipeline.demo import DemoConfig
-from tightcompress.pipeline.frontier import (
+from tightcompress.pipeline.config import (
     DEFAULT_RATES,
     DEFAULT_SEEDS,
     FRONTIER_METHODS,
-    FrontierConfig,
-    parse_methods,
-    run_frontier,
+    CompressConfig,
+    DemoConfig,
 )
 from tightcompress.utils.atomic import write_json_atomic
+
+if TYPE_CHECKING:
+    from tightcompress.pipeline.frontier import FrontierConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -75,6 +76,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def config_from_args(args: argparse.Namespace) -> FrontierConfig:
     """The frontier settings of the command line."""
+    from tightcompress.pipeline.frontier import FrontierConfig, parse_methods
+
     compress = replace(
         CompressConfig(),
         prune_rounds=args.prune_rounds,
@@ -118,6 +121,8 @@ def format_summary(result: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run (or resume) the frontier, print the summary, write F.json and the plot."""
+    from tightcompress.pipeline.frontier import run_frontier
+
     setup_logging(args.quiet)
     logging.getLogger("tightcompress.pipeline").setLevel(logging.WARNING)  # the bar tells the progress
     config = config_from_args(args)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import typing
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from tightcompress.api import METHODS, PackConfig
-from tightcompress.baselines.column_combining import MERGES
 from tightcompress.cli.common import (
     add_quiet,
     add_skip_bad_layers,
@@ -28,6 +28,9 @@ from tightcompress.readers.matrices import DEPTHWISE_REASON
 from tightcompress.report import build_report
 from tightcompress.utils.atomic import atomic_path, output_group, write_json_atomic
 from tightcompress.zoo import ZOO, ZooLayer, zoo_matrices
+
+# column combining's merge rules, as `PackConfig.merge` declares them (no numba import at start-up)
+MERGES = typing.get_args(typing.get_type_hints(PackConfig)["merge"])
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

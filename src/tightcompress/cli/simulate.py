@@ -46,7 +46,6 @@ from tightcompress.format.packed import PackedMatrix
 from tightcompress.hw.bitexact import check_bitexact, random_activations
 from tightcompress.hw.cycles import column_occupancy, parse_array
 from tightcompress.hw.energy import load_energy_table
-from tightcompress.hw.simulate import simulate_packed, total_simulation
 from tightcompress.parallel import Task, run_tasks
 from tightcompress.readers.topology import (
     TopologyLayer,
@@ -128,6 +127,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_simulate(args: argparse.Namespace) -> int:
     """Read the layers, find each layer's M, pack what needs packing, simulate, report."""
+    from tightcompress.hw.simulate import simulate_packed, total_simulation  # numba: not at start-up
+
     array = parse_array(args.array)
     table = load_energy_table(args.energy_table) if args.energy_table else None
     kind = input_kind(args.input)

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tightcompress.api import METHODS, PackConfig
 from tightcompress.errors import TightCompressError
+from tightcompress.zoo import DEMO_CNN_WIDTHS
+
+if TYPE_CHECKING:
+    from tightcompress.pipeline.data import Dataset
+    from tightcompress.pipeline.models import DemoCNN
 
 # N:M with one searched input-channel permutation per layer (`PackConfig(method="nm", permute=True)`)
 PERMUTED_NM = "nm-permuted"
@@ -134,3 +142,48 @@ class CompressConfig:
         if self.granularity == "word":  # word-level stage files keep the names they had before
             del fields["granularity"]
         return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
+
+
+# ------------------------------------------------------------------ the demo's and the frontier's settings
+# Kept here, free of torch, so the command line can show their defaults without loading it.
+DEMO_METHODS = ("tight", "column-combining", "nm", PERMUTED_NM)
+SUBWORD_METHOD = "tight-subword"
+# Every method the pipeline packs (one list: a method added there joins the frontier by name), then subwords.
+FRONTIER_METHODS: tuple[str, ...] = (*PIPELINE_METHODS, SUBWORD_METHOD)
+DEFAULT_RATES: tuple[float, ...] = (4.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0)
+DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Demo settings: dense training budget, the rate, and the pipeline settings shared by all methods."""
+
+    rate: float = 16.0
+    methods: tuple[str, ...] = DEMO_METHODS
+    widths: tuple[int, ...] = DEMO_CNN_WIDTHS  # conv channels of the demo CNN
+    dense_epochs: float = 8.0
+    dense_lr: float = 3e-3
+    test_fraction: float = 0.2
+    seed: int = 0
+    compress: CompressConfig = field(default_factory=CompressConfig)
+    subword_bit_rate: float | None = 24.0  # the tight-subword row (None: skip it)
+
+    def __post_init__(self) -> None:
+        if not self.widths or any(int(w) != w or w < 1 for w in self.widths):
+            raise TightCompressError(f"widths must be positive integers, got {self.widths!r}")
+        if not self.rate >= 1.0:
+            raise TightCompressError(f"rate must be >= 1, got {self.rate}")
+
+    def model(self, data: Dataset) -> DemoCNN:
+        """A fresh (untrained) demo CNN of these widths for `data`."""
+        from tightcompress.pipeline.models import DemoCNN
+
+        return DemoCNN(in_channels=1, n_classes=data.n_classes, widths=tuple(int(w) for w in self.widths))
+
+
+def default_workdir() -> Path:
+    """`$TIGHTCOMPRESS_CACHE`, else `$XDG_CACHE_HOME/tightcompress`, else `~/.cache/tightcompress`."""
+    if os.environ.get("TIGHTCOMPRESS_CACHE"):
+        return Path(os.environ["TIGHTCOMPRESS_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "tightcompress"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,48 +24,12 @@ from tightcompress.pipeline.compress import (
     snapshot,
     unstructured_stage,
 )
+from tightcompress.pipeline.config import DEMO_METHODS as DEMO_METHODS  # re-exported
+from tightcompress.pipeline.config import DemoConfig, default_workdir
 from tightcompress.pipeline.data import Dataset, load_mnist
-from tightcompress.pipeline.models import DemoCNN
 from tightcompress.pipeline.train import evaluate, frozen_copy, seed_everything, train
-from tightcompress.zoo import DEMO_CNN_WIDTHS
 
 log = logging.getLogger("tightcompress.pipeline")
-
-DEMO_METHODS = ("tight", "column-combining", "nm", "nm-permuted")
-
-
-@dataclass(frozen=True)
-class DemoConfig:
-    """Demo settings: dense training budget, the rate, and the pipeline settings shared by all methods."""
-
-    rate: float = 16.0
-    methods: tuple[str, ...] = DEMO_METHODS
-    widths: tuple[int, ...] = DEMO_CNN_WIDTHS  # conv channels of the demo CNN
-    dense_epochs: float = 8.0
-    dense_lr: float = 3e-3
-    test_fraction: float = 0.2
-    seed: int = 0
-    compress: CompressConfig = field(default_factory=CompressConfig)
-    subword_bit_rate: float | None = 24.0  # the tight-subword row (None: skip it)
-
-    def __post_init__(self) -> None:
-        if not self.widths or any(int(w) != w or w < 1 for w in self.widths):
-            raise TightCompressError(f"widths must be positive integers, got {self.widths!r}")
-        if not self.rate >= 1.0:
-            raise TightCompressError(f"rate must be >= 1, got {self.rate}")
-
-    def model(self, data: Dataset) -> DemoCNN:
-        """A fresh (untrained) demo CNN of these widths for `data`."""
-        return DemoCNN(in_channels=1, n_classes=data.n_classes, widths=tuple(int(w) for w in self.widths))
-
-
-def default_workdir() -> Path:
-    """`$TIGHTCOMPRESS_CACHE`, else `$XDG_CACHE_HOME/tightcompress`, else `~/.cache/tightcompress`."""
-    if os.environ.get("TIGHTCOMPRESS_CACHE"):
-        return Path(os.environ["TIGHTCOMPRESS_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "tightcompress"
-
 
 def row(method: str, compression_rate: float, accuracy: float, dense_accuracy: float, **extra: Any) -> dict:
     """One table row; later columns (speedup, energy) are passed as keyword extras."""

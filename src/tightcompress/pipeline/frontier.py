@@ -46,11 +46,16 @@ from tightcompress.errors import TightCompressError
 from tightcompress.parallel import connect_ray, default_jobs, ray_failure
 from tightcompress.pipeline import fit
 from tightcompress.pipeline.compress import (
-    PIPELINE_METHODS,
     StageResult,
     compress_model,
     restore,
     unstructured_stage,
+)
+from tightcompress.pipeline.config import (
+    DEFAULT_RATES,
+    DEFAULT_SEEDS,
+    FRONTIER_METHODS,
+    SUBWORD_METHOD,
 )
 from tightcompress.pipeline.data import load_mnist
 from tightcompress.pipeline.demo import DemoConfig, default_workdir, dense_model, run_subword_row
@@ -62,11 +67,6 @@ from tightcompress.utils.atomic import atomic_path, write_json_atomic
 
 log = logging.getLogger("tightcompress.frontier")
 
-SUBWORD_METHOD = "tight-subword"
-# Every method the pipeline packs (one list: a method added there joins the frontier by name), then subwords.
-FRONTIER_METHODS: tuple[str, ...] = (*PIPELINE_METHODS, SUBWORD_METHOD)
-DEFAULT_RATES: tuple[float, ...] = (4.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0)
-DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2)
 RAY_MAX_RETRIES = 3  # Ray reruns a task whose worker process died this many times before reporting it
 _FORMAT = "frontier-1"  # bump when a point's meaning changes, so older point files are not resumed
 
