@@ -232,3 +232,37 @@ def test_simulate_matches_the_python_api(tmp_path, capsys) -> None:
     for key in ("cycles", "dense_cycles", "cc_cycles", "energy_pj", "cc_energy_pj", "utilization_pe"):
         assert row[key] == pytest.approx(api[key])
     capsys.readouterr()
+
+
+GROUPED_MODEL = """
+import torch
+from torch import nn
+class GroupedNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.grouped = nn.Conv2d(16, 32, 3, padding=1, groups=2)
+        self.dw = nn.Conv2d(32, 32, 3, padding=1, groups=32)
+        self.fc = nn.Linear(32, 10)
+    def forward(self, x):
+        return self.fc(self.dw(self.grouped(self.conv1(x))).mean((2, 3)))
+"""
+
+
+def test_model_forward_pass_counts_m_per_group_of_a_grouped_conv(tmp_path, capsys, monkeypatch) -> None:
+    """A grouped conv is packed as `grouped.weight[g]`; M from a forward pass reaches every group."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gnet.py").write_text(GROUPED_MODEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from gnet import GroupedNet
+
+    torch.manual_seed(0)
+    torch.save(GroupedNet().state_dict(), tmp_path / "g.pt")
+    packed, out = tmp_path / "p.safetensors", tmp_path / "s.json"
+    pack = ["pack", "g.pt", "--model", "gnet:GroupedNet", "--sparsity", "0.8", "--json", "p.json"]
+    assert _run([*pack, "--out", str(packed), *FAST], capsys)[0] == 0
+    argv = ["simulate", str(packed), "--model", "gnet:GroupedNet", "--input-shape", "1x3x8x8"]
+    code, stdout, _ = _run([*argv, "--json", str(out), "--quiet"], capsys)
+    assert code == 0, stdout
+    m = {row["name"]: row["m"] for row in json.loads(out.read_text())["layers"]}
+    assert m == {"conv1.weight": 64, "grouped.weight[0]": 64, "grouped.weight[1]": 64, "fc.weight": 1}

@@ -61,8 +61,16 @@ def model_topology(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, 
     hooks = []
 
     def record(module: nn.Module, inputs: tuple, output: torch.Tensor, name: str) -> None:
+        groups = int(getattr(module, "groups", 1))
+        if groups > 1:  # a grouped conv is packed as one GEMM per group, named `name[g]`
+            for g in range(groups):
+                record_one(module, output, f"{name}[{g}]", groups)
+        else:
+            record_one(module, output, name, 1)
+
+    def record_one(module: nn.Module, output: torch.Tensor, name: str, groups: int) -> None:
         weight = module.weight
-        k, n = int(weight[0].numel()), int(weight.shape[0])
+        k, n = int(weight[0].numel()), int(weight.shape[0]) // groups
         if isinstance(module, nn.Linear):
             m = int(output[0].numel() // output.shape[-1])
             row = TopologyLayer(name, 1, 1, 1, 1, k, n, 1) if m == 1 and batch == 1 else None
@@ -80,7 +88,12 @@ def model_topology(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, 
             row = TopologyLayer.from_gemm(name, m * batch, k, n)
         rows[name] = row
 
-    for name, layer in gemm_layers(model).items():
+    for name, layer in model.named_modules():
+        if not isinstance(layer, nn.Conv1d | nn.Conv2d | nn.Linear):
+            continue
+        groups = int(getattr(layer, "groups", 1))
+        if groups > 1 and groups == layer.in_channels:  # depthwise: left dense, not packed
+            continue
         hooks.append(layer.register_forward_hook(lambda mod, i, o, name=name: record(mod, i, o, name)))
     was_training = model.training
     model.eval()

@@ -128,8 +128,11 @@ def conv_layer(
 
 
 def topology_name(layer_name: str) -> str:
-    """The row name of a layer: its name without a trailing `.weight` (`conv1.weight` -> `conv1`)."""
-    return layer_name[: -len(".weight")] if layer_name.endswith(".weight") else layer_name
+    """The row name of a layer: its name without `.weight` (`conv1.weight` -> `conv1`, a grouped conv's
+    `conv2.weight[1]` -> `conv2[1]`)."""
+    stem, bracket, group = layer_name.partition("[")
+    stem = stem[: -len(".weight")] if stem.endswith(".weight") else stem
+    return f"{stem}{bracket}{group}"
 
 
 def read_topology(path: str | os.PathLike[str]) -> list[TopologyLayer]:
