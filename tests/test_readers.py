@@ -383,3 +383,33 @@ def test_a_pickled_model_is_refused_with_a_hint(tmp_path, capsys):
     assert _run("pack", tmp_path / "whole.pt", *PACK, "--json", tmp_path / "r.json") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "state_dict()" in err
+
+
+def test_model_class_keeps_the_checkpoint_dtype_through_pack_and_unpack(tmp_path, capsys, monkeypatch):
+    """`--model` loads the checkpoint into the class (for conv groups); an fp16 checkpoint still comes back
+    fp16 and exact from `unpack`, grouped conv put back together."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gnet16.py").write_text(
+        "from torch import nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv2d(4, 16, 3)\n"
+        "        self.grouped = nn.Conv2d(16, 32, 3, groups=2)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from gnet16 import Net
+
+    torch.manual_seed(0)
+    model = Net()
+    for module in (model.conv, model.grouped):
+        prune.l1_unstructured(module, "weight", amount=0.8)
+    torch.save({k: v.half() for k, v in model.state_dict().items()}, tmp_path / "ck.pt")
+    pack = ["pack", "ck.pt", "--model", "gnet16:Net", "--group", "8", "--json", "r.json", "--out", "p.safetensors"]
+    assert _run(*pack) == 0
+    assert _run("unpack", "p.safetensors", "back.pt") == 0
+    back = torch.load(tmp_path / "back.pt")
+    assert back["grouped.weight"].dtype == torch.float16
+    expected = (model.grouped.weight_orig * model.grouped.weight_mask).half()
+    assert torch.equal(back["grouped.weight"], expected)
+    Net().load_state_dict(back)  # loads into a fresh model

@@ -99,8 +99,15 @@ def read_input(args: argparse.Namespace) -> ModelWeights:
     if Path(args.input).suffix.lower() not in (".pt", ".pth", ".safetensors"):
         raise TightCompressError("--model goes with a .pt/.pth/.safetensors checkpoint")
     from tightcompress.pipeline.models import load_model
+    from tightcompress.readers.checkpoint import read_state_dict
 
-    return model_weights(load_model(args.model, args.input, key=args.key), source=str(args.input))
+    model = load_model(args.model, args.input, key=args.key)
+    # Loading casts to the class's dtype; give the model the checkpoint's (fp16, bf16) so the packed values
+    # and the state_dict `unpack` writes keep it, as they do without --model.
+    saved = {v.dtype for v in read_state_dict(args.input, key=args.key).values() if v.is_floating_point()}
+    if len(saved) == 1:
+        model.to(saved.pop())
+    return model_weights(model, source=str(args.input))
 
 
 def add_pack_options(parser: argparse.ArgumentParser) -> None:
