@@ -405,8 +405,8 @@ def test_model_class_keeps_the_checkpoint_dtype_through_pack_and_unpack(tmp_path
     for module in (model.conv, model.grouped):
         prune.l1_unstructured(module, "weight", amount=0.8)
     torch.save({k: v.half() for k, v in model.state_dict().items()}, tmp_path / "ck.pt")
-    pack = ["pack", "ck.pt", "--model", "gnet16:Net", "--group", "8", "--json", "r.json", "--out", "p.safetensors"]
-    assert _run(*pack) == 0
+    pack = ["pack", "ck.pt", "--model", "gnet16:Net", "--group", "8", "--json", "r.json"]
+    assert _run(*pack, "--out", "p.safetensors") == 0
     assert _run("unpack", "p.safetensors", "back.pt") == 0
     back = torch.load(tmp_path / "back.pt")
     assert back["grouped.weight"].dtype == torch.float16
