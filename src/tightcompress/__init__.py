@@ -8,9 +8,9 @@ start-up) does not load numba or torch until something needs them.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from tightcompress.utils.lazy import lazy_getattr
 from tightcompress.utils.numba_cache import ensure_numba_cache_dir
 
 __version__ = "0.1.0"
@@ -62,9 +62,4 @@ if TYPE_CHECKING:
     from tightcompress.pipeline.user_loop import fit_, prepare_
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'tightcompress' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

@@ -64,10 +64,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     declare_paths(parser, outputs=("json",), output_dirs=("out_dir", "workdir"))
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the demo and print the table."""
-    setup_logging(args.quiet)
-    compress = replace(
+def budget_config(args: argparse.Namespace) -> CompressConfig:
+    """The training budget of the demo's flags (demo and frontier): CompressConfig's other fields default."""
+    return replace(
         CompressConfig(),
         prune_rounds=args.prune_rounds,
         prune_epochs=args.prune_epochs,
@@ -75,6 +74,12 @@ def run(args: argparse.Namespace) -> int:
         format_rounds=args.format_rounds,
         lr=args.lr,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo and print the table."""
+    setup_logging(args.quiet)
+    compress = budget_config(args)
     config = DemoConfig(
         rate=args.rate,
         methods=tuple(args.methods),

@@ -6,14 +6,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from tightcompress.cli.common import add_methods, add_quiet, compile_kernels_once, declare_paths
 from tightcompress.cli.compress import setup_logging
-from tightcompress.cli.demo import add_widths_option
+from tightcompress.cli.demo import add_widths_option, budget_config
 from tightcompress.pipeline.config import (
     DEFAULT_RATES,
     DEFAULT_SEEDS,
@@ -71,14 +70,7 @@ def config_from_args(args: argparse.Namespace) -> FrontierConfig:
     """The frontier settings of the command line."""
     from tightcompress.pipeline.frontier import FrontierConfig, parse_methods
 
-    compress = replace(
-        CompressConfig(),
-        prune_rounds=args.prune_rounds,
-        prune_epochs=args.prune_epochs,
-        finetune_epochs=args.finetune_epochs,
-        format_rounds=args.format_rounds,
-        lr=args.lr,
-    )
+    compress = budget_config(args)
     demo = DemoConfig(widths=args.widths, dense_epochs=args.dense_epochs, compress=compress)
     return FrontierConfig(
         methods=parse_methods(args.methods), rates=tuple(args.rates), seeds=tuple(args.seeds), demo=demo

@@ -5,8 +5,9 @@ Names are imported on first use (PEP 562): reading a packed file does not load n
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tightcompress.utils.lazy import lazy_getattr
 
 _LAZY = {
     "FORMAT_VERSION": "tightcompress.format.packed",
@@ -34,9 +35,4 @@ if TYPE_CHECKING:
     from tightcompress.format.packed import FORMAT_VERSION, PackedMatrix
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'tightcompress.format' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
