@@ -103,3 +103,27 @@ def _subparsers_of(parser):
 def test_exit_codes_are_documented():
     for code in ("0", "1", "2", "130"):
         assert f"\n  {code} " in EXIT_CODES
+
+
+def test_sigint_that_a_library_turns_into_another_error_is_still_interrupted(monkeypatch, capsys):
+    """numpy turns a Ctrl-C during its C-extension import into an ImportError: still `interrupted`, 130."""
+    import os
+    import signal
+
+    def import_hit_by_ctrl_c(_args):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            signal.sigtimedwait([], 0.1)  # let the handler run
+        except KeyboardInterrupt:
+            raise ImportError("IMPORTANT: PLEASE READ THIS FOR ADVICE ON HOW TO SOLVE THIS ISSUE!") from None
+
+    parser = build_parser()
+    monkeypatch.setattr(cli_main, "build_parser", lambda modules=(): parser)
+    for sub in _subparsers_of(parser).values():
+        sub.set_defaults(func=import_hit_by_ctrl_c)
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        assert main(["report", "x.json", "--html", "y.html"]) == 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert capsys.readouterr().err.strip() == "tightcompress report: interrupted"

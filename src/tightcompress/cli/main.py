@@ -59,7 +59,30 @@ def build_parser(modules: Sequence[str] = tuple(SUBCOMMANDS)) -> argparse.Argume
     return parser
 
 
+class _SigintSeen:
+    """Records that Ctrl-C arrived. A SIGINT inside a C extension's import (numpy, torch) can surface as
+    that library's ImportError instead of KeyboardInterrupt; after a SIGINT, any failure is "interrupted"."""
+
+    seen = False
+
+    @classmethod
+    def handler(cls, signum: int, frame: object) -> None:
+        cls.seen = True
+        raise KeyboardInterrupt
+
+
+def _watch_sigint() -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # leave a caller's own handler
+            signal.signal(signal.SIGINT, _SigintSeen.handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _SigintSeen.seen = False
+    _watch_sigint()
     own_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((arg for arg in argv if not arg.startswith("-")), "")
@@ -93,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             os._exit(130)
         return 130
     except Exception as exc:  # a bug: one line, the traceback on request
+        if _SigintSeen.seen:  # Ctrl-C turned into another exception on its way up
+            print(f"{f'tightcompress {command}'.strip()}: interrupted", file=sys.stderr)
+            return 130
         if os.environ.get("TIGHTCOMPRESS_DEBUG"):
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
