@@ -127,3 +127,12 @@ def test_readme_ddp_user_loop_example(tmp_path: Path) -> None:
     result = json.loads(out.read_text())
     assert result["world_size"] == 2 and result["ranks_agree"], result
     assert result["rate"] >= 8 and result["accuracy"] >= result["dense_accuracy"] - 5, result
+
+
+def test_other_commands_refuse_torchrun(monkeypatch, capsys) -> None:
+    """Under torchrun every process would run the whole command and write the same files."""
+    from tightcompress.cli.main import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["report", "missing.json", "--html", "out.html"]) == 2
+    assert "only `compress` runs on several processes" in capsys.readouterr().err

@@ -133,7 +133,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     out.add_argument("--out-dir", metavar="DIR", help="writes model.pt, packed.safetensors, report.json")
     add_alias(out, "--out", "--out-dir", metavar="DIR")
     add_pipeline_options(parser)
-    parser.set_defaults(func=run_compress)
+    parser.set_defaults(func=run_compress, runs_distributed=True)
     declare_paths(parser, inputs=("checkpoint", "data"), output_dirs=("out_dir", "workdir"))
 
 
