@@ -46,6 +46,7 @@ def main() -> None:
         nn.Conv2d(1, 16, 3, padding=1),
         nn.ReLU(),
         nn.Conv2d(16, 32, 3, padding=1),
+        nn.BatchNorm2d(32),  # its statistics: rank 0's everywhere once fit_ runs
         nn.ReLU(),
         nn.AdaptiveAvgPool2d(4),
         nn.Flatten(),
@@ -63,8 +64,11 @@ def main() -> None:
             optimizer.step()
 
     def accuracy() -> float:
+        model.eval()
         with torch.no_grad():
-            return 100 * (model(x_test.to(device)).argmax(1).cpu() == y_test).float().mean().item()
+            correct = (model(x_test.to(device)).argmax(1).cpu() == y_test).float().mean().item()
+        model.train()
+        return 100 * correct
 
     train(DistributedDataParallel(model), args.steps, seed=1)  # the dense model
     dense_accuracy = accuracy()

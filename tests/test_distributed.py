@@ -64,10 +64,11 @@ class Tiny(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.norm = nn.BatchNorm2d(8)  # its running statistics differ per rank after a step
         self.fc = nn.Linear(8, 2)
 
     def forward(self, x):
-        return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+        return self.fc(torch.relu(self.norm(self.conv(x))).mean(dim=(2, 3)))
 """
 
 
@@ -126,7 +127,7 @@ def test_readme_ddp_user_loop_example(tmp_path: Path) -> None:
     torchrun(str(ROOT / "examples" / "ddp_user_loop.py"), "--json", str(out), "--steps", "150", cwd=tmp_path)
     result = json.loads(out.read_text())
     assert result["world_size"] == 2 and result["ranks_agree"], result
-    assert result["rate"] >= 8 and result["accuracy"] >= result["dense_accuracy"] - 5, result
+    assert result["rate"] >= 8 and result["accuracy"] >= result["dense_accuracy"] - 3, result
 
 
 def test_other_commands_refuse_torchrun(monkeypatch, capsys) -> None:

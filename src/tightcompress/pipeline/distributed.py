@@ -151,7 +151,8 @@ def data_parallel(model: nn.Module):
     """The model to train: `model` itself, or a DistributedDataParallel around it inside a group.
 
     DDP is built per training run, so it always sees the current parameters and masks (building it
-    broadcasts them from rank 0 once more); after the block the model is used unwrapped.
+    broadcasts them from rank 0 once more); after the block the model is used unwrapped, with rank 0's
+    buffers everywhere (DDP's own rule: the last step left each rank its own batch-norm statistics).
     """
     if not active():
         yield model
@@ -164,6 +165,7 @@ def data_parallel(model: nn.Module):
         yield wrapped
     finally:
         del wrapped
+    broadcast_module(model)
 
 
 class RankZeroLevel:

@@ -66,6 +66,7 @@ class Session:
                 f"sparsify_ builds word-level packed modules; a {self.level.name} fit's packed layers are "
                 "the ones fit_ returned"
             )
+        distributed.broadcast_module(self.level.model)  # rank 0's batch-norm statistics everywhere
         packed = self.level.repack(self.packed)
         dropped = sum(self.level.count_dropped(p) for p in packed.values())
         if dropped:
@@ -136,6 +137,7 @@ def fit_(model: nn.Module) -> dict[str, PackedMatrix]:
     session: Session | None = getattr(model, FITTED_SESSION, None)
     if session is None:
         raise TightCompressError("call tightcompress.prepare_(model, ...) before fit_")
+    distributed.broadcast_module(model)  # rank 0's batch-norm statistics everywhere, as DDP's forward does
     while session.next_round < len(session.schedule):
         session.level.prune(session.schedule[session.next_round])
         session.next_round += 1
