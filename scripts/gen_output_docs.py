@@ -341,6 +341,8 @@ def schemas() -> dict[str, dict]:
             "prune_epochs": f(NUM, "epochs", "--prune-epochs"),
             "finetune_epochs": f(NUM, "epochs", "--finetune-epochs"),
             "format_rounds": f(INT, "rounds", "--format-rounds"),
+            "world_size": f(INT, "processes", "processes that fine-tuned (torchrun); 1 for one process"),
+            "device": f(STR, "-", "where training ran: `cpu` or `cuda`"),
         },
         ["workflow"],
     )

@@ -97,3 +97,47 @@ def test_subword_granularity_through_the_user_loop() -> None:
     assert bits >= 4
     for p in packed.values():
         SubwordPacked.from_packed(p).validate()
+
+
+def test_sparsify_after_fit_packs_in_fits_arrangement() -> None:
+    """The third call: packed modules that compute what the masked model computed, no new search."""
+    import torch
+
+    import tightcompress
+    from tightcompress.errors import TightCompressError
+    from tightcompress.nn import PackedConv2d, PackedLinear
+
+    model, x, y = _toy(2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    tightcompress.prepare_(model, rate=4, total_steps=4, rounds=2, tile=8)
+    _steps(model, optimizer, x, y, 4)
+    with pytest.raises(TightCompressError, match="fit_"):
+        tightcompress.sparsify_(model)
+    packed = tightcompress.fit_(model)
+    _steps(model, optimizer, x, y, 3)
+    with pytest.raises(TightCompressError, match="no packing options"):
+        tightcompress.sparsify_(model, group=8)
+    model.eval()
+    with torch.no_grad():
+        expected = model(x)
+    report = tightcompress.sparsify_(model)
+    assert isinstance(model[0], PackedConv2d) and isinstance(model[3], PackedLinear)
+    assert not hasattr(model, "_tightcompress_session")
+    with torch.no_grad():
+        assert torch.allclose(model(x), expected, atol=1e-5)
+    # the arrangement is fit_'s: the same tiles, groups and heights, so the same slots and rate
+    assert [row["packed_slots"] for row in report["layers"]] == [p.packed_slots for p in packed.values()]
+
+
+def test_sparsify_after_a_subword_fit_is_a_clear_error() -> None:
+    import torch
+
+    import tightcompress
+    from tightcompress.errors import TightCompressError
+
+    model, x, y = _toy(3)
+    tightcompress.prepare_(model, rate=4, granularity="subword", total_steps=2, rounds=1, tile=8)
+    _steps(model, torch.optim.Adam(model.parameters(), lr=1e-3), x, y, 2)
+    tightcompress.fit_(model)
+    with pytest.raises(TightCompressError, match="word-level"):
+        tightcompress.sparsify_(model)

@@ -20,12 +20,12 @@ log = logging.getLogger("tightcompress.pipeline")
 SMALL_SPLIT_BATCHES = 3  # fewer training batches than this per epoch triggers the small-data warning
 
 
-def setup_logging(quiet: bool) -> None:
-    """Log lines to stderr (none with --quiet)."""
+def setup_logging(quiet: bool, *, errors_only: bool = False) -> None:
+    """Log lines to stderr (warnings only with --quiet; errors only on the ranks after 0 of a torchrun)."""
     logger = logging.getLogger("tightcompress")
     logger.handlers[:] = [logging.StreamHandler(sys.stderr)]
     logger.handlers[0].setFormatter(logging.Formatter("%(message)s"))
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.setLevel(logging.ERROR if errors_only else logging.WARNING if quiet else logging.INFO)
     logger.propagate = False
 
 
@@ -60,7 +60,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="prune + pack + fine-tune a CNN to a compression rate",
         description="Prune, pack and fine-tune a trained CNN. Example (./mynet.py defines MyNet): "
         "tightcompress compress --checkpoint mynet.pt --model mynet:MyNet --model-args '{\"width\": 32}' "
-        "--data digits --rate 8 --finetune-steps 400 --out OUT",
+        "--data digits --rate 8 --finetune-steps 400 --out OUT. On several processes "
+        "(DistributedDataParallel; --batch-size is per process): "
+        "torchrun --nproc_per_node 2 --no-python tightcompress compress ...",
     )
     parser.add_argument("--checkpoint", help="trained state_dict (.pt), e.g. a demo cache file")
     parser.add_argument(
@@ -131,17 +133,35 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     out.add_argument("--out-dir", metavar="DIR", help="writes model.pt, packed.safetensors, report.json")
     add_alias(out, "--out", "--out-dir", metavar="DIR")
     add_pipeline_options(parser)
-    parser.set_defaults(func=run_compress)
+    parser.set_defaults(func=run_compress, runs_distributed=True)
     declare_paths(parser, inputs=("checkpoint", "data"), output_dirs=("out_dir", "workdir"))
 
 
 def run_compress(args: argparse.Namespace) -> int:
-    """Load the model and data, run the pipeline, write the outputs; non-zero when the drop is too large."""
+    """Load the model and data, run the pipeline, write the outputs; non-zero when the drop is too large.
+
+    Under `torchrun` (WORLD_SIZE > 1) every process runs this, fine-tuning DistributedDataParallel; rank 0
+    searches, prints and writes the outputs (`pipeline.distributed`).
+    """
+    from tightcompress.pipeline import distributed
+
+    if not distributed.launched_by_torchrun():
+        return _compress(args)
+    device = distributed.init_from_env(args.device)
+    try:
+        return _compress(args, device=device)
+    finally:
+        distributed.shutdown()
+
+
+def _compress(args: argparse.Namespace, device: Any = None) -> int:
+    from tightcompress.pipeline import distributed
     from tightcompress.pipeline.compress import compress_model, granularity_for, write_outputs
     from tightcompress.pipeline.models import load_model
     from tightcompress.pipeline.train import pick_device
 
-    setup_logging(args.quiet)
+    main_rank = distributed.is_main()
+    setup_logging(args.quiet, errors_only=not main_rank)
     if (args.checkpoint is None) != (args.model is None):
         raise TightCompressError("give --checkpoint and --model together")
     if args.checkpoint is None:
@@ -151,7 +171,7 @@ def run_compress(args: argparse.Namespace) -> int:
             raise TightCompressError(f"--{flag}-steps must be >= 0")
     if args.batch_size < 1 or args.workers < 0:
         raise TightCompressError("--batch-size must be >= 1 and --workers >= 0")
-    device = pick_device(args.device)
+    device = device if device is not None else pick_device(args.device)
     kwargs = _model_args(args.model_args)
     config = _config(args, batch_size=args.batch_size)  # validated before any data is read
     if args.model == "demo":  # the demo CNN, sized for the data
@@ -164,13 +184,20 @@ def run_compress(args: argparse.Namespace) -> int:
     model.to(device)
     _check_fits_data(model, data)
     granularity_for(model, config).check_rate()  # an unreachable rate fails before any warning or training
-    _warn_small(data, args.batch_size)
-    config = _config(args, batch_size=args.batch_size, steps_per_epoch=data.steps_per_epoch(args.batch_size))
+    step_batch = args.batch_size * distributed.world_size()  # examples per optimizer step, all ranks
+    _warn_small(data, step_batch)
+    config = _config(args, batch_size=args.batch_size, steps_per_epoch=data.steps_per_epoch(step_batch))
     workdir = Path(args.workdir) if args.workdir else Path(args.out_dir) / ".stages"
-    compile_kernels_once(args)
-    result = compress_model(model, data, config, workdir=workdir, resume=args.resume, quiet=args.quiet)
-    paths = write_outputs(result, args.out_dir)
+    if main_rank:
+        compile_kernels_once(args)
+    result = compress_model(
+        model, data, config, workdir=workdir, resume=args.resume, quiet=args.quiet or not main_rank
+    )
     rep, acc = result.report, result.report["accuracy"]
+    drop = acc["dense"] - acc["packed_finetuned"]
+    if not main_rank:  # rank 0 writes and prints; every rank exits with the same code
+        return 3 if drop > args.max_drop else 0
+    paths = write_outputs(result, args.out_dir)
     if config.granularity == "subword":
         print(
             f"tight-subword: bit rate {rep['bit_rate']:.2f}x ({rep['bit_rate_with_index']:.2f}x with index "
@@ -183,7 +210,6 @@ def run_compress(args: argparse.Namespace) -> int:
             f"unstructured {acc['unstructured']:.2f}% -> packed + fine-tuned {acc['packed_finetuned']:.2f}%"
         )
     log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
-    drop = acc["dense"] - acc["packed_finetuned"]
     if drop > args.max_drop:
         print(
             f"tightcompress compress: error: accuracy fell {drop:.1f} points (dense {acc['dense']:.1f}% -> "
@@ -264,7 +290,7 @@ def _config(
 
 
 def _warn_small(data: TrainingData, batch_size: int) -> None:
-    """One warning line when the training split is smaller than a few batches."""
+    """One warning line when the training split is smaller than a few batches (of all ranks together)."""
     if data.n_train < SMALL_SPLIT_BATCHES * batch_size:
         log.warning(
             "warning: the training split has %d images (%.0f per class), fewer than %d batches of %d: "

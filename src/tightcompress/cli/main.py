@@ -96,6 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             for note in getattr(args, "deprecations", None) or []:
                 print(f"tightcompress {command}: {note}", file=sys.stderr)
         try:
+            several = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+            if several and not getattr(args, "runs_distributed", False):
+                raise TightCompressError(  # every process would do the whole work and write the same files
+                    f"only `compress` runs on several processes (torchrun); run `{command}` as one process"
+                )
             check_declared_paths(args)
             return int(args.func(args) or 0)
         except TightCompressError as exc:

@@ -33,6 +33,7 @@ from tightcompress.utils.atomic import atomic_path
 MODEL_FORMAT = "tightcompress.model"
 MODEL_FORMAT_VERSION = 1
 FilterFn = Callable[[nn.Module, str], bool]
+FITTED_SESSION = "_tightcompress_session"  # set by `tightcompress.prepare_` (pipeline.user_loop)
 
 
 def pack_weight(
@@ -72,11 +73,23 @@ def sparsify_(
     `config` or `options` are `pack`'s (`method`, `group`, `height`, `tile`, `sparsity`, ...);
     `filter_fn(module, fqn) -> bool` picks layers (default: all the format can hold; depthwise convs are
     left dense and listed in `notes.skipped_layers`). Returns the `pack --json` report, names = module paths.
+    A model that went through `tightcompress.prepare_` and `fit_` is packed in the arrangement `fit_` found
+    (its masks folded, no new search; then no packing options are taken).
     `jobs` packs layers in parallel processes (default 1: in this process).
     """
     if not isinstance(model, nn.Module):
         raise TightCompressError(f"sparsify_ takes an nn.Module, got {type(model).__name__}")
-    config = _config(config, options)
+    fitted = getattr(model, FITTED_SESSION, None)
+    if fitted is not None:  # packed as `tightcompress.fit_` arranged it, not searched again
+        if config is not None or options:
+            raise TightCompressError(
+                "this model was fitted by tightcompress.fit_: sparsify_(model) packs it in that arrangement "
+                "and takes no packing options"
+            )
+        fitted_packed, report_config = fitted.final_packed()
+    else:
+        config = _config(config, options)
+        report_config = vars(config)
     found = [
         (fqn, module, layer)
         for fqn, module, layer in module_layers(model, filter_fn)
@@ -89,7 +102,10 @@ def sparsify_(
             "sparsify_ replaces layers inside a model; wrap a bare layer in nn.Sequential"
         )
     matrices, skipped = gemm_matrices([layer for _, _, layer in found], source=type(model).__name__)
-    packed = pack_layers({name: m.matrix for name, m in matrices.items()}, config, jobs=jobs)
+    if fitted is None:
+        packed = pack_layers({name: m.matrix for name, m in matrices.items()}, config, jobs=jobs)
+    else:
+        packed = _fitted_layers(fitted_packed, matrices)
     for name, p in packed.items():
         store_dtype(p, matrices[name].dtype)
     for fqn, module, layer in found:
@@ -104,9 +120,20 @@ def sparsify_(
             new = PackedConv2d.from_conv(module, blocks)
         new.train(module.training)
         model.set_submodule(fqn, new)
-    report = build_report([p.report() for p in packed.values()], config=vars(config))
+    report = build_report([p.report() for p in packed.values()], config=report_config)
     report["notes"] = {"skipped_layers": skipped}
     return report
+
+
+def _fitted_layers(fitted: dict[str, PackedMatrix], matrices: dict[str, Any]) -> dict[str, PackedMatrix]:
+    """`fit_`'s packed layers of the modules `sparsify_` replaces, checked against the model's weights."""
+    missing = [name for name in matrices if name not in fitted]
+    if missing:
+        raise TightCompressError(f"fit_ packed no layer named {', '.join(missing)}")
+    for name, matrix in matrices.items():
+        if not np.array_equal(fitted[name].to_dense(), matrix.matrix.astype(np.float32)):
+            raise TightCompressError(f"{name}: the weights no longer match fit_'s packed layer")
+    return {name: fitted[name] for name in matrices}
 
 
 def save_model(model: nn.Module, path: str | os.PathLike[str]) -> None:

@@ -10,7 +10,9 @@ granularity (`CompressConfig.granularity`: `word`, `pipeline.word`; `subword`, `
 
 Each completed stage is saved atomically in `workdir`, so an interrupted run resumes with `resume=True`.
 Every training step distils from the dense model (`CompressConfig.distill`). The stage loops are
-`pipeline.stages`; each granularity supplies only its own steps (`stages.Granularity`).
+`pipeline.stages`; each granularity supplies only its own steps (`stages.Granularity`). Launched by
+`torchrun`, the same code fine-tunes under DistributedDataParallel with every choice (masks, the search)
+made on rank 0 (`pipeline.distributed`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from torch import nn
 from tightcompress.errors import TightCompressError
 from tightcompress.format.io import save_packed
 from tightcompress.format.packed import PackedMatrix
-from tightcompress.pipeline import masks
+from tightcompress.pipeline import distributed, masks
 from tightcompress.pipeline.config import PIPELINE_METHODS as PIPELINE_METHODS  # re-exported
 from tightcompress.pipeline.config import CompressConfig
 from tightcompress.pipeline.data import TrainingData
@@ -77,8 +79,10 @@ GRANULARITY_CLASSES: dict[str, type] = {"word": WordLevel, "subword": SubwordLev
 
 
 def granularity_for(model: nn.Module, config: CompressConfig, *, quiet: bool = False) -> Granularity:
-    """The `stages.Granularity` of `config.granularity` on `model`."""
-    return GRANULARITY_CLASSES[config.granularity](model, config, quiet=quiet)
+    """The `stages.Granularity` of `config.granularity` on `model`, its choices made on rank 0 in a process
+    group (`distributed.RankZeroLevel`; the granularity itself otherwise)."""
+    level = GRANULARITY_CLASSES[config.granularity](model, config, quiet=quiet or not distributed.is_main())
+    return distributed.RankZeroLevel(level)  # type: ignore[return-value]
 
 
 @dataclass
@@ -251,11 +255,11 @@ def compress_model(
     seed_everything(config.seed)
     fitted, meta = format_stage(level, trainer, config)
     packed, layer_reports = level.finish(fitted)
+    distributed.check_in_step(model, "compress")
     for layer in layer_reports:
         layer["choice"] = meta["choices"][layer["name"]]
-    report = build_report(
-        layer_reports, config={**asdict(config), "workflow": "compress", "granularity": level.name}
-    )
+    run = {"workflow": "compress", "granularity": level.name, "world_size": distributed.world_size()}
+    report = build_report(layer_reports, config={**asdict(config), **run, "device": model_device(model).type})
     report["method"] = level.label
     report["granularity"] = level.name
     report["accuracy"] = {

@@ -2,12 +2,16 @@
 streamed from disk through a `torch.utils.data.DataLoader` (`ImageFolderData`).
 
 Both give what training and evaluation read (`TrainingData`): an endless stream of shuffled training
-batches, the test batches in order, the number of classes, and one input sample.
+batches, the test batches in order, the number of classes, and one input sample. Under
+DistributedDataParallel (`pipeline.distributed`) each of `world_size` processes reads its own shard of
+every pass (`rank`), as `DistributedSampler` does: the same seeded order everywhere, every `world_size`-th
+example from position `rank`, the pass padded by repeating its head so the shards are of equal length.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import math
 import os
@@ -40,13 +44,15 @@ class TrainingData(Protocol):
         """Examples in the training split."""
 
     def steps_per_epoch(self, batch_size: int) -> int:
-        """Optimizer steps in one pass over the training split."""
+        """Optimizer steps in one pass over the training split (`batch_size`: over all processes)."""
 
-    def train_batches(self, batch_size: int, seed: int) -> Iterator[Batch]:
-        """Shuffled training batches without end (a fresh order each pass), seeded."""
+    def train_batches(
+        self, batch_size: int, seed: int, rank: int = 0, world_size: int = 1
+    ) -> Iterator[Batch]:
+        """Shuffled training batches of process `rank`'s shard, without end (a fresh order each pass)."""
 
-    def test_batches(self, batch_size: int) -> Iterator[Batch]:
-        """The test split in order, once."""
+    def test_batches(self, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[Batch]:
+        """Process `rank`'s share of the test split in order, once (the shares cover it exactly)."""
 
     def sample(self, n: int = 1) -> torch.Tensor:
         """The first `n` test inputs (shapes, hardware vector counts)."""
@@ -80,25 +86,36 @@ class Dataset:
         """`ceil(n_train / batch_size)` (at least 1)."""
         return max(1, math.ceil(self.n_train / batch_size))
 
-    def train_batches(self, batch_size: int, seed: int) -> Iterator[Batch]:
-        """Batches of a seeded permutation, reshuffled after each pass (a pass's last batch may be short)."""
+    def train_batches(
+        self, batch_size: int, seed: int, rank: int = 0, world_size: int = 1
+    ) -> Iterator[Batch]:
+        """Batches of a seeded permutation (this rank's shard), reshuffled after each pass (a pass's last
+        batch may be short)."""
         generator = torch.Generator().manual_seed(seed)
-        order, cursor = torch.randperm(self.n_train, generator=generator), 0
         while True:
-            if cursor >= self.n_train:
-                order, cursor = torch.randperm(self.n_train, generator=generator), 0
-            index = order[cursor : cursor + batch_size]
-            cursor += batch_size
-            yield self.x_train[index], self.y_train[index]
+            order = shard(torch.randperm(self.n_train, generator=generator), rank, world_size)
+            for start in range(0, len(order), batch_size):
+                index = order[start : start + batch_size]
+                yield self.x_train[index], self.y_train[index]
 
-    def test_batches(self, batch_size: int) -> Iterator[Batch]:
-        """Consecutive slices of the test split."""
-        for start in range(0, len(self.x_test), batch_size):
-            yield self.x_test[start : start + batch_size], self.y_test[start : start + batch_size]
+    def test_batches(self, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[Batch]:
+        """Consecutive slices of this rank's share of the test split."""
+        x_test, y_test = self.x_test[rank::world_size], self.y_test[rank::world_size]
+        for start in range(0, len(x_test), batch_size):
+            yield x_test[start : start + batch_size], y_test[start : start + batch_size]
 
     def sample(self, n: int = 1) -> torch.Tensor:
         """`x_test[:n]`."""
         return self.x_test[:n]
+
+
+def shard(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+    """Process `rank`'s part of one pass `order`: every `world_size`-th entry from `rank`, after padding
+    the pass with its own head to a multiple of `world_size` (equal shards, as `DistributedSampler`)."""
+    if world_size == 1:
+        return order
+    padded = torch.cat([order, order[: (-len(order)) % world_size]])
+    return padded[rank::world_size]
 
 
 def split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, ...]:
@@ -276,25 +293,40 @@ class ImageFolderData:
         """`ceil(n_train / batch_size)` (at least 1)."""
         return max(1, math.ceil(self.n_train / batch_size))
 
-    def train_batches(self, batch_size: int, seed: int) -> Iterator[Batch]:
-        """Shuffled batches from a `DataLoader` with a seeded generator, pass after pass."""
-        generator = torch.Generator().manual_seed(seed)
-        loader = torch.utils.data.DataLoader(
-            self.train_files,
-            batch_size=batch_size,
-            shuffle=True,
-            generator=generator,
-            num_workers=self.workers,
-            pin_memory=torch.cuda.is_available(),
+    def train_batches(
+        self, batch_size: int, seed: int, rank: int = 0, world_size: int = 1
+    ) -> Iterator[Batch]:
+        """Shuffled batches from a `DataLoader` with a seeded generator (a `DistributedSampler` for this
+        rank's shard under several processes), pass after pass."""
+        pin = torch.cuda.is_available()
+        if world_size == 1:
+            generator = torch.Generator().manual_seed(seed)
+            loader = torch.utils.data.DataLoader(
+                self.train_files,
+                batch_size=batch_size,
+                shuffle=True,
+                generator=generator,
+                num_workers=self.workers,
+                pin_memory=pin,
+            )
+            while True:
+                yield from loader
+        sampler = torch.utils.data.DistributedSampler(
+            self.train_files, num_replicas=world_size, rank=rank, shuffle=True, seed=seed
         )
-        while True:
+        loader = torch.utils.data.DataLoader(
+            self.train_files, batch_size=batch_size, sampler=sampler, num_workers=self.workers, pin_memory=pin
+        )
+        for epoch in itertools.count():
+            sampler.set_epoch(epoch)
             yield from loader
 
-    def test_batches(self, batch_size: int) -> Iterator[Batch]:
-        """The test split in order."""
-        yield from torch.utils.data.DataLoader(
-            self.test_files, batch_size=batch_size, num_workers=self.workers
-        )
+    def test_batches(self, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[Batch]:
+        """This rank's share of the test split, in order."""
+        files = self.test_files
+        if world_size > 1:
+            files = torch.utils.data.Subset(files, range(rank, len(files), world_size))
+        yield from torch.utils.data.DataLoader(files, batch_size=batch_size, num_workers=self.workers)
 
     def sample(self, n: int = 1) -> torch.Tensor:
         """The first `n` test images, transformed."""

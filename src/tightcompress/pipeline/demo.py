@@ -31,6 +31,7 @@ from tightcompress.pipeline.train import evaluate, frozen_copy, seed_everything,
 
 log = logging.getLogger("tightcompress.pipeline")
 
+
 def row(method: str, compression_rate: float, accuracy: float, dense_accuracy: float, **extra: Any) -> dict:
     """One table row; later columns (speedup, energy) are passed as keyword extras."""
     return {

@@ -32,6 +32,7 @@ from torch import nn
 from tightcompress.errors import TightCompressError
 from tightcompress.format.io import load_packed, save_packed
 from tightcompress.format.packed import PackedMatrix
+from tightcompress.pipeline import distributed
 from tightcompress.pipeline.data import TrainingData
 from tightcompress.pipeline.train import evaluate, seed_everything, train
 from tightcompress.utils.atomic import atomic_path
@@ -52,7 +53,9 @@ class StageResult:
 
 
 def save_stage(path: Path, stage: StageResult) -> None:
-    """Write a stage checkpoint atomically."""
+    """Write a stage checkpoint atomically (rank 0 only)."""
+    if not distributed.is_main():
+        return
     payload = {
         "state": stage.state,
         "masks": stage.masks,
@@ -64,7 +67,14 @@ def save_stage(path: Path, stage: StageResult) -> None:
 
 
 def load_stage(path: Path) -> StageResult | None:
-    """A stage checkpoint, or None when it is missing or unreadable (then the stage is rerun)."""
+    """A stage checkpoint, or None when it is missing or unreadable (then the stage is rerun).
+
+    In a process group rank 0 reads it and every rank gets the same answer.
+    """
+    return distributed.from_main(lambda: _read_stage(path))
+
+
+def _read_stage(path: Path) -> StageResult | None:
     if not path.is_file():
         return None
     try:
@@ -80,17 +90,26 @@ def load_stage(path: Path) -> StageResult | None:
 def save_finished(path: Path, stage: StageResult, packed: dict[str, PackedMatrix]) -> None:
     """Save a finished run: the packed layers (`.safetensors` next to `path`), then the stage file.
 
-    The stage file is written last, so its presence means the run finished.
+    The stage file is written last, so its presence means the run finished. Rank 0 only.
     """
+    if not distributed.is_main():
+        return
     save_packed(path.with_suffix(".safetensors"), packed)
     save_stage(path, stage)
 
 
 def load_finished(path: Path | None) -> tuple[StageResult, dict[str, PackedMatrix]] | None:
-    """The stage and packed layers `save_finished` wrote at `path`, or None when either is missing."""
+    """The stage and packed layers `save_finished` wrote at `path`, or None when either is missing.
+
+    In a process group rank 0 reads them and every rank gets the same answer.
+    """
+    return distributed.from_main(lambda: _read_finished(path))
+
+
+def _read_finished(path: Path | None) -> tuple[StageResult, dict[str, PackedMatrix]] | None:
     if path is None or not path.is_file() or not path.with_suffix(".safetensors").is_file():
         return None
-    stage = load_stage(path)
+    stage = _read_stage(path)
     if stage is None:
         return None
     return stage, load_packed(path.with_suffix(".safetensors"))

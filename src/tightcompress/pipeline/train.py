@@ -1,4 +1,8 @@
-"""Training, fine-tuning and evaluation loops (Adam, cosine learning rate, tqdm progress on stderr)."""
+"""Training, fine-tuning and evaluation loops (Adam, cosine learning rate, tqdm progress on stderr).
+
+Inside a process group (`torchrun`, `pipeline.distributed`) training runs DistributedDataParallel over
+the ranks' shards of each batch, and evaluation sums the ranks' shares of the test split.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from tightcompress.pipeline import distributed
 from tightcompress.pipeline.data import TrainingData
 
 
@@ -52,16 +57,17 @@ def model_device(model: nn.Module) -> torch.device:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: TrainingData, batch_size: int = 500) -> float:
-    """Top-1 accuracy in percent on the test split, on the model's device."""
+    """Top-1 accuracy in percent on the test split, on the model's device (the same on every rank)."""
     was_training = model.training
     model.eval()
     device = model_device(model)
     correct = total = 0
-    for x, y in data.test_batches(batch_size):
+    for x, y in data.test_batches(batch_size, distributed.rank(), distributed.world_size()):
         logits = model(x.to(device))
         correct += int((logits.argmax(dim=1) == y.to(device)).sum())
         total += len(y)
     model.train(was_training)
+    correct, total = distributed.all_sum(correct, total)
     return 100.0 * correct / max(total, 1)
 
 
@@ -82,7 +88,9 @@ def train(
 ) -> float:
     """Train with Adam and a cosine learning rate for `epochs` (may be fractional); returns the last loss.
 
-    Batches come from `data.train_batches(batch_size, seed)` and go to the model's device. Pruning masks
+    Batches come from `data.train_batches(batch_size, seed)` and go to the model's device; inside a
+    process group each rank trains on its shard of `batch_size` examples under DistributedDataParallel, so
+    an optimizer step sees `batch_size * world_size` examples and an epoch has fewer steps. Pruning masks
     from `torch.nn.utils.prune` stay applied (their forward hooks mask every step). With a `teacher`, the
     loss mixes in knowledge distillation (Hinton et al., 2015): `(1 - distill) * CE + distill * T^2 *
     KL(teacher || student)` on logits softened by temperature `T`.
@@ -90,7 +98,8 @@ def train(
     if teacher is not None:
         teacher.eval()
     device = model_device(model)
-    total = max(1, round(epochs * data.steps_per_epoch(batch_size)))
+    world_size = distributed.world_size()
+    total = max(1, round(epochs * data.steps_per_epoch(batch_size * world_size)))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -98,13 +107,17 @@ def train(
     )
     model.train()
     loss_value = float("nan")
-    batches = data.train_batches(batch_size, seed)
-    with tqdm(total=total, desc=desc, unit="step", disable=quiet, file=sys.stderr, leave=False) as bar:
+    batches = data.train_batches(batch_size, seed, distributed.rank(), world_size)
+    quiet = quiet or not distributed.is_main()
+    with (
+        distributed.data_parallel(model) as trained,
+        tqdm(total=total, desc=desc, unit="step", disable=quiet, file=sys.stderr, leave=False) as bar,
+    ):
         for _ in range(total):
             x, y = next(batches)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
-            logits = model(x)
+            logits = trained(x)
             loss = F.cross_entropy(logits, y)
             if teacher is not None and distill > 0:
                 with torch.no_grad():

@@ -6,17 +6,17 @@
     packed = tightcompress.fit_(model)  # format-aware fit at the rate + prune to fit: {layer: PackedMatrix}
     ... the user's loop fine-tunes; the masks stay enforced (forward pre-hooks of torch.nn.utils.prune for
         words, the quantization parametrization for subwords), whatever the optimizer ...
+    tightcompress.sparsify_(model)  # word level: packed modules in fit_'s arrangement, masks folded
 
 The steps are the pipeline's (`pipeline.compress`): the same `stages.Granularity` objects prune, plan,
-pack and apply the kept positions, so results follow the same rules as `tightcompress compress`. The
-packed layers `fit_` returns are the arrangement to repack into after fine-tuning (`pipeline.fit.repack`).
-Single process: under DistributedDataParallel every rank computes the same masks from the same synchronised
-weights, but this is not tested yet.
+pack and apply the kept positions, so results follow the same rules as `tightcompress compress`.
+Under DistributedDataParallel (`torch.distributed` initialised before `prepare_`) the rules of
+`pipeline.distributed` hold: each pruning round's masks and `fit_`'s search (on rank 0) reach every rank.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -24,12 +24,11 @@ from torch import nn
 
 from tightcompress.errors import TightCompressError
 from tightcompress.format.packed import PackedMatrix
-from tightcompress.pipeline import masks
+from tightcompress.nn.api import FITTED_SESSION
+from tightcompress.pipeline import distributed, masks
 from tightcompress.pipeline.compress import granularity_for
 from tightcompress.pipeline.config import CompressConfig
 from tightcompress.pipeline.stages import Granularity
-
-ATTRIBUTE = "_tightcompress_session"
 
 
 @dataclass
@@ -54,6 +53,29 @@ class Session:
             self.next_round += 1
         self.steps += 1
 
+    def final_packed(self) -> tuple[dict[str, PackedMatrix], dict[str, Any]]:
+        """Repack the fine-tuned weights in `fit_`'s arrangement, fold the masks, end the session.
+
+        What `tightcompress.sparsify_` packs a fitted model with: `{layer: PackedMatrix}` and the report's
+        config. Word granularity only (the packed modules hold one weight per slot).
+        """
+        if not self.packed:
+            raise TightCompressError("call tightcompress.fit_(model) before sparsify_")
+        if self.level.name != "word":
+            raise TightCompressError(
+                f"sparsify_ builds word-level packed modules; a {self.level.name} fit's packed layers are "
+                "the ones fit_ returned"
+            )
+        distributed.broadcast_module(self.level.model)  # rank 0's batch-norm statistics everywhere
+        packed = self.level.repack(self.packed)
+        dropped = sum(self.level.count_dropped(p) for p in packed.values())
+        if dropped:
+            raise TightCompressError(f"{dropped} weight(s) moved outside fit_'s arrangement")
+        packed, _ = self.level.finish(packed)
+        self.hook.remove()
+        delattr(self.level.model, FITTED_SESSION)
+        return packed, {**asdict(self.config), "workflow": "prepare_/fit_/sparsify_"}
+
 
 def prepare_(
     model: nn.Module,
@@ -74,7 +96,7 @@ def prepare_(
     """
     if not isinstance(total_steps, int) or total_steps < 1:
         raise TightCompressError(f"total_steps must be a positive integer, got {total_steps!r}")
-    if hasattr(model, ATTRIBUTE):
+    if hasattr(model, FITTED_SESSION):
         raise TightCompressError("prepare_ was already called on this model")
     config = CompressConfig(
         method=method,
@@ -102,7 +124,7 @@ def prepare_(
         [index * total_steps // rounds for index in range(rounds)],
     )
     session.hook = model.register_forward_pre_hook(session.on_forward)
-    setattr(model, ATTRIBUTE, session)
+    setattr(model, FITTED_SESSION, session)
     return model
 
 
@@ -112,9 +134,10 @@ def fit_(model: nn.Module) -> dict[str, PackedMatrix]:
     Runs the pruning rounds the schedule has not reached yet. Returns each layer's packed matrix (the
     `2K x N` subword matrix at subword granularity); fine-tune afterwards with the masks fixed.
     """
-    session: Session | None = getattr(model, ATTRIBUTE, None)
+    session: Session | None = getattr(model, FITTED_SESSION, None)
     if session is None:
         raise TightCompressError("call tightcompress.prepare_(model, ...) before fit_")
+    distributed.broadcast_module(model)  # rank 0's batch-norm statistics everywhere, as DDP's forward does
     while session.next_round < len(session.schedule):
         session.level.prune(session.schedule[session.next_round])
         session.next_round += 1
@@ -122,4 +145,5 @@ def fit_(model: nn.Module) -> dict[str, PackedMatrix]:
     packed = session.level.pack(configs)
     session.level.apply_kept(packed)
     session.packed = packed
+    distributed.check_in_step(model, "fit_")
     return {name: getattr(p, "packed", p) for name, p in packed.items()}

@@ -41,8 +41,6 @@ _PAGE_INCHES = 10.0  # figure width: 900 px at the PNG's 90 dpi, the width of th
 _DPI = 90
 
 
-
-
 # ------------------------------------------------------------------------------------------------ plots
 def _figure_png(fig) -> str:
     import matplotlib.pyplot as plt
