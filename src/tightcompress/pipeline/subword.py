@@ -2,7 +2,8 @@
 
 Every conv/linear weight is quantized to symmetric per-output-channel int8 in `[-119, 119]` (one scale per
 column of the layer's `K x N` matrix `W`, fixed when quantization starts) and split into two signed 4-bit
-subwords `w = 16*a + b` (`tightcompress.prune.subword`). `SubwordLevel` implements `stages.Granularity`,
+subwords `w = 16*a + b` (`tightcompress.prune.subword`); a grouped conv is packed per group (`name[g]`),
+its masks cover the whole weight. `SubwordLevel` implements `stages.Granularity`,
 so the one pipeline (`pipeline.compress.compress_model` with `granularity="subword"`) runs it:
 
 1. `prepare` quantizes (a parametrization with a straight-through estimator); step 1 prunes subwords
