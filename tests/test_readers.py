@@ -17,8 +17,8 @@ from torch import nn
 import tightcompress as tc
 from tightcompress.cli.main import main
 from tightcompress.format.io import load_packed
-from tightcompress.pipeline.models import DemoCNN, gemm_layers, load_model
-from tightcompress.readers import read_model
+from tightcompress.pipeline.models import DemoCNN, gemm_layers, join_gemms, load_model, split_gemms
+from tightcompress.readers import model_weights, read_model
 from tightcompress.readers.checkpoint import read_state_dict
 from tightcompress.readers.matrices import weight_to_matrix
 from torch_models import (
@@ -213,11 +213,21 @@ def test_compress_loads_checkpoints_as_saved(tmp_path):
     assert "\n" not in str(info.value)
 
 
-def test_compress_leaves_depthwise_dense_and_refuses_grouped_convs():
+def test_compress_leaves_depthwise_dense_and_splits_grouped_convs_as_the_readers_do():
     layers = gemm_layers(nn.Sequential(nn.Conv2d(4, 8, 3), nn.Conv2d(8, 8, 3, groups=8), nn.Conv2d(8, 4, 1)))
     assert set(layers) == {"0", "2"}
-    with pytest.raises(tc.TightCompressError, match="grouped conv"):
-        gemm_layers(nn.Sequential(nn.Conv2d(4, 8, 3, groups=2)))
+    model = nn.Sequential(nn.Conv2d(4, 8, 3, groups=2), nn.Conv2d(8, 8, 3, groups=8), nn.Linear(3, 5))
+    layers = gemm_layers(model)
+    assert set(layers) == {"0", "2"}
+    weights = {name: m.weight.detach().numpy() for name, m in layers.items()}
+    split = split_gemms(layers, weights)
+    # `pack --model` names the same GEMMs `fqn.weight[g]` and cuts the same matrices
+    found = {name.replace(".weight", ""): m.matrix for name, m in model_weights(model).matrices.items()}
+    assert list(split) == ["0[0]", "0[1]", "2"] == list(found)
+    assert all(np.array_equal(split[name], found[name]) for name in split)
+    assert np.array_equal(split["0[1]"], weight_to_matrix(weights["0"][4:]))
+    joined = join_gemms(layers, split)
+    assert all(np.array_equal(joined[name], weights[name]) for name in layers)
 
 
 # ------------------------------------------------------------------------------------------------- ONNX

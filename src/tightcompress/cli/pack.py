@@ -358,7 +358,7 @@ def write_state_dict(packed_path: str, layers: dict[str, PackedMatrix], output: 
     put back together) in its input dtype, plus the checkpoint's other tensors, in the checkpoint's order."""
     import torch
 
-    from tightcompress.readers.matrices import matrix_to_weight
+    from tightcompress.readers.matrices import group_rows, matrix_to_weight
 
     state, dtypes = load_packed_state(packed_path)
     weights: dict[str, np.ndarray] = {}
@@ -370,7 +370,7 @@ def write_state_dict(packed_path: str, layers: dict[str, PackedMatrix], output: 
         if weight_name not in weights:
             weights[weight_name] = np.zeros(shape, dtype=np.float32)
         part = matrix_to_weight(packed.to_dense().astype(np.float32), (shape[0] // groups, *shape[1:]))
-        rows = slice(None) if index is None else slice(index * part.shape[0], (index + 1) * part.shape[0])
+        rows = slice(None) if index is None else group_rows(shape[0], groups, index)
         weights[weight_name][rows] = part
         weight_dtypes[weight_name] = str(packed.info.get("dtype", packed.values.dtype))
     tensors = {}

@@ -26,7 +26,7 @@ from tightcompress.nn.modules import PackedConv2d, PackedLinear, PackedWeight, c
 from tightcompress.parallel import pack_layers
 from tightcompress.readers import gemm_matrices, module_layers
 from tightcompress.readers.checkpoint import tensor_to_numpy
-from tightcompress.readers.matrices import layer_weight
+from tightcompress.readers.matrices import gemm_name, layer_weight
 from tightcompress.report import build_report
 from tightcompress.utils.atomic import atomic_path
 
@@ -111,7 +111,7 @@ def sparsify_(
     for fqn, module, layer in found:
         if layer.depthwise:
             continue
-        names = [fqn] if layer.groups == 1 else [f"{fqn}[{g}]" for g in range(layer.groups)]
+        names = [gemm_name(fqn, None if layer.groups == 1 else g) for g in range(layer.groups)]
         weight = module.weight
         blocks = [PackedWeight(packed[n], dtype=weight.dtype, device=weight.device) for n in names]
         if isinstance(module, nn.Linear):

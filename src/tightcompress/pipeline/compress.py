@@ -8,6 +8,9 @@ granularity (`CompressConfig.granularity`: `word`, `pipeline.word`; `subword`, `
    same arrangement and check nothing is dropped (with `format_rounds > 1` the rate rises over rounds);
 3. fold the masks in; return the model, the packed layers and a report with cycles and energy.
 
+A grouped conv is packed as one GEMM per group, named `name[g]` as `pack` names it (`readers.matrices`);
+its mask covers the whole weight. Depthwise convs are left dense.
+
 Each completed stage is saved atomically in `workdir`, so an interrupted run resumes with `resume=True`.
 Every training step distils from the dense model (`CompressConfig.distill`). The stage loops are
 `pipeline.stages`; each granularity supplies only its own steps (`stages.Granularity`). Launched by

@@ -16,22 +16,27 @@ from tightcompress.errors import TightCompressError
 from tightcompress.format.packed import PackedMatrix
 from tightcompress.hw import simulate_packed, total_simulation
 from tightcompress.pipeline.models import gemm_layers
+from tightcompress.readers.matrices import gemm_name
 from tightcompress.readers.topology import TopologyLayer, conv_layer
 
 HW_ARRAY = (32, 32)  # the project's reference array for the reports' cycles and energy
 
 
 def vectors_per_layer(model: nn.Module, sample: torch.Tensor) -> dict[str, int]:
-    """M of every conv/linear layer for one input `sample` (a batch of one, shaped like the data)."""
+    """M of every GEMM of the conv/linear layers for one input `sample` (a batch of one, shaped like the
+    data); each group `name[g]` of a grouped conv streams the layer's M."""
     counts: dict[str, int] = {}
     hooks = []
     for name, layer in gemm_layers(model).items():
 
         def record(module, _inputs, output, name=name):
             if isinstance(module, nn.Linear):
-                counts[name] = int(output[0].numel() // output.shape[-1])
+                m = int(output[0].numel() // output.shape[-1])
             else:
-                counts[name] = int(output[0, 0].numel())  # output positions of one image
+                m = int(output[0, 0].numel())  # output positions of one image
+            groups = int(getattr(module, "groups", 1))
+            for g in range(groups):
+                counts[gemm_name(name, None if groups == 1 else g)] = m
 
         hooks.append(layer.register_forward_hook(record))
     was_training = model.training
@@ -64,7 +69,7 @@ def model_topology(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, 
         groups = int(getattr(module, "groups", 1))
         if groups > 1:  # a grouped conv is packed as one GEMM per group, named `name[g]`
             for g in range(groups):
-                record_one(module, output, f"{name}[{g}]", groups)
+                record_one(module, output, gemm_name(name, g), groups)
         else:
             record_one(module, output, name, 1)
 

@@ -1,4 +1,5 @@
-"""The demo CNN, and loading a user's model class (`module:Class`) with its checkpoint."""
+"""The demo CNN, loading a user's model class (`module:Class`) with its checkpoint, and the layers the
+pipeline packs (one GEMM per group of a grouped conv, by the rule of `readers.matrices`)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from tightcompress.errors import TightCompressError
 from tightcompress.readers.checkpoint import read_state_dict
+from tightcompress.readers.matrices import LayerWeight, gemm_matrices, gemm_name, weight_from_groups
 from tightcompress.zoo import DEMO_CNN_WIDTHS
 
 
@@ -47,8 +50,8 @@ def gemm_layers(model: nn.Module) -> dict[str, nn.Module]:
     """The conv and linear layers of a model that the pipeline packs, by module name.
 
     Depthwise convs (`groups == in_channels > 1`) are left dense, as everywhere (`readers.matrices`). A
-    grouped conv (`1 < groups < in_channels`) is packed per group by `pack`, `sparsify_` and the zoo; the
-    fine-tuning pipeline does not do that yet and says so instead of packing it as one wrong GEMM.
+    grouped conv (`1 < groups < in_channels`) is one layer here (its mask or quantization covers the whole
+    weight) and `groups` GEMMs when packed (`split_gemms`, `join_gemms`).
     """
     layers = {}
     for name, module in model.named_modules():
@@ -57,15 +60,39 @@ def gemm_layers(model: nn.Module) -> dict[str, nn.Module]:
         groups = getattr(module, "groups", 1)
         if groups > 1 and groups == module.in_channels:
             continue
-        if groups > 1:
-            raise TightCompressError(
-                f"{name}: a grouped conv (groups={groups}); compress does not fine-tune grouped convs yet "
-                "(pack them with `tightcompress pack` or `tightcompress.sparsify_`, one matrix per group)"
-            )
         layers[name] = module
     if not layers:
         raise TightCompressError(f"{type(model).__name__} has no conv or linear layer to compress")
     return layers
+
+
+def layer_gemm_names(layers: dict[str, nn.Module]) -> dict[str, list[str]]:
+    """The GEMM names of every layer: `[name]`, or `name[0] ... name[groups-1]` for a grouped conv."""
+    out = {}
+    for name, module in layers.items():
+        groups = int(getattr(module, "groups", 1))
+        out[name] = [gemm_name(name, None if groups == 1 else g) for g in range(groups)]
+    return out
+
+
+def split_gemms(layers: dict[str, nn.Module], arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Weight-shaped arrays of the layers (weights, masks, int8 steps, by layer name) -> the `K x N` matrix of
+    every GEMM the layers are packed as, by GEMM name (`readers.matrices.gemm_matrices`: one per group)."""
+    found, _ = gemm_matrices(
+        [
+            LayerWeight(name, arrays[name], str(arrays[name].dtype), int(getattr(module, "groups", 1)))
+            for name, module in layers.items()
+        ]
+    )
+    return {name: gemm.matrix for name, gemm in found.items()}
+
+
+def join_gemms(layers: dict[str, nn.Module], matrices: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Inverse of `split_gemms`: every layer's weight-shaped array from its GEMMs' `K x N` matrices."""
+    return {
+        name: weight_from_groups([matrices[g] for g in names], tuple(layers[name].weight.shape))
+        for name, names in layer_gemm_names(layers).items()
+    }
 
 
 def load_object(spec: str, what: str) -> Any:

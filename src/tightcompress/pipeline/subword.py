@@ -2,7 +2,8 @@
 
 Every conv/linear weight is quantized to symmetric per-output-channel int8 in `[-119, 119]` (one scale per
 column of the layer's `K x N` matrix `W`, fixed when quantization starts) and split into two signed 4-bit
-subwords `w = 16*a + b` (`tightcompress.prune.subword`). `SubwordLevel` implements `stages.Granularity`,
+subwords `w = 16*a + b` (`tightcompress.prune.subword`); a grouped conv is packed per group (`name[g]`),
+its masks cover the whole weight. `SubwordLevel` implements `stages.Granularity`,
 so the one pipeline (`pipeline.compress.compress_model` with `granularity="subword"`) runs it:
 
 1. `prepare` quantizes (a parametrization with a straight-through estimator); step 1 prunes subwords
@@ -41,7 +42,7 @@ from tightcompress.hw.subword_sim import simulate_subword
 from tightcompress.pipeline import fit
 from tightcompress.pipeline.config import CompressConfig
 from tightcompress.pipeline.hardware import HW_ARRAY
-from tightcompress.pipeline.models import gemm_layers
+from tightcompress.pipeline.models import gemm_layers, join_gemms, split_gemms
 from tightcompress.pipeline.stages import StageResult, Trainer
 from tightcompress.prune.subword import (
     SUBWORD_QMAX,
@@ -132,6 +133,21 @@ def int_matrix(module: nn.Module) -> np.ndarray:
 def column_scales(module: nn.Module) -> np.ndarray:
     """The layer's per-column (output channel) scales, float64 `(N,)`."""
     return _quant(module).scale.detach().cpu().double().numpy().reshape(-1)
+
+
+def gemm_int_matrices(layers: dict[str, nn.Module]) -> dict[str, np.ndarray]:
+    """The `K x N` int8 matrix of every GEMM of the quantized layers (`name[g]` per group of a grouped
+    conv)."""
+    return split_gemms(layers, {n: effective_int(m).cpu().numpy().astype(np.int8) for n, m in layers.items()})
+
+
+def gemm_column_scales(layers: dict[str, nn.Module]) -> dict[str, np.ndarray]:
+    """The per-column scales, float64 `(N,)`, of every GEMM of the quantized layers (split as the weights)."""
+    scales = {
+        n: np.broadcast_to(_quant(m).scale.detach().cpu().double().numpy(), tuple(m.weight.shape))
+        for n, m in layers.items()
+    }
+    return {name: matrix[0].copy() for name, matrix in split_gemms(layers, scales).items()}
 
 
 def live_masks(layers: dict[str, nn.Module]) -> Masks:
@@ -261,11 +277,9 @@ class SubwordLevel:
         self.layers = gemm_layers(model)
 
     def check_rate(self) -> None:
-        """`fit.check_rate` over the `2K x N` subword matrices."""
-        shapes = {
-            n: (2 * weight_to_matrix(m.weight.detach().cpu().numpy()).shape[0], m.weight.shape[0])
-            for n, m in self.layers.items()
-        }
+        """`fit.check_rate` over the `2K x N` subword matrices of the layers' GEMMs."""
+        weights = {n: m.weight.detach().cpu().numpy() for n, m in self.layers.items()}
+        shapes = {n: (2 * w.shape[0], w.shape[1]) for n, w in split_gemms(self.layers, weights).items()}
         fit.check_rate(shapes, "tight", float(self.config.rate), self.config.tile)
 
     def prepare(self, trainer: Trainer | None) -> dict[str, float]:
@@ -308,7 +322,7 @@ class SubwordLevel:
         if rate is None:
             raise TightCompressError("granularity subword needs a rate")
         matrices = {
-            n: subword_contributions(int_matrix(m)).astype(np.float32) for n, m in self.layers.items()
+            n: subword_contributions(q).astype(np.float32) for n, q in gemm_int_matrices(self.layers).items()
         }
         options = {}
         for name, matrix in matrices.items():
@@ -323,10 +337,10 @@ class SubwordLevel:
         )
 
     def pack(self, configs: dict[str, PackConfig]) -> dict[str, SubwordPacked]:
-        """`pack_subwords` of every layer's int8 matrix with its config (the full search)."""
+        """`pack_subwords` of every GEMM's int8 matrix with its config (the full search)."""
         return {
             name: pack_subwords(
-                int_matrix(module),
+                q,
                 group=configs[name].group,
                 height=configs[name].height,
                 tile=configs[name].tile,
@@ -334,25 +348,23 @@ class SubwordLevel:
                 iterations=self.config.final_iterations,
                 name=name,
             )
-            for name, module in self.layers.items()
+            for name, q in gemm_int_matrices(self.layers).items()
         }
 
     def apply_kept(self, packed: dict[str, SubwordPacked]) -> None:
-        """The subwords in the slots become the masks; weights reset onto the kept values."""
+        """The subwords in the slots become the masks (a layer's from all its GEMMs); weights reset onto the
+        kept values."""
         scales = {n: _quant(m).scale for n, m in self.layers.items()}
-        kept = {}
-        for name, sp in packed.items():
-            shape = tuple(self.layers[name].weight.shape)
-            masks = sp.kept_masks()
-            kept[name] = (
-                torch.from_numpy(matrix_to_weight(masks.high, shape)),
-                torch.from_numpy(matrix_to_weight(masks.low, shape)),
-            )
+        kept_masks = {name: sp.kept_masks() for name, sp in packed.items()}
+        high = join_gemms(self.layers, {name: m.high for name, m in kept_masks.items()})
+        low = join_gemms(self.layers, {name: m.low for name, m in kept_masks.items()})
+        kept = {name: (torch.from_numpy(high[name]), torch.from_numpy(low[name])) for name in self.layers}
         attach(self.layers, scales, kept, reset=True)
 
     def repack(self, packed: dict[str, SubwordPacked]) -> dict[str, SubwordPacked]:
         """`repack_subwords` of the current int8 matrices."""
-        return {n: repack_subwords(int_matrix(self.layers[n]), sp) for n, sp in packed.items()}
+        now = gemm_int_matrices(self.layers)
+        return {n: repack_subwords(now[n], sp) for n, sp in packed.items()}
 
     def count_dropped(self, packed: SubwordPacked) -> int:
         """Nonzero subwords the repack dropped."""
@@ -363,10 +375,11 @@ class SubwordLevel:
     ) -> tuple[dict[str, PackedMatrix], list[dict[str, Any]]]:
         """Check the slots recompose the model's int8 weights, then leave the weights `scale * int8`."""
         reports = []
-        for name, module in self.layers.items():
-            if not np.array_equal(packed[name].to_int8_dense(), int_matrix(module)):
+        scales = gemm_column_scales(self.layers)
+        for name, q in gemm_int_matrices(self.layers).items():
+            if not np.array_equal(packed[name].to_int8_dense(), q):
                 raise TightCompressError(f"{name}: packed subwords differ from the model's int8 weights")
-            packed[name].packed.info["scales"] = [float(s) for s in column_scales(module)]
+            packed[name].packed.info["scales"] = [float(s) for s in scales[name]]
             rep = packed[name].report()
             rep.pop("scales", None)
             rep["name"] = name

@@ -3,7 +3,7 @@
     tightcompress.prepare_(model, rate=16, granularity="word", total_steps=N)  # masks + pruning schedule
     ... the user's loop trains; every training-mode forward counts one step, and the gradual pruning
         rounds happen on schedule (cubic sparsity ramp, the last round at (rounds-1)/rounds of N) ...
-    packed = tightcompress.fit_(model)  # format-aware fit at the rate + prune to fit: {layer: PackedMatrix}
+    packed = tightcompress.fit_(model)  # format-aware fit at the rate + prune to fit: {GEMM: PackedMatrix}
     ... the user's loop fine-tunes; the masks stay enforced (forward pre-hooks of torch.nn.utils.prune for
         words, the quantization parametrization for subwords), whatever the optimizer ...
     tightcompress.sparsify_(model)  # word level: packed modules in fit_'s arrangement, masks folded
@@ -131,8 +131,9 @@ def prepare_(
 def fit_(model: nn.Module) -> dict[str, PackedMatrix]:
     """The format-aware fit of a prepared model at its rate: plan, pack, make the kept positions the masks.
 
-    Runs the pruning rounds the schedule has not reached yet. Returns each layer's packed matrix (the
-    `2K x N` subword matrix at subword granularity); fine-tune afterwards with the masks fixed.
+    Runs the pruning rounds the schedule has not reached yet. Returns each GEMM's packed matrix (the
+    `2K x N` subword matrix at subword granularity; `name[g]` per group of a grouped conv, as `pack` names
+    them); fine-tune afterwards with the masks fixed.
     """
     session: Session | None = getattr(model, FITTED_SESSION, None)
     if session is None:

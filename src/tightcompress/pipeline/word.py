@@ -1,7 +1,8 @@
 """Word granularity: one int8 weight per slot, masks through `torch.nn.utils.prune`, every packing method.
 
 `WordLevel` implements `stages.Granularity`: global magnitude pruning (`masks`), per-layer options for a
-rate and packing (`fit`), prune-to-fit by setting each layer's mask to the packed kept positions.
+rate and packing (`fit`), prune-to-fit by setting each layer's mask to the packed kept positions. Masks
+cover a layer's whole weight; plans and packs are per GEMM (`name[g]` for group `g` of a grouped conv).
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from tightcompress.format.packed import PackedMatrix
 from tightcompress.pipeline import fit, masks
 from tightcompress.pipeline.config import CompressConfig
 from tightcompress.pipeline.hardware import HW_ARRAY, simulate_model
-from tightcompress.pipeline.models import gemm_layers
+from tightcompress.pipeline.models import gemm_layers, join_gemms, split_gemms
 from tightcompress.pipeline.stages import StageResult, Trainer
-from tightcompress.readers.matrices import matrix_to_weight, weight_to_matrix
 
 
 def snapshot(model: nn.Module, accuracy: float, meta: dict[str, Any] | None = None) -> StageResult:
@@ -42,11 +42,12 @@ def restore(model: nn.Module, stage: StageResult) -> None:
 
 
 def layer_matrices(model: nn.Module) -> dict[str, np.ndarray]:
-    """The `K x N` GEMM matrix of every conv/linear layer, masks applied."""
-    return {
-        name: weight_to_matrix(masks.effective_weight(module).cpu().numpy().astype(np.float32))
-        for name, module in gemm_layers(model).items()
-    }
+    """The `K x N` matrix of every GEMM of the conv/linear layers (`name[g]` per group), masks applied."""
+    layers = gemm_layers(model)
+    return split_gemms(
+        layers,
+        {name: masks.effective_weight(m).cpu().numpy().astype(np.float32) for name, m in layers.items()},
+    )
 
 
 class WordLevel:
@@ -62,12 +63,11 @@ class WordLevel:
         self.label = config.method
 
     def check_rate(self) -> None:
-        """`fit.check_rate` over the layers' `K x N` shapes."""
+        """`fit.check_rate` over the `K x N` shapes of the layers' GEMMs."""
         if self.config.rate is None:
             return
-        shapes = {
-            n: tuple(weight_to_matrix(m.weight.detach().cpu().numpy()).shape) for n, m in self.layers.items()
-        }
+        weights = {n: m.weight.detach().cpu().numpy() for n, m in self.layers.items()}
+        shapes = {n: tuple(w.shape) for n, w in split_gemms(self.layers, weights).items()}
         fit.check_rate(shapes, self.config.method, self.config.rate, self.config.tile)
 
     def prepare(self, trainer: Trainer | None) -> dict[str, float]:
@@ -121,14 +121,12 @@ class WordLevel:
         )
 
     def apply_kept(self, packed: dict[str, PackedMatrix]) -> None:
-        """Each layer's mask becomes its packed layer's nonzero positions."""
-        kept = {
-            name: torch.from_numpy(
-                matrix_to_weight(p.to_dense() != 0, tuple(self.layers[name].weight.shape))
-            ).to(self.layers[name].weight.device)
-            for name, p in packed.items()
-        }
-        masks.apply_masks(self.layers, kept)
+        """Each layer's mask becomes the nonzero positions of its packed GEMMs (all its groups together)."""
+        kept = join_gemms(self.layers, {name: p.to_dense() != 0 for name, p in packed.items()})
+        masks.apply_masks(
+            self.layers,
+            {name: torch.from_numpy(k).to(self.layers[name].weight.device) for name, k in kept.items()},
+        )
 
     def repack(self, packed: dict[str, PackedMatrix]) -> dict[str, PackedMatrix]:
         """`fit.repack` of the current masked matrices."""

@@ -32,6 +32,28 @@ def matrix_to_weight(matrix: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(matrix.T.reshape(shape))
 
 
+def gemm_name(layer_name: str, group_index: int | None) -> str:
+    """The report name of one GEMM: the layer's name, or `name[g]` for group `g` of a grouped conv."""
+    return layer_name if group_index is None else f"{layer_name}[{group_index}]"
+
+
+def group_rows(out_channels: int, groups: int, group_index: int) -> slice:
+    """The output channels (first weight axis) of group `group_index`: `g*C_out/groups ...` (the one rule)."""
+    per_group = out_channels // groups
+    return slice(group_index * per_group, (group_index + 1) * per_group)
+
+
+def weight_from_groups(parts: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """The `K x N` matrices of a layer's groups, in group order -> its weight of `shape` (inverse of
+    `gemm_matrices` on one layer; one part for an ungrouped layer)."""
+    first = np.asarray(parts[0])
+    weight = np.zeros(shape, dtype=first.dtype)
+    part_shape = (shape[0] // len(parts), *shape[1:])
+    for index, part in enumerate(parts):
+        weight[group_rows(shape[0], len(parts), index)] = matrix_to_weight(np.asarray(part), part_shape)
+    return weight
+
+
 @dataclass(frozen=True)
 class LayerWeight:
     """One conv or linear weight as a reader found it, in PyTorch layout, with its geometry.
@@ -108,10 +130,9 @@ def gemm_matrices(
         if layer.groups == 1:
             matrices[layer.name] = GemmMatrix(layer.name, layer, None, weight_to_matrix(layer.weight))
             continue
-        per_group = layer.weight.shape[0] // layer.groups
         for g in range(layer.groups):
-            name = f"{layer.name}[{g}]"
-            part = layer.weight[g * per_group : (g + 1) * per_group]
+            name = gemm_name(layer.name, g)
+            part = layer.weight[group_rows(layer.weight.shape[0], layer.groups, g)]
             matrices[name] = GemmMatrix(name, layer, g, weight_to_matrix(part))
     if not matrices:
         raise TightCompressError(f"{source}: no conv or linear weights to pack")
