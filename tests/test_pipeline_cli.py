@@ -226,3 +226,23 @@ def test_too_small_budget_exits_nonzero_with_one_line(tmp_path: Path, monkeypatc
     assert len(err) == 1 and "more than --max-drop 5" in err[0] and "--finetune-steps" in err[0], err
     report = json.loads((tmp_path / "OUT" / "report.json").read_text())
     assert report["accuracy"]["dense"] - report["accuracy"]["packed_finetuned"] > 5
+
+
+def test_log_lines_go_to_the_current_stderr(capsys) -> None:
+    """The handler follows sys.stderr: a later capture (another test, a redirect) gets the lines, and a
+    stderr closed since is never written to."""
+    import io
+    import logging
+
+    from tightcompress.cli.compress import setup_logging
+
+    first = io.StringIO()
+    sys.stderr, saved = first, sys.stderr
+    try:
+        setup_logging(False)
+        first.close()  # the stream of the day the handler was made is gone
+        sys.stderr = io.StringIO()
+        logging.getLogger("tightcompress.pipeline").info("a line")
+        assert sys.stderr.getvalue() == "a line\n"
+    finally:
+        sys.stderr = saved

@@ -99,15 +99,19 @@ def test_subword_granularity_through_the_user_loop() -> None:
         SubwordPacked.from_packed(p).validate()
 
 
-def test_sparsify_after_fit_packs_in_fits_arrangement() -> None:
+@pytest.mark.parametrize("grouped", [False, True])
+def test_sparsify_after_fit_packs_in_fits_arrangement(grouped: bool) -> None:
     """The third call: packed modules that compute what the masked model computed, no new search."""
     import torch
+    from torch import nn
 
     import tightcompress
     from tightcompress.errors import TightCompressError
     from tightcompress.nn import PackedConv2d, PackedLinear
 
     model, x, y = _toy(2)
+    if grouped:  # a grouped conv in the middle: fit_ and sparsify_ both name its groups `1[g]`
+        model[1] = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=2), nn.ReLU())
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     tightcompress.prepare_(model, rate=4, total_steps=4, rounds=2, tile=8)
     _steps(model, optimizer, x, y, 4)
@@ -122,6 +126,8 @@ def test_sparsify_after_fit_packs_in_fits_arrangement() -> None:
         expected = model(x)
     report = tightcompress.sparsify_(model)
     assert isinstance(model[0], PackedConv2d) and isinstance(model[3], PackedLinear)
+    if grouped:
+        assert isinstance(model[1][0], PackedConv2d) and {"1.0[0]", "1.0[1]"} <= set(packed)
     assert not hasattr(model, "_tightcompress_session")
     with torch.no_grad():
         assert torch.allclose(model(x), expected, atol=1e-5)

@@ -20,10 +20,23 @@ log = logging.getLogger("tightcompress.pipeline")
 SMALL_SPLIT_BATCHES = 3  # fewer training batches than this per epoch triggers the small-data warning
 
 
+class StderrHandler(logging.StreamHandler):
+    """A log handler writing to whatever `sys.stderr` is when a line is logged (not the stream of the day it
+    was made: a caller that redirects or closes stderr, as pytest's capture does, gets no stale writes)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:  # logging.StreamHandler.__init__ assigns it; the property wins
+        pass
+
+
 def setup_logging(quiet: bool, *, errors_only: bool = False) -> None:
     """Log lines to stderr (warnings only with --quiet; errors only on the ranks after 0 of a torchrun)."""
     logger = logging.getLogger("tightcompress")
-    logger.handlers[:] = [logging.StreamHandler(sys.stderr)]
+    logger.handlers[:] = [StderrHandler()]
     logger.handlers[0].setFormatter(logging.Formatter("%(message)s"))
     logger.setLevel(logging.ERROR if errors_only else logging.WARNING if quiet else logging.INFO)
     logger.propagate = False
