@@ -120,6 +120,10 @@ def test_compress_writes_fitting_outputs(setup: dict[str, Path], method: str) ->
         assert torch.allclose(
             torch.from_numpy(kept), torch.from_numpy(weight_to_matrix(state[f"{name}.weight"].numpy()))
         )
+    # unpack gives back the whole state_dict (weights from the slots, biases carried in the file)
+    assert main(["unpack", str(out / "packed.safetensors"), str(out / "back.pt")]) == 0
+    back = torch.load(out / "back.pt", weights_only=True)
+    assert set(back) == set(state) and all(torch.equal(back[k], state[k]) for k in state)
 
 
 def test_unreachable_rate_is_one_line_and_writes_nothing(setup: dict[str, Path], capsys) -> None:

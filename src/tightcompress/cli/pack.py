@@ -24,7 +24,7 @@ from tightcompress.format.io import load_packed, load_packed_state, save_packed
 from tightcompress.format.packed import PackedMatrix
 from tightcompress.parallel import default_jobs, pack_layers
 from tightcompress.readers import INPUT_HELP, ModelWeights, model_weights, read_model
-from tightcompress.readers.matrices import DEPTHWISE_REASON
+from tightcompress.readers.matrices import DEPTHWISE_REASON, weight_source
 from tightcompress.report import build_report
 from tightcompress.utils.atomic import atomic_path, output_group, write_json_atomic
 from tightcompress.zoo import ZOO, ZooLayer, zoo_matrices
@@ -304,12 +304,9 @@ def restore_dtypes(packed_layers: dict[str, PackedMatrix], found: ModelWeights) 
     for name, packed in packed_layers.items():
         gemm = found.matrices[name]
         store_dtype(packed, gemm.dtype)
-        packed.info["source"] = {
-            "weight": gemm.layer.name,
-            "shape": list(gemm.layer.weight.shape),
-            "groups": gemm.layer.groups,
-            "group_index": gemm.group_index,
-        }
+        packed.info["source"] = weight_source(
+            gemm.layer.name, gemm.layer.weight.shape, gemm.layer.groups, gemm.group_index
+        )
 
 
 def passthrough_state(found: ModelWeights | None) -> tuple[dict[str, np.ndarray], dict[str, str]]:

@@ -294,11 +294,25 @@ def compress_model(
 
 
 def write_outputs(result: CompressResult, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-    """Write `model.pt` (state_dict, masks folded), `packed.safetensors`, `report.json`, atomically."""
+    """Write `model.pt` (state_dict, masks folded), `packed.safetensors`, `report.json`, atomically.
+
+    The packed file also carries the model's other tensors (biases, normalisation, layers left dense), so
+    `tightcompress unpack OUT/packed.safetensors` gives back the whole state_dict, as for `pack`'s files.
+    """
+    from tightcompress.readers.checkpoint import tensor_to_numpy
+
     out = Path(out_dir)
     paths = {"model": out / "model.pt", "packed": out / "packed.safetensors", "report": out / "report.json"}
+    state = result.model.state_dict()
+    packed_weights = {p.info["source"]["weight"] for p in result.packed.values() if "source" in p.info}
+    others = {name: tensor_to_numpy(tensor) for name, tensor in state.items() if name not in packed_weights}
     with output_group() as stage:  # the three files are written all or none
-        torch.save(result.model.state_dict(), str(stage(paths["model"])))
-        save_packed(stage(paths["packed"]), result.packed)
+        torch.save(state, str(stage(paths["model"])))
+        save_packed(
+            stage(paths["packed"]),
+            result.packed,
+            state={name: array for name, (array, _) in others.items()},
+            state_dtypes={name: dtype for name, (_, dtype) in others.items()},
+        )
         write_json_atomic(stage(paths["report"]), result.report)
     return paths

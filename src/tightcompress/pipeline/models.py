@@ -16,7 +16,13 @@ from torch import nn
 
 from tightcompress.errors import TightCompressError
 from tightcompress.readers.checkpoint import read_state_dict
-from tightcompress.readers.matrices import LayerWeight, gemm_matrices, gemm_name, weight_from_groups
+from tightcompress.readers.matrices import (
+    LayerWeight,
+    gemm_matrices,
+    gemm_name,
+    weight_from_groups,
+    weight_source,
+)
 from tightcompress.zoo import DEMO_CNN_WIDTHS
 
 
@@ -73,6 +79,20 @@ def layer_gemm_names(layers: dict[str, nn.Module]) -> dict[str, list[str]]:
         groups = int(getattr(module, "groups", 1))
         out[name] = [gemm_name(name, None if groups == 1 else g) for g in range(groups)]
     return out
+
+
+def record_sources(layers: dict[str, nn.Module], packed: dict[str, Any]) -> None:
+    """Record in each packed GEMM's `info["source"]` the state_dict key, shape and group of its weight
+    (`readers.matrices.weight_source`), so `tightcompress unpack` rebuilds a loadable state_dict."""
+    for name, gemm_names in layer_gemm_names(layers).items():
+        module = layers[name]
+        for index, gemm in enumerate(gemm_names):
+            packed[gemm].info["source"] = weight_source(
+                f"{name}.weight",
+                tuple(module.weight.shape),
+                len(gemm_names),
+                index if len(gemm_names) > 1 else None,
+            )
 
 
 def split_gemms(layers: dict[str, nn.Module], arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -42,7 +42,7 @@ from tightcompress.hw.subword_sim import simulate_subword
 from tightcompress.pipeline import fit
 from tightcompress.pipeline.config import CompressConfig
 from tightcompress.pipeline.hardware import HW_ARRAY
-from tightcompress.pipeline.models import gemm_layers, join_gemms, split_gemms
+from tightcompress.pipeline.models import gemm_layers, join_gemms, record_sources, split_gemms
 from tightcompress.pipeline.stages import StageResult, Trainer
 from tightcompress.prune.subword import (
     SUBWORD_QMAX,
@@ -385,7 +385,9 @@ class SubwordLevel:
             rep["name"] = name
             reports.append(rep)
         detach_all(self.layers)
-        return {name: sp.packed for name, sp in packed.items()}, reports
+        final = {name: sp.packed for name, sp in packed.items()}
+        record_sources(self.layers, final)
+        return final, reports
 
     def simulate(
         self, packed: dict[str, PackedMatrix], vectors: dict[str, int]

@@ -19,7 +19,7 @@ from tightcompress.format.packed import PackedMatrix
 from tightcompress.pipeline import fit, masks
 from tightcompress.pipeline.config import CompressConfig
 from tightcompress.pipeline.hardware import HW_ARRAY, simulate_model
-from tightcompress.pipeline.models import gemm_layers, join_gemms, split_gemms
+from tightcompress.pipeline.models import gemm_layers, join_gemms, record_sources, split_gemms
 from tightcompress.pipeline.stages import StageResult, Trainer
 
 
@@ -138,8 +138,9 @@ class WordLevel:
         return int(packed.info.get("dropped_nnz", 0))
 
     def finish(self, packed: dict[str, PackedMatrix]) -> tuple[dict[str, PackedMatrix], list[dict[str, Any]]]:
-        """Fold the masks (`prune.remove`); the packed layers are final as they are."""
+        """Fold the masks (`prune.remove`); the packed layers are final, with their weights' sources."""
         masks.fold_masks(self.layers)
+        record_sources(self.layers, packed)
         return packed, [p.report() for p in packed.values()]
 
     def simulate(

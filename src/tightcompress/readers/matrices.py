@@ -167,3 +167,9 @@ def state_dict_layers(
     if not layers:
         raise TightCompressError(f"{source}: no conv or linear weights found")
     return layers
+
+
+def weight_source(weight_name: str, shape: tuple[int, ...], groups: int, group_index: int | None) -> dict:
+    """Where a packed GEMM came from, as `PackedMatrix.info["source"]` records it: the state_dict key of its
+    weight, the weight's shape, and its group, so `tightcompress unpack` can put the weight back."""
+    return {"weight": weight_name, "shape": list(shape), "groups": int(groups), "group_index": group_index}
