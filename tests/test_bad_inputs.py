@@ -38,7 +38,10 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
 
 
 def run_cli(capsys, *argv) -> tuple[int, str]:
-    code = main([str(a) for a in argv])
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # a usage error, caught by argparse at the door (the process exits 2 alike)
+        code = exc.code
     return code, capsys.readouterr().err
 
 

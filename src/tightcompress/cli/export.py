@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tightcompress.cli.common import add_alias, add_quiet, declare_paths
+from tightcompress.cli.common import SEED, add_alias, add_quiet, declare_paths
 from tightcompress.errors import TightCompressError
 from tightcompress.export.rtl import export_rtl
 from tightcompress.format.io import load_packed
@@ -19,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_alias(out, "--rtl", "--out-dir", metavar="DIR")
     parser.add_argument("--layer", action="append", help="export only this layer (repeatable)")
     parser.add_argument("--vectors", type=int, default=4, metavar="M", help="test input vectors per layer")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the test activations")
+    parser.add_argument("--seed", type=SEED, default=0, help="seed of the test activations")
     add_quiet(parser)
     parser.set_defaults(func=run)
     declare_paths(parser, inputs=("packed",), output_dirs=("out_dir",))

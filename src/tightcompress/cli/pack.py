@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from tightcompress.api import METHODS, PackConfig
 from tightcompress.cli.common import (
+    JOBS,
     add_quiet,
     add_skip_bad_layers,
     compile_kernels_once,
@@ -171,7 +172,7 @@ def add_parallel_options(parser: argparse.ArgumentParser) -> None:
     """`--jobs` and `--ray`: where the independent layers are packed."""
     parser.add_argument(
         "--jobs",
-        type=int,
+        type=JOBS,
         default=None,
         metavar="N",
         help=f"worker processes packing layers in parallel (default: the cores, here {default_jobs()})",

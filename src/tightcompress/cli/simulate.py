@@ -26,11 +26,13 @@ from tqdm import tqdm
 
 from tightcompress.api import PackConfig
 from tightcompress.cli.common import (
+    MAX_VECTORS,
     add_alias,
     add_quiet,
     add_skip_bad_layers,
     compile_kernels_once,
     declare_paths,
+    int_in,
 )
 from tightcompress.cli.pack import (
     add_key_option,
@@ -99,8 +101,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--input-shape each layer's M is counted in one forward pass",
     )
     vectors.add_argument("--input-shape", metavar="BxCxHxW", help="with --model: the input, batch first")
-    vectors.add_argument("--vectors", type=int, metavar="M", help="the same M for every layer")
-    add_alias(vectors, "--batch", "--vectors", type=int, metavar="M")
+    vectors.add_argument(
+        "--vectors", type=int_in(1, MAX_VECTORS), metavar="M", help="the same M for every layer"
+    )
+    add_alias(vectors, "--batch", "--vectors", type=int_in(1, MAX_VECTORS), metavar="M")
     parser.add_argument(
         "--emit-topology",
         metavar="OUT.csv",

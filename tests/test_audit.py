@@ -1,0 +1,134 @@
+"""An outside user's audit: absurd numeric flags, odd checkpoints and files, checked for right numbers."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+
+import numpy as np
+import pytest
+
+import tightcompress as tc
+from tightcompress.cli.main import main
+from tightcompress.errors import TightCompressError
+
+
+def run(capsys, *argv: str) -> tuple[int, str]:
+    """Exit code and stderr of one command, whether argparse or the command refused it."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+def assert_one_line(code: int, err: str, word: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert len(lines) == 1 and "error:" in lines[0] and "Traceback" not in err, err
+    assert word in lines[0], lines[0]
+
+
+@pytest.fixture
+def matrix(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    W = np.random.default_rng(0).standard_normal((24, 16)).astype(np.float32)
+    W[np.abs(W) < 1.0] = 0
+    np.save("w.npy", W)
+    return tmp_path
+
+
+# ------------------------------------------------------------------- 1. absurd numeric flags, at the door
+HUGE = "99999999999999999999"  # beyond int64
+ABSURD_FLAGS = [
+    ("simulate w.npy --vectors", HUGE),
+    ("simulate w.npy --vectors", str(2**40 + 1)),
+    ("simulate w.npy --batch", HUGE),
+    ("simulate w.npy --array", "100000x32"),
+    ("export p.safetensors --out-dir rtl --seed", HUGE),
+    ("pack w.npy --json r.json --jobs", HUGE),
+    ("demo --rate", "inf"),
+    ("demo --rate", "nan"),
+    ("demo --lr", "nan"),
+    ("demo --lr", "-1"),
+    ("demo --seed", "-1"),
+    ("demo --seed", HUGE),
+    ("demo --prune-epochs", "nan"),
+    ("demo --prune-epochs", "inf"),
+    ("demo --finetune-epochs", "inf"),
+    ("demo --dense-epochs", "-1"),
+    ("demo --dense-epochs", "nan"),
+    ("demo --prune-rounds", HUGE),
+    ("demo --subword-bit-rate", "0.5"),
+    ("demo --subword-bit-rate", "nan"),
+    ("compress --out-dir o --workers", "-1"),
+    ("compress --out-dir o --batch-size", "0"),
+    ("compress --out-dir o --prune-steps", "-3"),
+    ("compress --out-dir o --max-drop", "nan"),
+    ("compress --out-dir o --bit-rate", "inf"),
+    ("compress --out-dir o --group", HUGE),
+    ("frontier --rates", "inf"),
+    ("frontier --seeds", HUGE),
+    ("frontier --jobs", "0"),
+    ("frontier --lr", "inf"),
+]
+
+
+@pytest.mark.parametrize(("command", "value"), ABSURD_FLAGS, ids=lambda v: v)
+def test_absurd_numeric_flags_are_one_line_usage_errors(matrix, capsys, command, value):
+    flag = command.split()[-1]
+    code, err = run(capsys, *command.split(), value)
+    assert_one_line(code, err, flag.lstrip("-") if flag != "--array" else "array")
+    assert sorted(p.name for p in matrix.iterdir()) == ["w.npy"]
+
+
+def test_shared_validators_name_the_range():
+    from tightcompress.cli.common import SEED, float_in, int_in
+
+    assert int_in(1, 10)("10") == 10 and float_in(0, 1)("1") == 1.0 and SEED(str(2**32 - 1)) == 2**32 - 1
+    assert float_in(1, zero=True)("0") == 0.0
+    for parse, text, message in [
+        (int_in(1, 2**40), "0", "[1, 2**40]"),
+        (SEED, str(2**32), "[0, 2**32 - 1]"),
+        (float_in(0, 10, low_open=True), "0", "(0, 10]"),
+        (float_in(1), "inf", "[1, inf)"),
+        (float_in(1, zero=True), "0.5", "or 0"),
+    ]:
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(message)):
+            parse(text)
+
+
+def test_vectors_limit_is_the_cycle_models():
+    from tightcompress.cli.common import MAX_VECTORS
+    from tightcompress.hw.cycles import MAX_VECTORS as HW_MAX_VECTORS
+
+    assert MAX_VECTORS == HW_MAX_VECTORS
+
+
+def test_python_api_refuses_absurd_m_and_array():
+    from tightcompress.hw import packed_cycles, parse_array
+
+    packed = tc.pack(np.eye(8, dtype=np.float32), method="dense", tile=8)
+    assert packed_cycles(packed, (8, 8), m=2**40).cycles > 2**40
+    for m in (0, 2**40 + 1, 10**20, 2.5, True):
+        with pytest.raises(TightCompressError, match="input vectors"):
+            packed_cycles(packed, (8, 8), m=m)
+    with pytest.raises(TightCompressError, match="65536"):
+        parse_array("100000x8")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"lr": math.nan}, {"lr": 0.0}, {"prune_epochs": math.inf}, {"finetune_epochs": math.nan}, {"seed": -1}],
+    ids=str,
+)
+def test_pipeline_configs_refuse_non_finite_budgets(options):
+    from tightcompress.pipeline.config import CompressConfig, DemoConfig
+
+    with pytest.raises(TightCompressError, match=next(iter(options))):
+        CompressConfig(**options)
+    with pytest.raises(TightCompressError, match="dense_epochs"):
+        DemoConfig(dense_epochs=math.inf)
+    with pytest.raises(TightCompressError, match="rate"):
+        DemoConfig(rate=math.nan)
