@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 
@@ -132,3 +133,52 @@ def test_pipeline_configs_refuse_non_finite_budgets(options):
         DemoConfig(dense_epochs=math.inf)
     with pytest.raises(TightCompressError, match="rate"):
         DemoConfig(rate=math.nan)
+
+
+# ------------------------------------------------------------ 2. demo --json and --out-dir: all or none
+def _fake_demo(good: bool) -> dict:
+    from types import SimpleNamespace
+
+    import torch
+
+    from tightcompress.pipeline.demo import row
+
+    packed = tc.pack(np.eye(8, dtype=np.float32), method="dense", tile=8, name="l")
+    results = {
+        method: SimpleNamespace(model=torch.nn.Linear(8, 8), packed={"l": packed}, report={"method": method})
+        for method in ("tight", "nm")
+    }
+    if not good:
+        results["nm"].packed = {"l": "not a packed matrix"}  # fails while writing the second method
+    dense = row("dense", 1.0, 90.0, 90.0, bit_rate=1.0, speedup=1.0, energy_gain=1.0)
+    return {
+        "rows": [dense],
+        "tight_vs_column_combining": None,
+        "unstructured": {"accuracy": 90.0, "sparsity": 0.9},
+        "reports": {m: r.report for m, r in results.items()},
+        "results": results,
+        "seconds": 1.0,
+    }
+
+
+@pytest.mark.parametrize("good", [True, False])
+def test_demo_writes_json_and_out_dir_all_or_none(tmp_path, monkeypatch, capsys, good):
+    import tightcompress.pipeline.demo as demo_module
+
+    monkeypatch.setattr(demo_module, "run_demo", lambda *a, **k: _fake_demo(good))
+    monkeypatch.setenv("TIGHTCOMPRESS_DEBUG", "")
+    argv = ["demo", "--json", str(tmp_path / "d.json"), "--out-dir", str(tmp_path / "out"), "--quiet"]
+    code, err = run(capsys, *argv)
+    files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    if good:
+        assert code == 0, err
+        expected = [
+            f"out/{m}/{f}" for m in ("nm", "tight") for f in ("model.pt", "packed.safetensors", "report.json")
+        ]
+        assert files == sorted(["d.json", *expected])
+        assert set(json.loads((tmp_path / "d.json").read_text())) == {
+            "rows", "tight_vs_column_combining", "unstructured", "seconds"
+        }  # fmt: skip
+        assert tc.load_packed(tmp_path / "out" / "tight" / "packed.safetensors")["l"].K == 8
+    else:
+        assert code == 1 and files == [], (code, files, err)

@@ -15,7 +15,6 @@ from tightcompress.cli.common import (
 )
 from tightcompress.cli.compress import add_pipeline_options, setup_logging
 from tightcompress.pipeline.config import DEMO_METHODS, CompressConfig, DemoConfig
-from tightcompress.utils.atomic import write_json_atomic
 
 
 def add_widths_option(parser: argparse.ArgumentParser) -> None:
@@ -97,11 +96,10 @@ def run(args: argparse.Namespace) -> int:
         subword_bit_rate=args.subword_bit_rate or None,
     )
     compile_kernels_once(args)
-    from tightcompress.pipeline.demo import format_table, run_demo
+    from tightcompress.pipeline.demo import format_table, run_demo, write_demo_outputs
 
-    result = run_demo(
-        config, workdir=args.workdir, resume=args.resume, quiet=args.quiet, out_dir=args.out_dir
-    )
+    result = run_demo(config, workdir=args.workdir, resume=args.resume, quiet=args.quiet)
+    write_demo_outputs(result, json_path=args.json, out_dir=args.out_dir)  # all or none, before the table
     print(format_table(result["rows"]))
     versus = result["tight_vs_column_combining"]
     if versus is not None:
@@ -110,9 +108,4 @@ def run(args: argparse.Namespace) -> int:
             f"tight over column combining on a {versus['array']} array: "
             f"throughput {total['throughput_gain']:.2f}x, energy efficiency {total['energy_gain']:.2f}x"
         )
-    if args.json:
-        payload = {
-            key: result[key] for key in ("rows", "tight_vs_column_combining", "unstructured", "seconds")
-        }
-        write_json_atomic(args.json, payload)
     return 0
