@@ -182,3 +182,36 @@ def test_demo_writes_json_and_out_dir_all_or_none(tmp_path, monkeypatch, capsys,
         assert tc.load_packed(tmp_path / "out" / "tight" / "packed.safetensors")["l"].K == 8
     else:
         assert code == 1 and files == [], (code, files, err)
+
+
+# ---------------------------------------------- 3. one layer name: `conv1` and `conv1.weight` both select it
+def test_a_layer_is_selected_by_its_module_path_or_its_weight_key(tmp_path, monkeypatch, capsys):
+    torch = pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(16, 8)
+    )
+    torch.save(model.state_dict(), "m.pt")
+    argv = ["pack", "m.pt", "--sparsity", "0.7", "--iterations", "300", "--json", "r.json", "--out", "p.st"]
+    assert main([*argv, "--quiet"]) == 0
+    assert (
+        main(["unpack", "p.st", "a.npy", "--layer", "0"]) == 0
+    )  # the module path, as report/topology name it
+    assert main(["unpack", "p.st", "b.npy", "--layer", "0.weight"]) == 0
+    assert np.array_equal(np.load("a.npy"), np.load("b.npy")) and np.load("a.npy").shape == (27, 16)
+    assert main(["export", "p.st", "--out-dir", "rtl", "--layer", "3", "--quiet"]) == 0
+    manifest = json.loads((tmp_path / "rtl" / "manifest.json").read_text())
+    assert [layer["name"] for layer in manifest["layers"]] == ["3.weight"]
+    capsys.readouterr()
+    code, err = run(capsys, "export", "p.st", "--out-dir", "rtl2", "--layer", "conv9")
+    assert_one_line(code, err, "no layer 'conv9'")
+
+
+def test_numba_is_not_loaded_by_the_hardware_package():
+    import subprocess
+    import sys
+
+    code = "import sys, tightcompress.hw as hw; hw.parse_array('8x8'); print('numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stdout

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 # ------------------------------------------------------------------- numeric flags, checked at the door
 INT64_MAX = 2**63 - 1
@@ -232,6 +232,20 @@ def check_declared_paths(args: argparse.Namespace) -> None:
 
     inputs, outputs, output_dirs = declared
     check_paths(values(inputs), values(outputs), values(output_dirs))
+
+
+def find_layer(layers: Mapping[str, object], name: str, source: object) -> str:
+    """The key of the layer a user named: the key itself (`conv1.weight`) or its module path (`conv1`, as the
+    report, compress and SCALE-Sim topologies name it); else a one-line error listing the layers."""
+    from tightcompress.errors import TightCompressError
+    from tightcompress.readers.topology import topology_name
+
+    if name in layers:
+        return name
+    matches = [key for key in layers if topology_name(key) == topology_name(name)]
+    if len(matches) == 1:
+        return matches[0]
+    raise TightCompressError(f"no layer {name!r} in {source}; it has {', '.join(layers)}")
 
 
 def add_skip_bad_layers(parser: argparse.ArgumentParser) -> None:

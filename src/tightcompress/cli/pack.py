@@ -17,6 +17,7 @@ from tightcompress.cli.common import (
     add_skip_bad_layers,
     compile_kernels_once,
     declare_paths,
+    find_layer,
     height_arg,
 )
 from tightcompress.errors import TightCompressError
@@ -340,9 +341,7 @@ def run_unpack(args: argparse.Namespace) -> int:
     if output.suffix != ".npy":
         raise TightCompressError(f"output must end in .npy, .npz, .pt or .safetensors, got {output.name}")
     if args.layer is not None:
-        if args.layer not in layers:
-            raise TightCompressError(f"no layer {args.layer!r} in {args.packed}; it has {', '.join(layers)}")
-        packed = layers[args.layer]
+        packed = layers[find_layer(layers, args.layer, args.packed)]
     elif len(layers) == 1:
         packed = next(iter(layers.values()))
     else:
