@@ -215,3 +215,51 @@ def test_numba_is_not_loaded_by_the_hardware_package():
     code = "import sys, tightcompress.hw as hw; hw.parse_array('8x8'); print('numba' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stdout
+
+
+# ----------------------------------------- 4. pack --model keeps every tensor's saved dtype (int8, mixed too)
+NET_PY = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 16, 3, groups=2)
+        self.fc = nn.Linear(16, 8)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+"""
+
+
+@pytest.mark.parametrize("case", ["int8", "mixed"])
+def test_pack_with_model_class_gives_back_every_saved_dtype(tmp_path, monkeypatch, case):
+    torch = pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.py").write_text(NET_PY)
+    torch.manual_seed(0)
+    state = {
+        "conv.weight": torch.randn(16, 2, 3, 3),
+        "conv.bias": torch.randn(16),
+        "fc.weight": torch.randn(8, 16),
+        "fc.bias": torch.randn(8),
+    }
+    if case == "int8":
+        state = {k: (v * 40).round().clamp(-127, 127).to(torch.int8) for k, v in state.items()}
+    else:  # fp16 conv, fp32 linear: no single dtype to cast the model to
+        state = {k: v.half() if k.startswith("conv") else v for k, v in state.items()}
+    torch.save(state, "c.pt")
+    argv = ["pack", "c.pt", "--model", "net.py:Net", "--sparsity", "0.5", "--iterations", "300"]
+    assert main([*argv, "--json", "r.json", "--out", "p.st", "--quiet"]) == 0
+    assert main(["unpack", "p.st", "back.pt"]) == 0
+    back = torch.load("back.pt")
+    assert {k: v.dtype for k, v in back.items()} == {k: v.dtype for k, v in state.items()}
+    for name, tensor in state.items():
+        kept = back[name] != 0
+        assert torch.equal(back[name][kept], tensor[kept]), name  # every survivor exact
+        if name.endswith("bias"):
+            assert torch.equal(back[name], tensor), name
+        else:
+            assert kept.float().mean().item() == pytest.approx(0.5, abs=0.01), name

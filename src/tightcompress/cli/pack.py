@@ -104,12 +104,27 @@ def read_input(args: argparse.Namespace) -> ModelWeights:
     from tightcompress.readers.checkpoint import read_state_dict
 
     model = load_model(args.model, args.input, key=args.key)
-    # Loading casts to the class's dtype; give the model the checkpoint's (fp16, bf16) so the packed values
-    # and the state_dict `unpack` writes keep it, as they do without --model.
-    saved = {v.dtype for v in read_state_dict(args.input, key=args.key).values() if v.is_floating_point()}
-    if len(saved) == 1:
-        model.to(saved.pop())
-    return model_weights(model, source=str(args.input))
+    found = model_weights(model, source=str(args.input))
+    return with_checkpoint_dtypes(found, read_state_dict(args.input, key=args.key))
+
+
+def with_checkpoint_dtypes(found: ModelWeights, saved: dict) -> ModelWeights:
+    """`found` (read from the model class, which cast every tensor to its own dtype) with each tensor's
+    dtype as saved (fp16, bf16, int8, or a mix), so the packed values and the state_dict `unpack` writes
+    are the checkpoint's, exactly, as they are without --model."""
+    from dataclasses import replace
+
+    from tightcompress.readers.checkpoint import tensor_to_numpy
+
+    matrices = {}
+    for name, gemm in found.matrices.items():
+        tensor = saved.get(gemm.layer.name)
+        dtype = tensor_to_numpy(tensor)[1] if tensor is not None else gemm.dtype
+        matrices[name] = replace(gemm, layer=replace(gemm.layer, dtype=dtype))
+    state = found.state
+    if state is not None:
+        state = {k: saved[k] if k in saved and saved[k].shape == v.shape else v for k, v in state.items()}
+    return replace(found, matrices=matrices, state=state)
 
 
 def add_pack_options(parser: argparse.ArgumentParser) -> None:
