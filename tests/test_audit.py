@@ -263,3 +263,28 @@ def test_pack_with_model_class_gives_back_every_saved_dtype(tmp_path, monkeypatc
             assert torch.equal(back[name], tensor), name
         else:
             assert kept.float().mean().item() == pytest.approx(0.5, abs=0.01), name
+
+
+# ----------------------------------------------------- 5. an ONNX file as torch.onnx.export writes it packs
+def test_torch_exported_onnx_packs_like_its_checkpoint(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.py").write_text(NET_PY)
+    import sys
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from net import Net  # type: ignore[import-not-found]
+
+    sys.modules.pop("net", None)
+    torch.manual_seed(0)
+    model = Net().eval()
+    torch.save(model.state_dict(), "c.pt")
+    torch.onnx.export(model, (torch.randn(1, 4, 6, 6),), "net.onnx", dynamo=False)  # nodes named /conv/Conv
+    options = ["--sparsity", "0.6", "--iterations", "300", "--quiet"]
+    assert main(["pack", "net.onnx", *options, "--json", "o.json", "--out", "o.st"]) == 0
+    assert main(["pack", "c.pt", "--model", "net.py:Net", *options, "--json", "c.json", "--out", "c.st"]) == 0
+    from_onnx, from_checkpoint = tc.load_packed("o.st"), tc.load_packed("c.st")
+    assert list(from_onnx) == list(from_checkpoint) == ["conv.weight[0]", "conv.weight[1]", "fc.weight"]
+    for name in from_onnx:
+        assert np.array_equal(from_onnx[name].to_dense(), from_checkpoint[name].to_dense()), name
