@@ -288,3 +288,35 @@ def test_torch_exported_onnx_packs_like_its_checkpoint(tmp_path, monkeypatch):
     assert list(from_onnx) == list(from_checkpoint) == ["conv.weight[0]", "conv.weight[1]", "fc.weight"]
     for name in from_onnx:
         assert np.array_equal(from_onnx[name].to_dense(), from_checkpoint[name].to_dense()), name
+
+
+# ---------------------------------------- 6. simulate and frontier: their two outputs are written all or none
+def test_simulate_topology_and_json_are_written_all_or_none(matrix, monkeypatch, capsys):
+    import tightcompress.cli.simulate as simulate_cmd
+
+    def fail(*_args, **_kwargs):
+        raise OSError(28, "No space left on device", "s.json")
+
+    monkeypatch.setattr(simulate_cmd, "write_json_atomic", fail)
+    argv = ["simulate", "w.npy", "--iterations", "200", "--no-vs-cc", "--vectors", "4"]
+    code, err = run(capsys, *argv, "--emit-topology", "t.csv", "--json", "s.json", "--quiet")
+    assert code == 1 and "No space left" in err
+    assert sorted(p.name for p in matrix.iterdir()) == ["w.npy"]  # no topology without its report
+
+
+def test_frontier_json_and_plot_are_written_all_or_none(tmp_path, monkeypatch, capsys):
+    import tightcompress.cli.frontier as frontier_cmd
+    import tightcompress.pipeline.frontier as frontier_module
+    import tightcompress.viz.frontier_plot as plot_module
+
+    monkeypatch.setattr(frontier_module, "run_frontier", lambda *a, **k: {"points": [], "seconds": 0.0})
+    monkeypatch.setattr(frontier_cmd, "format_summary", lambda result: "summary")
+
+    def fail(result, path):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(plot_module, "write_frontier_png", fail)
+    argv = ["frontier", "--workdir", str(tmp_path / "w"), "--json", str(tmp_path / "f.json")]
+    code, err = run(capsys, *argv, "--plot", str(tmp_path / "f.png"), "--quiet")
+    assert code == 1 and "No space left" in err
+    assert not (tmp_path / "f.json").exists() and not (tmp_path / "f.png").exists()

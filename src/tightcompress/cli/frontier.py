@@ -31,7 +31,7 @@ from tightcompress.pipeline.config import (
     CompressConfig,
     DemoConfig,
 )
-from tightcompress.utils.atomic import write_json_atomic
+from tightcompress.utils.atomic import output_group, write_json_atomic
 
 if TYPE_CHECKING:
     from tightcompress.pipeline.frontier import FrontierConfig
@@ -150,12 +150,13 @@ def run(args: argparse.Namespace) -> int:
             on_total=on_total,
         )
     print(format_summary(result))
-    if args.json:
-        write_json_atomic(args.json, result)
-    if args.plot:
-        from tightcompress.viz.frontier_plot import write_frontier_png
+    with output_group() as stage:  # the JSON and the plot are written all or none
+        if args.json:
+            write_json_atomic(stage(args.json), result)
+        if args.plot:
+            from tightcompress.viz.frontier_plot import write_frontier_png
 
-        write_frontier_png(result, args.plot)
+            write_frontier_png(result, stage(args.plot))
     if not args.quiet:
         print(f"{len(result['points'])} point(s) in {result['seconds']:.0f} s", file=sys.stderr)
     return 0

@@ -57,7 +57,7 @@ from tightcompress.readers.topology import (
     write_topology,
 )
 from tightcompress.report import build_report
-from tightcompress.utils.atomic import write_json_atomic
+from tightcompress.utils.atomic import output_group, write_json_atomic
 
 # Packing options: None when not given, so a packed input can refuse them and a topology pick its method.
 _PACK_OPTIONS = (
@@ -224,10 +224,11 @@ def run_simulate(args: argparse.Namespace) -> int:
     if args.check_bitexact:
         report["total"]["bitexact"] = all(hw["bitexact"] for hw in hw_layers)
     report["energy_table"] = (table or load_energy_table()).to_dict()
-    if args.emit_topology:
-        write_topology(args.emit_topology, emitted_topology(packed, vectors, rows))
-    if args.json:
-        write_json_atomic(args.json, report)
+    with output_group() as stage:  # the topology and the report are written all or none
+        if args.emit_topology:
+            write_topology(stage(args.emit_topology), emitted_topology(packed, vectors, rows))
+        if args.json:
+            write_json_atomic(stage(args.json), report)
     print(format_summary(report, args, m_source), end="")
     return 0
 
