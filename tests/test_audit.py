@@ -266,6 +266,7 @@ def test_pack_with_model_class_gives_back_every_saved_dtype(tmp_path, monkeypatc
 
 
 # ----------------------------------------------------- 5. an ONNX file as torch.onnx.export writes it packs
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter, on purpose
 def test_torch_exported_onnx_packs_like_its_checkpoint(tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")
@@ -320,3 +321,21 @@ def test_frontier_json_and_plot_are_written_all_or_none(tmp_path, monkeypatch, c
     code, err = run(capsys, *argv, "--plot", str(tmp_path / "f.png"), "--quiet")
     assert code == 1 and "No space left" in err
     assert not (tmp_path / "f.json").exists() and not (tmp_path / "f.png").exists()
+
+
+# --------------------------------------------------------------- 7. a folder where a file belongs says so
+@pytest.mark.parametrize(
+    "command",
+    [
+        "pack adir --json o.json",
+        "simulate adir",
+        "unpack adir o.npy",
+        "export adir --out-dir r",
+        "simulate w.npy --topology adir",
+        "simulate w.npy --energy-table adir",
+    ],
+)
+def test_a_folder_given_as_an_input_file_is_named_as_a_folder(matrix, capsys, command):
+    (matrix / "adir").mkdir()
+    code, err = run(capsys, *command.split())
+    assert_one_line(code, err, "adir is a folder, expected a file")

@@ -51,7 +51,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from tightcompress.errors import TightCompressError
+from tightcompress.errors import TightCompressError, missing_file
 from tightcompress.format.packed import PackedMatrix
 from tightcompress.hw.cycles import array_passes, check_vectors, parse_array
 
@@ -97,7 +97,7 @@ def load_energy_table(path: str | os.PathLike[str] | None = None, **overrides: f
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise TightCompressError(f"energy table not found: {path}")
+            raise missing_file("energy table", path)
         try:
             if path.suffix.lower() == ".toml":
                 values = tomllib.loads(path.read_text())

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tightcompress.errors import TightCompressError
+from tightcompress.errors import TightCompressError, missing_file
 from tightcompress.readers.matrices import LayerWeight, layer_weight
 
 
@@ -31,7 +31,7 @@ def read_onnx_layers(path: str | os.PathLike[str]) -> tuple[list[LayerWeight], l
         ) from None
     path = Path(path)
     if not path.is_file():
-        raise TightCompressError(f"input file not found: {path}")
+        raise missing_file("input file", path)
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # onnx raises DecodeError, ValueError, OSError... for a bad file
