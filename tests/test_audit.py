@@ -339,3 +339,26 @@ def test_a_folder_given_as_an_input_file_is_named_as_a_folder(matrix, capsys, co
     (matrix / "adir").mkdir()
     code, err = run(capsys, *command.split())
     assert_one_line(code, err, "adir is a folder, expected a file")
+
+
+# ------------------------------------------------ 8. an int8 matrix is exported with its own integer weights
+def test_int8_weights_are_exported_as_they_are(matrix, capsys):
+    from tightcompress.export.rtl import load_rtl
+
+    rng = np.random.default_rng(3)
+    W = rng.integers(-100, 101, size=(40, 24)).astype(np.int8)
+    W[rng.random(W.shape) < 0.8] = 0
+    np.save("i8.npy", W)
+    assert main(["pack", "i8.npy", "--iterations", "300", "--json", "r.json", "--out", "p.safetensors"]) == 0
+    assert main(["export", "p.safetensors", "--out-dir", "rtl", "--vectors", "3", "--quiet"]) == 0
+    layer = load_rtl("rtl")["i8"]
+    assert np.array_equal(layer.scales, np.ones(24))
+    assert np.array_equal(layer.packed.to_dense(), W)  # the hex words hold the checkpoint's int8 values
+    assert np.array_equal(layer.y, layer.x.astype(np.int64) @ W.astype(np.int64))
+    # float weights are still scaled so each column's largest |w| maps to 127
+    from tightcompress.quant import column_scales, quantize_columns
+
+    F = W.astype(np.float32) / 10
+    assert np.allclose(column_scales(F), np.abs(F).max(axis=0) / 127)
+    q, scales = quantize_columns(W)
+    assert np.array_equal(q, W) and np.array_equal(scales, np.ones(24))
