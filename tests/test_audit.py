@@ -362,3 +362,20 @@ def test_int8_weights_are_exported_as_they_are(matrix, capsys):
     assert np.allclose(column_scales(F), np.abs(F).max(axis=0) / 127)
     q, scales = quantize_columns(W)
     assert np.array_equal(q, W) and np.array_equal(scales, np.ones(24))
+
+
+# ----------------------------- 9. unpack writes no state_dict it cannot rebuild (layers named by module path)
+def test_unpack_refuses_a_state_dict_it_cannot_rebuild(matrix, capsys):
+    W = np.load("w.npy")
+    packed = tc.pack(W, method="dense", tile=8, name="features.0")
+    tc.save_packed("modules.safetensors", {"features.0": packed})
+    code, err = run(capsys, "unpack", "modules.safetensors", "back.pt")
+    assert_one_line(code, err, "does not record its PyTorch weight")
+    assert not (matrix / "back.pt").exists()
+    assert main(["unpack", "modules.safetensors", "back.npz"]) == 0  # the matrices are still there
+    assert np.array_equal(np.load("back.npz")["features.0"], W)
+    # a layer named like a state_dict key is a Linear weight (N x K), as before
+    tc.save_packed("keys.safetensors", {"fc.weight": tc.pack(W, method="dense", tile=8, name="fc.weight")})
+    assert main(["unpack", "keys.safetensors", "keys.pt"]) == 0
+    torch = pytest.importorskip("torch")
+    assert torch.equal(torch.load("keys.pt")["fc.weight"], torch.from_numpy(W.T.copy()))

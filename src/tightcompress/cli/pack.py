@@ -379,7 +379,15 @@ def write_state_dict(packed_path: str, layers: dict[str, PackedMatrix], output: 
     weights: dict[str, np.ndarray] = {}
     weight_dtypes: dict[str, str] = {}
     for name, packed in layers.items():
-        source = packed.info.get("source") or {"weight": name, "shape": [packed.N, packed.K], "groups": 1}
+        source = packed.info.get("source")
+        if source is None and not (name == "weight" or name.endswith(".weight")):
+            # e.g. `compress` outputs name layers by module path and do not record the conv's shape: a
+            # state_dict of 2-D `features.0` tensors would not load into the model
+            raise TightCompressError(
+                f"{packed_path}: layer {name!r} does not record its PyTorch weight (name and shape), so no "
+                "state_dict can be rebuilt; write .npz for the matrices (compress writes model.pt beside it)"
+            )
+        source = source or {"weight": name, "shape": [packed.N, packed.K], "groups": 1}  # a Linear's weight
         weight_name, shape, groups = source["weight"], tuple(source["shape"]), int(source.get("groups", 1))
         index = source.get("group_index")
         if weight_name not in weights:
