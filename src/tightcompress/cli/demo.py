@@ -62,7 +62,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out-dir",
         metavar="DIR",
-        help="also write each method's model, packed layers, report (one folder each)",
+        help="also write each method's model, packed layers, report (one folder each, tight-subword too; "
+        "with --json, all written at the end, all or none)",
     )
     add_alias(parser, "--out", "--out-dir", metavar="DIR")
     add_pipeline_options(parser)
