@@ -49,6 +49,8 @@ ABSURD_FLAGS = [
     ("simulate w.npy --array", "100000x32"),
     ("export p.safetensors --out-dir rtl --seed", HUGE),
     ("pack w.npy --json r.json --jobs", HUGE),
+    ("pack w.npy --json r.json --iterations", str(10**12)),
+    ("sweep w.npy --csv s.csv --iterations", str(10**9 + 1)),
     ("demo --rate", "inf"),
     ("demo --rate", "nan"),
     ("demo --lr", "nan"),

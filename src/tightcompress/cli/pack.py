@@ -13,12 +13,14 @@ from tqdm import tqdm
 from tightcompress.api import METHODS, PackConfig
 from tightcompress.cli.common import (
     JOBS,
+    MAX_ITERATIONS,
     add_quiet,
     add_skip_bad_layers,
     compile_kernels_once,
     declare_paths,
     find_layer,
     height_arg,
+    int_in,
 )
 from tightcompress.errors import TightCompressError
 from tightcompress.format.dtypes import store_dtype
@@ -159,7 +161,9 @@ def add_pack_options(parser: argparse.ArgumentParser) -> None:
         help="nm: first search one input-channel (row) permutation per layer, shared by all tiles",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the permutation search")
-    parser.add_argument("--iterations", type=int, help="annealing moves (default: scaled to the matrix)")
+    parser.add_argument(
+        "--iterations", type=int_in(0, MAX_ITERATIONS), help="annealing moves (default: scaled to the matrix)"
+    )
     parser.add_argument(
         "--objective",
         choices=("magnitude", "squared"),
