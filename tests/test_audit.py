@@ -381,3 +381,28 @@ def test_unpack_refuses_a_state_dict_it_cannot_rebuild(matrix, capsys):
     assert main(["unpack", "keys.safetensors", "keys.pt"]) == 0
     torch = pytest.importorskip("torch")
     assert torch.equal(torch.load("keys.pt")["fc.weight"], torch.from_numpy(W.T.copy()))
+
+
+# --------------------------------- 10. a layer skipped by --skip-bad-layers comes back from unpack as it was
+@pytest.mark.parametrize("bad", ["fc.weight", "conv.weight"])  # conv: one group of the grouped conv
+def test_skipped_bad_layers_are_kept_in_the_unpacked_state_dict(tmp_path, monkeypatch, bad):
+    torch = pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.py").write_text(NET_PY)
+    torch.manual_seed(0)
+    state = {
+        "conv.weight": torch.randn(16, 2, 3, 3),
+        "conv.bias": torch.randn(16),
+        "fc.weight": torch.randn(8, 16),
+        "fc.bias": torch.randn(8),
+    }
+    state[bad].view(-1)[0] = float("nan")  # conv: only its first group has the NaN
+    torch.save(state, "c.pt")
+    argv = ["pack", "c.pt", "--model", "net.py:Net", "--sparsity", "0.5", "--iterations", "300"]
+    assert main([*argv, "--skip-bad-layers", "--json", "r.json", "--out", "p.st", "--quiet"]) == 0
+    assert main(["unpack", "p.st", "back.pt"]) == 0
+    back = torch.load("back.pt")
+    assert set(back) == set(state)
+    assert torch.equal(back[bad].nan_to_num(nan=7.0), state[bad].nan_to_num(nan=7.0))  # left as it was
+    good = "conv.weight" if bad == "fc.weight" else "fc.weight"
+    assert 0 < int((back[good] != 0).sum()) < back[good].numel()  # the other layer is pruned and packed

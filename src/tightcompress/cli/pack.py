@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -306,7 +307,7 @@ def run_pack(args: argparse.Namespace) -> int:
         notes["skipped_layers"] = [*notes.get("skipped_layers", []), *bad_layers]
     with output_group() as stage:  # --out and --json are written both or neither
         if args.out:
-            state, state_dtypes = passthrough_state(found)
+            state, state_dtypes = passthrough_state(found, packed_layers)
             save_packed(stage(args.out), packed_layers, state=state, state_dtypes=state_dtypes)
         write_json_atomic(stage(args.json), report)
     total = report["total"]
@@ -333,13 +334,17 @@ def restore_dtypes(packed_layers: dict[str, PackedMatrix], found: ModelWeights) 
         }
 
 
-def passthrough_state(found: ModelWeights | None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """The checkpoint tensors that were not packed (biases, normalisation, depthwise weights), as NumPy."""
+def passthrough_state(
+    found: ModelWeights | None, packed: Mapping[str, PackedMatrix]
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The checkpoint tensors that were not packed (biases, normalisation, depthwise weights, and layers
+    skipped by --skip-bad-layers, whole, even when only one group of a grouped conv was), as NumPy."""
     if found is None or found.state is None:
         return {}, {}
     from tightcompress.readers.checkpoint import tensor_to_numpy
 
-    packed_weights = {gemm.layer.name for gemm in found.matrices.values()}
+    skipped_weights = {gemm.layer.name for name, gemm in found.matrices.items() if name not in packed}
+    packed_weights = {gemm.layer.name for gemm in found.matrices.values()} - skipped_weights
     state, dtypes = {}, {}
     for name, tensor in found.state.items():
         if name not in packed_weights:
