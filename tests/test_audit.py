@@ -50,7 +50,7 @@ ABSURD_FLAGS = [
     ("export p.safetensors --out-dir rtl --seed", HUGE),
     ("pack w.npy --json r.json --jobs", HUGE),
     ("pack w.npy --json r.json --iterations", str(10**12)),
-    ("sweep w.npy --csv s.csv --iterations", str(10**9 + 1)),
+    ("sweep w.npy --csv s.csv --iterations", str(10**10 + 1)),
     ("demo --rate", "inf"),
     ("demo --rate", "nan"),
     ("demo --lr", "nan"),

@@ -14,7 +14,7 @@ MAX_JOBS = 1024  # worker processes on one machine
 MAX_ROUNDS = 1000  # pruning / format rounds
 MAX_EPOCHS = 10_000.0
 MAX_STEPS = 10**9
-MAX_ITERATIONS = 10**9  # annealing moves per layer: minutes per layer at most (the default caps at 150k)
+MAX_ITERATIONS = 10**10  # annealing moves per layer: hours (about 1e6 moves/s on a 64 x 32 matrix)
 
 
 def _bound_text(value: float) -> str:
