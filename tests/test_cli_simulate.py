@@ -32,7 +32,10 @@ def demo_packed(tmp_path_factory):
 
 
 def _run(argv, capsys) -> tuple[int, str, str]:
-    code = main(argv)
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # a usage error caught by argparse (the process exits 2 alike)
+        code = exc.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 

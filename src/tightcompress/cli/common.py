@@ -3,6 +3,74 @@
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable, Mapping
+
+# ------------------------------------------------------------------- numeric flags, checked at the door
+INT64_MAX = 2**63 - 1
+SEED_MAX = 2**32 - 1  # numpy's legacy seeding and torch.manual_seed both take this range
+MAX_VECTORS = 2**40  # = hw.cycles.MAX_VECTORS (not imported here: start-up stays free of numpy)
+MAX_JOBS = 1024  # worker processes on one machine
+MAX_ROUNDS = 1000  # pruning / format rounds
+MAX_EPOCHS = 10_000.0
+MAX_STEPS = 10**9
+MAX_ITERATIONS = 10**10  # annealing moves per layer: hours (about 1e6 moves/s on a 64 x 32 matrix)
+
+
+def _bound_text(value: float) -> str:
+    if isinstance(value, int) and value >= 2**16 and value & (value - 1) == 0:
+        return f"2**{value.bit_length() - 1}"
+    if isinstance(value, int) and value >= 2**16 and (value + 1) & value == 0:
+        return f"2**{value.bit_length()} - 1"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def int_in(low: int, high: int = INT64_MAX) -> Callable[[str], int]:
+    """An argparse `type`: an integer in `[low, high]`, else a one-line usage error naming the range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer in [{_bound_text(low)}, {_bound_text(high)}], got {text}"
+            )
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def float_in(
+    low: float, high: float = math.inf, *, low_open: bool = False, zero: bool = False
+) -> Callable[[str], float]:
+    """An argparse `type`: a finite number in `[low, high]` (`(low, high]` with `low_open`; `zero` also
+    accepts 0, for flags where 0 switches something off), else a one-line usage error naming the range."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        inside = (low < value if low_open else low <= value) and value <= high
+        if not (math.isfinite(value) and (inside or (zero and value == 0))):
+            left = "(" if low_open else "["
+            right = "]" if math.isfinite(high) else ")"
+            also = " or 0" if zero else ""
+            raise argparse.ArgumentTypeError(
+                f"must be a finite number in {left}{_bound_text(low)}, {_bound_text(high)}{right}{also}, "
+                f"got {text}"
+            )
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+SEED = int_in(0, SEED_MAX)
+JOBS = int_in(1, MAX_JOBS)
 
 
 def height_arg(text: str) -> int | str:
@@ -73,9 +141,15 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def apply_grammar(parser: argparse.ArgumentParser) -> None:
-    """The shared help layout and exit-code epilog, for the top-level parser and every subcommand."""
+    """The shared help layout and exit-code epilog, for the top-level parser and every subcommand;
+    a usage error is one line (exit 2) pointing at `--help`, like every other bad input."""
     parser.formatter_class = HelpFormatter
     parser.epilog = EXIT_CODES if not parser.epilog else f"{parser.epilog}\n\n{EXIT_CODES}"
+
+    def error(message: str) -> None:
+        parser.exit(2, f"{parser.prog}: error: {message} (see {parser.prog} --help)\n")
+
+    parser.error = error  # type: ignore[method-assign]
 
 
 class _DeprecatedOption(argparse.Action):
@@ -159,6 +233,20 @@ def check_declared_paths(args: argparse.Namespace) -> None:
 
     inputs, outputs, output_dirs = declared
     check_paths(values(inputs), values(outputs), values(output_dirs))
+
+
+def find_layer(layers: Mapping[str, object], name: str, source: object) -> str:
+    """The key of the layer a user named: the key itself (`conv1.weight`) or its module path (`conv1`, as the
+    report, compress and SCALE-Sim topologies name it); else a one-line error listing the layers."""
+    from tightcompress.errors import TightCompressError
+    from tightcompress.readers.topology import topology_name
+
+    if name in layers:
+        return name
+    matches = [key for key in layers if topology_name(key) == topology_name(name)]
+    if len(matches) == 1:
+        return matches[0]
+    raise TightCompressError(f"no layer {name!r} in {source}; it has {', '.join(layers)}")
 
 
 def add_skip_bad_layers(parser: argparse.ArgumentParser) -> None:

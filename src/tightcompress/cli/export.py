@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tightcompress.cli.common import add_alias, add_quiet, declare_paths
-from tightcompress.errors import TightCompressError
+from tightcompress.cli.common import SEED, add_alias, add_quiet, declare_paths, find_layer
 from tightcompress.export.rtl import export_rtl
 from tightcompress.format.io import load_packed
 
@@ -19,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_alias(out, "--rtl", "--out-dir", metavar="DIR")
     parser.add_argument("--layer", action="append", help="export only this layer (repeatable)")
     parser.add_argument("--vectors", type=int, default=4, metavar="M", help="test input vectors per layer")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the test activations")
+    parser.add_argument("--seed", type=SEED, default=0, help="seed of the test activations")
     add_quiet(parser)
     parser.set_defaults(func=run)
     declare_paths(parser, inputs=("packed",), output_dirs=("out_dir",))
@@ -29,10 +28,8 @@ def run(args: argparse.Namespace) -> int:
     """Load, quantize, simulate, write."""
     layers = load_packed(args.packed)
     if args.layer:
-        missing = [name for name in args.layer if name not in layers]
-        if missing:
-            raise TightCompressError(f"no layer {missing[0]!r} in {args.packed}; it has {', '.join(layers)}")
-        layers = {name: layers[name] for name in args.layer}
+        keys = [find_layer(layers, name, args.packed) for name in args.layer]
+        layers = {key: layers[key] for key in dict.fromkeys(keys)}
     manifest = export_rtl(layers, args.out_dir, m=args.vectors, seed=args.seed)
     tiles = sum(len(entry["tiles"]) for entry in manifest["layers"])
     print(f"{len(manifest['layers'])} layer(s), {tiles} tile(s) -> {args.out_dir}/manifest.json")

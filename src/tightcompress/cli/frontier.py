@@ -10,7 +10,18 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from tightcompress.cli.common import add_methods, add_quiet, compile_kernels_once, declare_paths
+from tightcompress.cli.common import (
+    JOBS,
+    MAX_EPOCHS,
+    MAX_ROUNDS,
+    SEED,
+    add_methods,
+    add_quiet,
+    compile_kernels_once,
+    declare_paths,
+    float_in,
+    int_in,
+)
 from tightcompress.cli.compress import setup_logging
 from tightcompress.cli.demo import add_widths_option, budget_config
 from tightcompress.pipeline.config import (
@@ -20,7 +31,7 @@ from tightcompress.pipeline.config import (
     CompressConfig,
     DemoConfig,
 )
-from tightcompress.utils.atomic import write_json_atomic
+from tightcompress.utils.atomic import output_group, write_json_atomic
 
 if TYPE_CHECKING:
     from tightcompress.pipeline.frontier import FrontierConfig
@@ -33,10 +44,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_methods(parser, FRONTIER_METHODS, list(FRONTIER_METHODS), "methods")
     parser.add_argument(
-        "--rates", nargs="+", type=float, default=list(DEFAULT_RATES), metavar="R", help="target rates"
+        "--rates", nargs="+", type=float_in(1), default=list(DEFAULT_RATES), metavar="R", help="target rates"
     )
     parser.add_argument(
-        "--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS), metavar="S", help="demo seeds"
+        "--seeds", nargs="+", type=SEED, default=list(DEFAULT_SEEDS), metavar="S", help="demo seeds"
     )
     add_widths_option(parser)
     parser.add_argument("--json", metavar="F.json", help="write the frontier here (atomically)")
@@ -44,7 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workdir", metavar="DIR", help="points and stages (default: the demo's cache)")
     parser.add_argument("--resume", action="store_true", help="reuse every finished point in --workdir")
     parser.add_argument(
-        "--jobs", type=int, metavar="N", help="points run at once on this machine (default: the cores)"
+        "--jobs", type=JOBS, metavar="N", help="points run at once on this machine (default: the cores)"
     )
     parser.add_argument(
         "--ray",
@@ -53,14 +64,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     budget = parser.add_argument_group("budget (default: the demo's)")
     d, demo = CompressConfig(), DemoConfig()
-    budget.add_argument("--dense-epochs", type=float, default=demo.dense_epochs)
+    budget.add_argument("--dense-epochs", type=float_in(0, MAX_EPOCHS), default=demo.dense_epochs)
     budget.add_argument(
-        "--prune-rounds", type=int, default=d.prune_rounds, help="cubic rounds to the lowest rate"
+        "--prune-rounds",
+        type=int_in(1, MAX_ROUNDS),
+        default=d.prune_rounds,
+        help="cubic rounds to the lowest rate",
     )
-    budget.add_argument("--prune-epochs", type=float, default=d.prune_epochs, help="epochs per pruning round")
-    budget.add_argument("--format-rounds", type=int, default=d.format_rounds)
-    budget.add_argument("--finetune-epochs", type=float, default=d.finetune_epochs)
-    budget.add_argument("--lr", type=float, default=d.lr)
+    budget.add_argument(
+        "--prune-epochs",
+        type=float_in(0, MAX_EPOCHS),
+        default=d.prune_epochs,
+        help="epochs per pruning round",
+    )
+    budget.add_argument("--format-rounds", type=int_in(1, MAX_ROUNDS), default=d.format_rounds)
+    budget.add_argument("--finetune-epochs", type=float_in(0, MAX_EPOCHS), default=d.finetune_epochs)
+    budget.add_argument("--lr", type=float_in(0, 10, low_open=True), default=d.lr)
     add_quiet(parser)
     parser.set_defaults(func=run)
     declare_paths(parser, outputs=("json", "plot"), output_dirs=("workdir",))
@@ -131,12 +150,13 @@ def run(args: argparse.Namespace) -> int:
             on_total=on_total,
         )
     print(format_summary(result))
-    if args.json:
-        write_json_atomic(args.json, result)
-    if args.plot:
-        from tightcompress.viz.frontier_plot import write_frontier_png
+    with output_group() as stage:  # the JSON and the plot are written all or none
+        if args.json:
+            write_json_atomic(stage(args.json), result)
+        if args.plot:
+            from tightcompress.viz.frontier_plot import write_frontier_png
 
-        write_frontier_png(result, args.plot)
+            write_frontier_png(result, stage(args.plot))
     if not args.quiet:
         print(f"{len(result['points'])} point(s) in {result['seconds']:.0f} s", file=sys.stderr)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +13,15 @@ from tqdm import tqdm
 
 from tightcompress.api import METHODS, PackConfig
 from tightcompress.cli.common import (
+    JOBS,
+    MAX_ITERATIONS,
     add_quiet,
     add_skip_bad_layers,
     compile_kernels_once,
     declare_paths,
+    find_layer,
     height_arg,
+    int_in,
 )
 from tightcompress.errors import TightCompressError
 from tightcompress.format.dtypes import store_dtype
@@ -102,12 +107,27 @@ def read_input(args: argparse.Namespace) -> ModelWeights:
     from tightcompress.readers.checkpoint import read_state_dict
 
     model = load_model(args.model, args.input, key=args.key)
-    # Loading casts to the class's dtype; give the model the checkpoint's (fp16, bf16) so the packed values
-    # and the state_dict `unpack` writes keep it, as they do without --model.
-    saved = {v.dtype for v in read_state_dict(args.input, key=args.key).values() if v.is_floating_point()}
-    if len(saved) == 1:
-        model.to(saved.pop())
-    return model_weights(model, source=str(args.input))
+    found = model_weights(model, source=str(args.input))
+    return with_checkpoint_dtypes(found, read_state_dict(args.input, key=args.key))
+
+
+def with_checkpoint_dtypes(found: ModelWeights, saved: dict) -> ModelWeights:
+    """`found` (read from the model class, which cast every tensor to its own dtype) with each tensor's
+    dtype as saved (fp16, bf16, int8, or a mix), so the packed values and the state_dict `unpack` writes
+    are the checkpoint's, exactly, as they are without --model."""
+    from dataclasses import replace
+
+    from tightcompress.readers.checkpoint import tensor_to_numpy
+
+    matrices = {}
+    for name, gemm in found.matrices.items():
+        tensor = saved.get(gemm.layer.name)
+        dtype = tensor_to_numpy(tensor)[1] if tensor is not None else gemm.dtype
+        matrices[name] = replace(gemm, layer=replace(gemm.layer, dtype=dtype))
+    state = found.state
+    if state is not None:
+        state = {k: saved[k] if k in saved and saved[k].shape == v.shape else v for k, v in state.items()}
+    return replace(found, matrices=matrices, state=state)
 
 
 def add_pack_options(parser: argparse.ArgumentParser) -> None:
@@ -142,7 +162,9 @@ def add_pack_options(parser: argparse.ArgumentParser) -> None:
         help="nm: first search one input-channel (row) permutation per layer, shared by all tiles",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the permutation search")
-    parser.add_argument("--iterations", type=int, help="annealing moves (default: scaled to the matrix)")
+    parser.add_argument(
+        "--iterations", type=int_in(0, MAX_ITERATIONS), help="annealing moves (default: scaled to the matrix)"
+    )
     parser.add_argument(
         "--objective",
         choices=("magnitude", "squared"),
@@ -171,7 +193,7 @@ def add_parallel_options(parser: argparse.ArgumentParser) -> None:
     """`--jobs` and `--ray`: where the independent layers are packed."""
     parser.add_argument(
         "--jobs",
-        type=int,
+        type=JOBS,
         default=None,
         metavar="N",
         help=f"worker processes packing layers in parallel (default: the cores, here {default_jobs()})",
@@ -285,7 +307,7 @@ def run_pack(args: argparse.Namespace) -> int:
         notes["skipped_layers"] = [*notes.get("skipped_layers", []), *bad_layers]
     with output_group() as stage:  # --out and --json are written both or neither
         if args.out:
-            state, state_dtypes = passthrough_state(found)
+            state, state_dtypes = passthrough_state(found, packed_layers)
             save_packed(stage(args.out), packed_layers, state=state, state_dtypes=state_dtypes)
         write_json_atomic(stage(args.json), report)
     total = report["total"]
@@ -309,13 +331,17 @@ def restore_dtypes(packed_layers: dict[str, PackedMatrix], found: ModelWeights) 
         )
 
 
-def passthrough_state(found: ModelWeights | None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """The checkpoint tensors that were not packed (biases, normalisation, depthwise weights), as NumPy."""
+def passthrough_state(
+    found: ModelWeights | None, packed: Mapping[str, PackedMatrix]
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The checkpoint tensors that were not packed (biases, normalisation, depthwise weights, and layers
+    skipped by --skip-bad-layers, whole, even when only one group of a grouped conv was), as NumPy."""
     if found is None or found.state is None:
         return {}, {}
     from tightcompress.readers.checkpoint import tensor_to_numpy
 
-    packed_weights = {gemm.layer.name for gemm in found.matrices.values()}
+    skipped_weights = {gemm.layer.name for name, gemm in found.matrices.items() if name not in packed}
+    packed_weights = {gemm.layer.name for gemm in found.matrices.values()} - skipped_weights
     state, dtypes = {}, {}
     for name, tensor in found.state.items():
         if name not in packed_weights:
@@ -336,9 +362,7 @@ def run_unpack(args: argparse.Namespace) -> int:
     if output.suffix != ".npy":
         raise TightCompressError(f"output must end in .npy, .npz, .pt or .safetensors, got {output.name}")
     if args.layer is not None:
-        if args.layer not in layers:
-            raise TightCompressError(f"no layer {args.layer!r} in {args.packed}; it has {', '.join(layers)}")
-        packed = layers[args.layer]
+        packed = layers[find_layer(layers, args.layer, args.packed)]
     elif len(layers) == 1:
         packed = next(iter(layers.values()))
     else:
@@ -361,7 +385,15 @@ def write_state_dict(packed_path: str, layers: dict[str, PackedMatrix], output: 
     weights: dict[str, np.ndarray] = {}
     weight_dtypes: dict[str, str] = {}
     for name, packed in layers.items():
-        source = packed.info.get("source") or {"weight": name, "shape": [packed.N, packed.K], "groups": 1}
+        source = packed.info.get("source")
+        if source is None and not (name == "weight" or name.endswith(".weight")):
+            # e.g. `compress` outputs name layers by module path and do not record the conv's shape: a
+            # state_dict of 2-D `features.0` tensors would not load into the model
+            raise TightCompressError(
+                f"{packed_path}: layer {name!r} does not record its PyTorch weight (name and shape), so no "
+                "state_dict can be rebuilt; write .npz for the matrices (compress writes model.pt beside it)"
+            )
+        source = source or {"weight": name, "shape": [packed.N, packed.K], "groups": 1}  # a Linear's weight
         weight_name, shape, groups = source["weight"], tuple(source["shape"]), int(source.get("groups", 1))
         index = source.get("group_index")
         if weight_name not in weights:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import csv
 
-from tightcompress.cli.common import add_quiet, declare_paths
+from tightcompress.cli.common import add_quiet, declare_paths, find_layer
 from tightcompress.errors import TightCompressError
 from tightcompress.format.io import load_packed
 from tightcompress.sweep import read_sweep_csv
 from tightcompress.viz.report_html import check_sweep_rows, write_html
-from tightcompress.viz.runs import layer_name, runs_from_files
+from tightcompress.viz.runs import runs_from_files
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -48,12 +48,8 @@ def run(args: argparse.Namespace) -> int:
         layers = load_packed(args.packed)
         if args.layer is None:
             packed = max(layers.values(), key=lambda p: p.K * p.N)
-        elif args.layer in layers:
-            packed = layers[args.layer]
-        elif args.layer in {layer_name(key) for key in layers}:  # `conv1` for the key `conv1.weight`
-            packed = next(p for key, p in layers.items() if layer_name(key) == args.layer)
         else:
-            raise TightCompressError(f"no layer {args.layer!r} in {args.packed}; it has {', '.join(layers)}")
+            packed = layers[find_layer(layers, args.layer, args.packed)]
     elif args.layer:
         raise TightCompressError("--layer needs --packed")
     write_html(args.html, runs, frontiers=frontiers, sweep_rows=sweep_rows, packed=packed, title=args.title)

@@ -26,11 +26,13 @@ from tqdm import tqdm
 
 from tightcompress.api import PackConfig
 from tightcompress.cli.common import (
+    MAX_VECTORS,
     add_alias,
     add_quiet,
     add_skip_bad_layers,
     compile_kernels_once,
     declare_paths,
+    int_in,
 )
 from tightcompress.cli.pack import (
     add_key_option,
@@ -55,7 +57,7 @@ from tightcompress.readers.topology import (
     write_topology,
 )
 from tightcompress.report import build_report
-from tightcompress.utils.atomic import write_json_atomic
+from tightcompress.utils.atomic import output_group, write_json_atomic
 
 # Packing options: None when not given, so a packed input can refuse them and a topology pick its method.
 _PACK_OPTIONS = (
@@ -99,8 +101,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--input-shape each layer's M is counted in one forward pass",
     )
     vectors.add_argument("--input-shape", metavar="BxCxHxW", help="with --model: the input, batch first")
-    vectors.add_argument("--vectors", type=int, metavar="M", help="the same M for every layer")
-    add_alias(vectors, "--batch", "--vectors", type=int, metavar="M")
+    vectors.add_argument(
+        "--vectors", type=int_in(1, MAX_VECTORS), metavar="M", help="the same M for every layer"
+    )
+    add_alias(vectors, "--batch", "--vectors", type=int_in(1, MAX_VECTORS), metavar="M")
     parser.add_argument(
         "--emit-topology",
         metavar="OUT.csv",
@@ -220,10 +224,11 @@ def run_simulate(args: argparse.Namespace) -> int:
     if args.check_bitexact:
         report["total"]["bitexact"] = all(hw["bitexact"] for hw in hw_layers)
     report["energy_table"] = (table or load_energy_table()).to_dict()
-    if args.emit_topology:
-        write_topology(args.emit_topology, emitted_topology(packed, vectors, rows))
-    if args.json:
-        write_json_atomic(args.json, report)
+    with output_group() as stage:  # the topology and the report are written all or none
+        if args.emit_topology:
+            write_topology(stage(args.emit_topology), emitted_topology(packed, vectors, rows))
+        if args.json:
+            write_json_atomic(stage(args.json), report)
     print(format_summary(report, args, m_source), end="")
     return 0
 

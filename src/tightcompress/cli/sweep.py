@@ -8,7 +8,15 @@ import sys
 from tqdm import tqdm
 
 from tightcompress.api import METHODS
-from tightcompress.cli.common import add_methods, add_quiet, compile_kernels_once, declare_paths, height_arg
+from tightcompress.cli.common import (
+    MAX_ITERATIONS,
+    add_methods,
+    add_quiet,
+    compile_kernels_once,
+    declare_paths,
+    height_arg,
+    int_in,
+)
 from tightcompress.cli.pack import (
     add_cc_variant_options,
     add_key_option,
@@ -64,7 +72,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--gamma", type=float, default=0.5, help="column combining: conflicts allowed")
     add_cc_variant_options(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the permutation search")
-    parser.add_argument("--iterations", type=int, help="annealing moves per layer (default: scaled)")
+    parser.add_argument(
+        "--iterations", type=int_in(0, MAX_ITERATIONS), help="annealing moves per layer (default: scaled)"
+    )
     parser.add_argument("--per-layer", action="store_true", help="also write one row per layer per point")
     parser.add_argument("--csv", required=True, metavar="OUT.csv", help="write the sweep here (atomically)")
     add_parallel_options(parser)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from tightcompress.errors import TightCompressError
+from tightcompress.errors import TightCompressError, missing_file
 from tightcompress.format.packed import FORMAT_VERSION, PackedMatrix
 from tightcompress.utils.atomic import atomic_path
 
@@ -137,7 +137,7 @@ def _read_verified(path: str) -> tuple[dict[str, Any], dict[str, str], dict[str,
     """`(layer metadata, state dtype table, tensors)` of a packed file whose version, checksums and tensor
     set were all checked."""
     if not os.path.isfile(path):
-        raise TightCompressError(f"packed file not found: {path}")
+        raise missing_file("packed file", path)
     metadata, tensors = _read_safetensors(path)
     if metadata.get("format") != "tightcompress.packed":
         raise TightCompressError(f"{path} is not a tightcompress packed file")

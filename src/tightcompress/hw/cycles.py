@@ -33,6 +33,18 @@ import numpy as np
 from tightcompress.errors import TightCompressError
 from tightcompress.format.packed import PackedMatrix
 
+MAX_ARRAY_SIDE = 65_536  # PE array rows or columns
+MAX_VECTORS = (
+    2**40
+)  # input vectors M per layer: cycle and MAC counts stay exact in int64, energies in float64
+
+
+def check_vectors(m: int) -> int:
+    """M (input vectors per layer) as an int in `[1, MAX_VECTORS]`, or a one-line error."""
+    if isinstance(m, bool) or not isinstance(m, int | np.integer) or not 1 <= m <= MAX_VECTORS:
+        raise TightCompressError(f"M (input vectors) must be an integer in [1, 2**40], got {m!r}")
+    return int(m)
+
 
 def parse_array(text: str | tuple[int, int]) -> tuple[int, int]:
     """`"32x32"` (rows x columns) or a pair -> `(R, C)`, both positive, or a one-line error."""
@@ -44,8 +56,10 @@ def parse_array(text: str | tuple[int, int]) -> tuple[int, int]:
         rows, cols = (int(p) for p in parts)
     except ValueError:
         raise TightCompressError(f"array must be ROWSxCOLS such as 32x32, got {text!r}") from None
-    if rows < 1 or cols < 1:
-        raise TightCompressError(f"array dimensions must be positive, got {rows}x{cols}")
+    if not (1 <= rows <= MAX_ARRAY_SIDE and 1 <= cols <= MAX_ARRAY_SIDE):
+        raise TightCompressError(
+            f"array rows and columns must be in [1, {MAX_ARRAY_SIDE}], got {rows}x{cols}"
+        )
     return rows, cols
 
 
@@ -174,8 +188,7 @@ def packed_cycles(
     Useful MACs are `kept nonzeros x M`; occupied MACs count every slot a pass loads (zeros too) x M.
     """
     rows, cols = parse_array(array)
-    if m < 1:
-        raise TightCompressError(f"M (input vectors) must be >= 1, got {m}")
+    m = check_vectors(m)
     cycles = folds = occupied = 0
     plan = array_passes(packed, (rows, cols))
     for p in plan:

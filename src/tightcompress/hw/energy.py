@@ -51,9 +51,9 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from tightcompress.errors import TightCompressError
+from tightcompress.errors import TightCompressError, missing_file
 from tightcompress.format.packed import PackedMatrix
-from tightcompress.hw.cycles import array_passes, parse_array
+from tightcompress.hw.cycles import array_passes, check_vectors, parse_array
 
 SOURCE = "Horowitz, ISSCC 2014, 45 nm, 0.9 V (derived entries: see tightcompress.hw.energy)"
 
@@ -97,7 +97,7 @@ def load_energy_table(path: str | os.PathLike[str] | None = None, **overrides: f
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise TightCompressError(f"energy table not found: {path}")
+            raise missing_file("energy table", path)
         try:
             if path.suffix.lower() == ".toml":
                 values = tomllib.loads(path.read_text())
@@ -142,8 +142,7 @@ def packed_energy(
     """Energy (pJ) of one packed layer with M input vectors: `energy_pj` and its `breakdown_pj` by part."""
     table = table or DEFAULT_ENERGY
     rows, cols = parse_array(array)
-    if m < 1:
-        raise TightCompressError(f"M (input vectors) must be >= 1, got {m}")
+    m = check_vectors(m)
     index_bits = packed.index_bits
     plan = array_passes(packed, (rows, cols))
     slots = sum(p.height * p.width for p in plan)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -84,8 +86,13 @@ class CompressConfig:
         if self.sparsity is not None and not 0.0 <= self.sparsity < 1.0:
             raise TightCompressError(f"sparsity must be in [0, 1), got {self.sparsity}")
         for name in ("prune_epochs", "finetune_epochs"):
-            if getattr(self, name) < 0:
-                raise TightCompressError(f"{name} must be >= 0")
+            if not 0 <= getattr(self, name) < math.inf:  # NaN and inf too
+                raise TightCompressError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+        if not 0 < self.lr < math.inf:
+            raise TightCompressError(f"lr must be a finite number > 0, got {self.lr}")
+        seed_ok = isinstance(self.seed, numbers.Integral) and not isinstance(self.seed, bool)
+        if not (seed_ok and 0 <= self.seed < 2**32):
+            raise TightCompressError(f"seed must be an integer in [0, 2**32 - 1], got {self.seed!r}")
         if not 0.0 <= self.distill <= 1.0 or self.distill_temperature <= 0:
             raise TightCompressError("distill must be in [0, 1] and its temperature > 0")
         if min(self.prune_rounds, self.max_fit_rounds, self.format_rounds, self.batch_size, self.tile) < 1:
@@ -171,8 +178,10 @@ class DemoConfig:
     def __post_init__(self) -> None:
         if not self.widths or any(int(w) != w or w < 1 for w in self.widths):
             raise TightCompressError(f"widths must be positive integers, got {self.widths!r}")
-        if not self.rate >= 1.0:
-            raise TightCompressError(f"rate must be >= 1, got {self.rate}")
+        if not 1.0 <= self.rate < math.inf:
+            raise TightCompressError(f"rate must be a finite number >= 1, got {self.rate}")
+        if not 0 <= self.dense_epochs < math.inf:
+            raise TightCompressError(f"dense_epochs must be a finite number >= 0, got {self.dense_epochs}")
 
     def model(self, data: Dataset) -> DemoCNN:
         """A fresh (untrained) demo CNN of these widths for `data`."""

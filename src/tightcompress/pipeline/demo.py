@@ -10,9 +10,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from tightcompress.errors import TightCompressError
+from tightcompress.format.io import save_packed
 from tightcompress.pipeline.compress import (
     CompressConfig,
     CompressResult,
@@ -28,6 +30,7 @@ from tightcompress.pipeline.config import DEMO_METHODS as DEMO_METHODS  # re-exp
 from tightcompress.pipeline.config import DemoConfig, default_workdir
 from tightcompress.pipeline.data import Dataset, load_mnist
 from tightcompress.pipeline.train import evaluate, frozen_copy, seed_everything, train
+from tightcompress.utils.atomic import output_group, write_json_atomic
 
 log = logging.getLogger("tightcompress.pipeline")
 
@@ -77,7 +80,9 @@ def run_demo(
     quiet: bool = False,
     out_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Run the demo; returns `{"rows": [...], "reports": {method: report}, "seconds": float}`."""
+    """Run the demo; returns `{"rows": [...], "reports": {method: report}, "results": {method:
+    CompressResult}, "seconds": float, ...}`. With `out_dir`, writes every method's outputs at the end, all or
+    none (`write_demo_outputs`)."""
     config = config or DemoConfig()
     start = time.perf_counter()
     workdir = Path(workdir) if workdir is not None else default_workdir()
@@ -92,6 +97,7 @@ def run_demo(
     )
     rows = [row("dense", 1.0, dense.accuracy, dense.accuracy, bit_rate=1.0, speedup=1.0, energy_gain=1.0)]
     reports = {}
+    results: dict[str, CompressResult] = {}
     for method in config.methods:
         model = config.model(data)
         result = compress_model(
@@ -106,10 +112,7 @@ def run_demo(
             teacher=teacher,
         )
         reports[method] = result.report
-        if out_dir is not None:
-            from tightcompress.pipeline.compress import write_outputs
-
-            write_outputs(result, Path(out_dir) / method)
+        results[method] = result
         rows.append(
             row(
                 method,
@@ -135,15 +138,41 @@ def run_demo(
             teacher=teacher,
         )
         reports["tight-subword"] = subword.report
+        results["tight-subword"] = subword
         hardware = subword.report["hardware"]
         rows.append({**subword_row, "speedup": hardware["speedup"], "energy_gain": hardware["energy_gain"]})
-    return {
+    demo = {
         "rows": rows,
         "tight_vs_column_combining": tight_vs_column_combining(reports),
         "unstructured": {"accuracy": unstructured.accuracy, "sparsity": unstructured.meta.get("sparsity")},
         "reports": reports,
+        "results": results,
         "seconds": time.perf_counter() - start,
     }
+    if out_dir is not None:
+        write_demo_outputs(demo, out_dir=out_dir)
+    return demo
+
+
+DEMO_JSON_KEYS = ("rows", "tight_vs_column_combining", "unstructured", "seconds")
+
+
+def write_demo_outputs(
+    demo: dict[str, Any],
+    *,
+    json_path: str | os.PathLike[str] | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+) -> None:
+    """Write the demo's outputs all or none: the table as JSON (`json_path`) and, under `out_dir/METHOD/`,
+    each method's `model.pt`, `packed.safetensors` and `report.json` (as `compress --out-dir` writes them)."""
+    with output_group() as stage:
+        for method, result in demo["results"].items() if out_dir is not None else ():
+            folder = Path(out_dir) / method  # type: ignore[arg-type]
+            torch.save(result.model.state_dict(), str(stage(folder / "model.pt")))
+            save_packed(stage(folder / "packed.safetensors"), result.packed)
+            write_json_atomic(stage(folder / "report.json"), result.report)
+        if json_path is not None:
+            write_json_atomic(stage(json_path), {key: demo[key] for key in DEMO_JSON_KEYS})
 
 
 def run_subword_row(

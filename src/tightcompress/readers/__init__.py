@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tightcompress.errors import TightCompressError
+from tightcompress.errors import TightCompressError, missing_file
 from tightcompress.readers.matrices import (
     GemmMatrix,
     LayerWeight,
@@ -64,7 +64,7 @@ def read_model(path: str | os.PathLike[str], key: str | None = None) -> ModelWei
     """Read any supported input file (see `INPUT_HELP`); `key` picks a nested state_dict (`--key`)."""
     path = Path(path)
     if not path.is_file():
-        raise TightCompressError(f"input file not found: {path}")
+        raise missing_file("input file", path)
     suffix = path.suffix.lower()
     if key is not None and suffix not in (".pt", ".pth", ".safetensors"):
         raise TightCompressError("--key selects a state_dict inside a .pt/.pth/.safetensors checkpoint")

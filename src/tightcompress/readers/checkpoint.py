@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from tightcompress.errors import TightCompressError
+from tightcompress.errors import TightCompressError, missing_file
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")
 _DDP_PREFIX = "module."
@@ -34,7 +34,7 @@ def read_state_dict(path: str | os.PathLike[str], key: str | None = None) -> dic
 
     path = Path(path)
     if not path.is_file():
-        raise TightCompressError(f"checkpoint not found: {path}")
+        raise missing_file("checkpoint", path)
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         from safetensors import SafetensorError

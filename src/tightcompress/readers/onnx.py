@@ -3,7 +3,9 @@
 Read: the weight initializers of `Conv` (input 1, `(C_out, C_in/group, kh, kw)`, with its `group`), `Gemm`
 (input B: `(N, K)` with `transB=1`, else `(K, N)`; `transA` is about the activations) and `MatMul` (a 2-D
 initializer as the second input, `(K, N)`). Every weight is given in PyTorch layout, so the one rule of
-`readers.matrices` applies. Layers are named by node name (or `op_type_index` when a node has none).
+`readers.matrices` applies. Layers are named by node name; a node without one, or with a scope path as
+`torch.onnx.export` writes (`/conv1/Conv`, which a packed file cannot hold), by its weight's initializer
+name (PyTorch's parameter name, `conv1.weight`, as in a checkpoint), else `op_type_index`.
 Weights that are computed (not initializers) are skipped and listed in the notes.
 """
 
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tightcompress.errors import TightCompressError
+from tightcompress.errors import TightCompressError, missing_file
 from tightcompress.readers.matrices import LayerWeight, layer_weight
 
 
@@ -29,7 +31,7 @@ def read_onnx_layers(path: str | os.PathLike[str]) -> tuple[list[LayerWeight], l
         ) from None
     path = Path(path)
     if not path.is_file():
-        raise TightCompressError(f"input file not found: {path}")
+        raise missing_file("input file", path)
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # onnx raises DecodeError, ValueError, OSError... for a bad file
@@ -41,7 +43,7 @@ def read_onnx_layers(path: str | os.PathLike[str]) -> tuple[list[LayerWeight], l
     for index, node in enumerate(model.graph.node):
         if node.op_type not in ("Conv", "Gemm", "MatMul"):
             continue
-        name = node.name or f"{node.op_type}_{index}"
+        name = _layer_name(node, index, names)
         if name in names:
             raise TightCompressError(f"{path}: two nodes are named {name!r}")
         if len(node.input) < 2 or node.input[1] not in init:
@@ -73,6 +75,18 @@ def read_onnx_layers(path: str | os.PathLike[str]) -> tuple[list[LayerWeight], l
     if not layers:
         raise TightCompressError(f"{path}: no Conv, Gemm or MatMul weight initializers found")
     return layers, skipped
+
+
+def _layer_name(node: object, index: int, taken: set[str]) -> str:
+    """The node's name; for none or a scope path (`/layer1/conv1/Conv`), its weight's name, else
+    `Op_index`."""
+    name = node.name  # type: ignore[attr-defined]
+    if name and "/" not in name and name != "@state":
+        return name
+    weight = node.input[1] if len(node.input) > 1 else ""  # type: ignore[attr-defined]
+    if weight and "/" not in weight and weight != "@state" and weight not in taken:
+        return weight
+    return f"{node.op_type}_{index}"  # type: ignore[attr-defined]
 
 
 def _onnx_dtype(data_type: int, array: np.ndarray) -> str:

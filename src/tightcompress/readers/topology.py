@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tightcompress.errors import TightCompressError
+from tightcompress.errors import TightCompressError, missing_file
 from tightcompress.utils.atomic import atomic_path
 
 HEADER = (
@@ -139,7 +139,7 @@ def read_topology(path: str | os.PathLike[str]) -> list[TopologyLayer]:
     """The rows of a SCALE-Sim topology CSV (convolution or GEMM form), in file order."""
     path = Path(path)
     if not path.is_file():
-        raise TightCompressError(f"topology file not found: {path}")
+        raise missing_file("topology file", path)
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:

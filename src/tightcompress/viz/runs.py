@@ -15,24 +15,21 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tightcompress.errors import TightCompressError
+from tightcompress.readers.topology import topology_name
 from tightcompress.report import REPORT_VERSION
 
 KINDS = ("pack", "simulate", "compress", "demo", "frontier")
 
 
-_WEIGHT_KEY = re.compile(r"\.weight(\[\d+\])?$")
-
-
 def layer_name(name: str) -> str:
     """The module path of a layer, `[g]` for group g of a grouped conv: `conv1.weight` -> `conv1`,
-    `conv1.weight[2]` -> `conv1[2]` (a bare `weight` stays as it is)."""
-    return _WEIGHT_KEY.sub(r"\1", name)
+    `conv1.weight[2]` -> `conv1[2]` (a bare `weight` stays as it is); the topology rows' names too."""
+    return topology_name(name)
 
 
 def accuracy_percent(value: float) -> float:
