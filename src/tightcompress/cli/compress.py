@@ -136,7 +136,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--batch-size",
         type=int_in(1, 2**20),
         default=CompressConfig.batch_size,
-        help="training batch size (default 128)",
+        help="training batch size, per process under torchrun (default 128)",
     )
     parser.add_argument(
         "--prune-steps",
