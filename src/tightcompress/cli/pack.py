@@ -28,6 +28,7 @@ from tightcompress.format.dtypes import store_dtype
 from tightcompress.format.io import load_packed, load_packed_state, save_packed
 from tightcompress.format.packed import PackedMatrix
 from tightcompress.parallel import default_jobs, pack_layers
+from tightcompress.prune.subword_pack import is_subword, weight_matrix
 from tightcompress.readers import INPUT_HELP, ModelWeights, model_weights, read_model
 from tightcompress.readers.matrices import DEPTHWISE_REASON, weight_source
 from tightcompress.report import build_report
@@ -357,7 +358,7 @@ def run_unpack(args: argparse.Namespace) -> int:
         return 0
     if output.suffix == ".npz":
         with atomic_path(output, suffix=".npz") as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, **{name: packed.to_dense() for name, packed in layers.items()})
+            np.savez(handle, **{name: weight_matrix(packed) for name, packed in layers.items()})
         return 0
     if output.suffix != ".npy":
         raise TightCompressError(f"output must end in .npy, .npz, .pt or .safetensors, got {output.name}")
@@ -370,13 +371,14 @@ def run_unpack(args: argparse.Namespace) -> int:
             f"{args.packed} holds {len(layers)} layers: name one with --layer, or write .npz"
         )
     with atomic_path(output, suffix=".npy") as tmp, open(tmp, "wb") as handle:
-        np.save(handle, packed.to_dense())
+        np.save(handle, weight_matrix(packed))
     return 0
 
 
 def write_state_dict(packed_path: str, layers: dict[str, PackedMatrix], output: Path) -> None:
     """Write a PyTorch-layout state_dict: every packed weight rebuilt (kept weights, 4-D for a conv, groups
-    put back together) in its input dtype, plus the checkpoint's other tensors, in the checkpoint's order."""
+    put back together; a subword layer's int8 weights times its scales) in its input dtype, then the
+    checkpoint's other tensors."""
     import torch
 
     from tightcompress.readers.matrices import group_rows, matrix_to_weight
@@ -398,10 +400,12 @@ def write_state_dict(packed_path: str, layers: dict[str, PackedMatrix], output: 
         index = source.get("group_index")
         if weight_name not in weights:
             weights[weight_name] = np.zeros(shape, dtype=np.float32)
-        part = matrix_to_weight(packed.to_dense().astype(np.float32), (shape[0] // groups, *shape[1:]))
+        part = matrix_to_weight(weight_matrix(packed).astype(np.float32), (shape[0] // groups, *shape[1:]))
         rows = slice(None) if index is None else group_rows(shape[0], groups, index)
         weights[weight_name][rows] = part
-        weight_dtypes[weight_name] = str(packed.info.get("dtype", packed.values.dtype))
+        # a subword layer's values are its 4-bit subwords; its weights are float (int8 times scale)
+        stored = "float32" if is_subword(packed) else packed.info.get("dtype", packed.values.dtype)
+        weight_dtypes[weight_name] = str(stored)
     tensors = {}
     for name, array in {**weights, **state}.items():
         dtype = weight_dtypes[name] if name in weights else dtypes[name]

@@ -49,6 +49,7 @@ from tightcompress.hw.bitexact import check_bitexact, random_activations
 from tightcompress.hw.cycles import column_occupancy, parse_array
 from tightcompress.hw.energy import load_energy_table
 from tightcompress.parallel import Task, run_tasks
+from tightcompress.prune.subword_pack import SubwordPacked, is_subword, weight_matrix, weight_shape
 from tightcompress.readers.topology import (
     TopologyLayer,
     match_topology,
@@ -143,7 +144,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     dtypes: dict[str, str] = {}
     if kind == "packed":
         packed, config = _read_packed(args)
-        shapes = {name: (p.K, p.N) for name, p in packed.items()}
+        shapes = {name: weight_shape(p) for name, p in packed.items()}  # weights' K x N
     else:
         matrices, config, weights_note = _read_matrices(
             args, kind, array, notes, skipped, reader_notes, dtypes
@@ -169,7 +170,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         tasks += [Task((name, "method"), name, matrix, config) for name, matrix in matrices.items()]
     if cc_config is not None:
         if kind == "packed":
-            sources = {n: p.to_dense() for n, p in packed.items() if p.method != "column-combining"}
+            sources = {n: weight_matrix(p) for n, p in packed.items() if p.method != "column-combining"}
         else:
             sources = matrices if config.method != "column-combining" else {}
         tasks += [Task((name, "cc"), name, source, cc_config) for name, source in sources.items()]
@@ -186,12 +187,15 @@ def run_simulate(args: argparse.Namespace) -> int:
         cc = None
         if cc_config is not None:
             cc = layer if layer.method == "column-combining" else results[(name, "cc")]
-        hw = simulate_packed(
-            layer, array=array, m=vectors[name], energy=table, gate_zeros=args.gate_zeros, cc_baseline=cc
-        )
-        if args.check_bitexact:
-            x = random_activations(min(vectors[name], 4), layer.K, args.seed)
-            hw["bitexact"] = check_bitexact(layer, x)
+        if is_subword(layer):  # 4-bit subword slots against the dense int8 layer (`hw.subword_sim`)
+            hw = simulate_subword_layer(layer, name, args, array, vectors[name], table, cc)
+        else:
+            hw = simulate_packed(
+                layer, array=array, m=vectors[name], energy=table, gate_zeros=args.gate_zeros, cc_baseline=cc
+            )
+            if args.check_bitexact:
+                x = random_activations(min(vectors[name], 4), layer.K, args.seed)
+                hw["bitexact"] = check_bitexact(layer, x)
         if cc is not None:
             cc_report = cc.report()
             hw["cc_nnz"] = cc_report["nnz"]
@@ -396,11 +400,37 @@ def emitted_topology(
     emitted = []
     for name, layer in packed.items():
         row = rows.get(name)
-        if row is not None and row.m == vectors[name] and (row.k, row.n) == (layer.K, layer.N):
+        k, n = weight_shape(layer)
+        if row is not None and row.m == vectors[name] and (row.k, row.n) == (k, n):
             emitted.append(replace(row, name=topology_name(name)))
         else:
-            emitted.append(TopologyLayer.from_gemm(topology_name(name), vectors[name], layer.K, layer.N))
+            emitted.append(TopologyLayer.from_gemm(topology_name(name), vectors[name], k, n))
     return emitted
+
+
+def simulate_subword_layer(
+    layer: PackedMatrix,
+    name: str,
+    args: argparse.Namespace,
+    array: tuple[int, int],
+    m: int,
+    table: Any,
+    cc: PackedMatrix | None,
+) -> dict[str, Any]:
+    """`hw.subword_sim.simulate_subword` of a subword-packed layer (as `compress --granularity subword`
+    reports it), column combining of its int8 weights as the baseline; `--check-bitexact` runs the
+    subword array against the integer GEMM of the recomposed int8 weights."""
+    from tightcompress.hw.subword_sim import simulate_subword, simulate_subword_gemm
+
+    if args.gate_zeros:
+        raise TightCompressError(f"{name}: --gate-zeros is not modelled for subword-packed layers")
+    subwords = SubwordPacked.from_packed(layer)
+    hw = simulate_subword(subwords, array=array, m=m, energy=table, cc_baseline=cc)
+    if args.check_bitexact:
+        x = random_activations(min(m, 4), subwords.K, args.seed)
+        reference = x.astype(np.int64) @ subwords.to_int8_dense().astype(np.int64)
+        hw["bitexact"] = bool(np.array_equal(simulate_subword_gemm(subwords, x), reference))
+    return hw
 
 
 def _tile_note(packed: dict[str, PackedMatrix], array: tuple[int, int]) -> str | None:

@@ -39,13 +39,13 @@ import numpy as np
 
 from tightcompress.errors import TightCompressError
 from tightcompress.format.packed import PackedMatrix
+from tightcompress.prune.subword_pack import SUBWORD_METHOD
 from tightcompress.quant import column_scales
 from tightcompress.utils.atomic import new_dir_mode
 from tightcompress.utils.paths import safe_name
 
 RTL_FORMAT = "tightcompress.rtl"
 RTL_VERSION = 1
-SUBWORD_METHOD = "tight-subword"
 MAX_VECTORS = 65536  # test vectors per layer: enough for any testbench, bounded so x.hex stays writable
 
 
@@ -110,9 +110,10 @@ def _read_hex(path: Path) -> list[str]:
 
 # ----------------------------------------------------------------------------------------- quantization
 def _recomposed_subword_int8(packed: PackedMatrix) -> np.ndarray:
-    """Effective int8 `K/2 x N` matrix of a subword layer: `16 * high + low` from the kept subwords."""
-    dense = packed.to_dense().astype(np.int64)
-    return 16 * dense[0::2] + dense[1::2]
+    """Effective int8 `K/2 x N` matrix of a subword layer (`prune.subword.recompose` of the kept subwords)."""
+    from tightcompress.prune.subword import recompose
+
+    return recompose(packed.to_dense().astype(np.int8)).astype(np.int64)
 
 
 def quantized_layer(packed: PackedMatrix, m: int, seed: int) -> RtlLayer:

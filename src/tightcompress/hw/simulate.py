@@ -70,23 +70,42 @@ def simulate_packed(
         "accesses": en["accesses"],
     }
     if cc_baseline is not None:
-        cc_cyc = packed_cycles(cc_baseline, array, m, trim=trim)
-        cc_en = packed_energy(
-            cc_baseline, array, m, table=table, weight_bits=weight_bits, gate_zeros=gate_zeros
-        )
         result.update(
-            {
-                "cc_cycles": cc_cyc.cycles,
-                "speedup_vs_cc": cc_cyc.cycles / cyc.cycles if cyc.cycles else 0.0,
-                "cc_utilization_pe": cc_cyc.utilization_pe,
-                "cc_pe_cycles": cc_cyc.pe_cycles,
-                "cc_useful_macs": cc_cyc.useful_macs,
-                "cc_energy_pj": cc_en["energy_pj"],
-                "cc_energy_breakdown_pj": cc_en["breakdown_pj"],
-                "energy_gain_vs_cc": cc_en["energy_pj"] / en["energy_pj"] if en["energy_pj"] else 0.0,
-            }
+            versus_cc(
+                result, cc_baseline, array, m, table=table, weight_bits=weight_bits, gate_zeros=gate_zeros
+            )
         )
     return result
+
+
+def versus_cc(
+    result: dict[str, Any],
+    cc_baseline: PackedMatrix,
+    array: tuple[int, int],
+    m: int,
+    *,
+    table: EnergyTable | None = None,
+    weight_bits: int = 8,
+    gate_zeros: bool = False,
+    trim: bool = False,
+) -> dict[str, Any]:
+    """The `*_vs_cc` fields of a layer's `result`: column combining's `cc_baseline` on the same array with
+    `weight_bits`-bit weights (8 for a subword layer's baseline, whose own slots hold 4 bits)."""
+    cc_cyc = packed_cycles(cc_baseline, array, m, trim=trim)
+    cc_en = packed_energy(
+        cc_baseline, array, m, table=table or DEFAULT_ENERGY, weight_bits=weight_bits, gate_zeros=gate_zeros
+    )
+    cycles, energy = result["cycles"], result["energy_pj"]
+    return {
+        "cc_cycles": cc_cyc.cycles,
+        "speedup_vs_cc": cc_cyc.cycles / cycles if cycles else 0.0,
+        "cc_utilization_pe": cc_cyc.utilization_pe,
+        "cc_pe_cycles": cc_cyc.pe_cycles,
+        "cc_useful_macs": cc_cyc.useful_macs,
+        "cc_energy_pj": cc_en["energy_pj"],
+        "cc_energy_breakdown_pj": cc_en["breakdown_pj"],
+        "energy_gain_vs_cc": cc_en["energy_pj"] / energy if energy else 0.0,
+    }
 
 
 def total_simulation(layers: Iterable[dict[str, Any]]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from tightcompress.errors import TightCompressError
+from tightcompress.format.packed import PackedMatrix
 from tightcompress.hw.bitexact import run_array
 from tightcompress.hw.energy import EnergyTable
 from tightcompress.prune.subword_pack import SHIFT_BITS, VALUE_BITS, SubwordPacked
@@ -86,8 +87,10 @@ def simulate_subword(
     array: tuple[int, int] | str = (32, 32),
     m: int = 1,
     energy: EnergyTable | None = None,
+    cc_baseline: PackedMatrix | None = None,
 ) -> dict:
-    """Cycles and energy of a packed subword layer with 4-bit x 8-bit multipliers, against dense int8.
+    """Cycles and energy of a packed subword layer with 4-bit x 8-bit multipliers, against dense int8 (and
+    against `cc_baseline`, column combining of the int8 weights, with 8-bit weights: `*_vs_cc` fields).
 
     The subword array runs `sp.packed` (`2K x N`, one 4-bit subword per slot, one shift bit besides the
     lane index); the dense baseline is the recomposed `K x N` int8 matrix packed dense (method dense, tile =
@@ -98,7 +101,7 @@ def simulate_subword(
     from tightcompress.baselines import pack_dense
     from tightcompress.hw.cycles import packed_cycles, parse_array
     from tightcompress.hw.energy import packed_energy
-    from tightcompress.hw.simulate import simulate_packed
+    from tightcompress.hw.simulate import simulate_packed, versus_cc
 
     shape = parse_array(array)
     dense = pack_dense(sp.to_int8_dense().astype(np.float32), tile=shape[1])
@@ -126,4 +129,6 @@ def simulate_subword(
             "slot_extra_bits": SHIFT_BITS,
         }
     )
+    if cc_baseline is not None:
+        result.update(versus_cc(result, cc_baseline, shape, m, table=energy, weight_bits=8))
     return result

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from tightcompress.api import METHODS, PackConfig
 from tightcompress.errors import TightCompressError
+from tightcompress.prune.subword_pack import SUBWORD_METHOD
 from tightcompress.zoo import DEMO_CNN_WIDTHS
 
 if TYPE_CHECKING:
@@ -154,7 +155,6 @@ class CompressConfig:
 # ------------------------------------------------------------------ the demo's and the frontier's settings
 # Kept here, free of torch, so the command line can show their defaults without loading it.
 DEMO_METHODS = ("tight", "column-combining", "nm", PERMUTED_NM)
-SUBWORD_METHOD = "tight-subword"
 # Every method the pipeline packs (one list: a method added there joins the frontier by name), then subwords.
 FRONTIER_METHODS: tuple[str, ...] = (*PIPELINE_METHODS, SUBWORD_METHOD)
 DEFAULT_RATES: tuple[float, ...] = (4.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0)

@@ -38,6 +38,29 @@ SHIFT_BITS = 1
 WORD_BITS = 8
 
 
+SUBWORD_METHOD = "tight-subword"  # `PackedMatrix.method` of a packed 2K x N subword matrix
+
+
+def is_subword(packed: PackedMatrix) -> bool:
+    """True for a layer packed as 4-bit subwords (`store_kept_values` marked it)."""
+    return packed.method == SUBWORD_METHOD
+
+
+def weight_shape(packed: PackedMatrix) -> tuple[int, int]:
+    """`(K, N)` of the weights a packed layer holds (a subword layer's matrix has 2K rows)."""
+    return (packed.K // 2, packed.N) if is_subword(packed) else (packed.K, packed.N)
+
+
+def weight_matrix(packed: PackedMatrix) -> np.ndarray:
+    """The `K x N` weights a packed layer holds: its kept values, or for a subword layer the int8 weights its
+    kept subwords recompose times the column scales (`info["scales"]`; 1 without), as float32."""
+    if not is_subword(packed):
+        return packed.to_dense()
+    q = recompose(packed.to_dense().astype(np.int8)).astype(np.float32)
+    scales = np.asarray(packed.info.get("scales", np.ones(q.shape[1])), dtype=np.float32)
+    return q * scales[None, :]
+
+
 def word_bit_rates(packed: PackedMatrix, weight_bits: int = WORD_BITS) -> tuple[float, float]:
     """Word-level `(bit_rate, bit_rate_with_index)`: `8KN / (8 slots)` and `8KN / ((8 + index) slots)`."""
     dense_bits = WORD_BITS * packed.K * packed.N
@@ -61,7 +84,7 @@ def store_kept_values(packed: PackedMatrix, q: np.ndarray) -> PackedMatrix:
     values = np.zeros(packed.values.shape, dtype=np.int8)
     values[used] = target[src_row[used], src_col[used]]
     packed.values = values
-    packed.method = "tight-subword"
+    packed.method = SUBWORD_METHOD
     return packed
 
 
