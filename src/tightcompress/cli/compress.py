@@ -53,36 +53,38 @@ def setup_logging(quiet: bool, *, errors_only: bool = False) -> None:
     logger.propagate = False
 
 
-def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
-    """Fine-tuning budget and search options shared by `compress` and `demo`."""
+def add_budget_options(target: Any, *, rounds_help: str = "gradual pruning rounds") -> None:
+    """The training budget's flags (pruning and format rounds, epochs, learning rate), checked at the door;
+    `target` is a parser or an argument group (compress, demo, frontier)."""
     d = CompressConfig()
-    parser.add_argument(
-        "--prune-rounds", type=int_in(1, MAX_ROUNDS), default=d.prune_rounds, help="gradual pruning rounds"
+    rounds, epochs = int_in(1, MAX_ROUNDS), float_in(0, MAX_EPOCHS)
+    target.add_argument("--prune-rounds", type=rounds, default=d.prune_rounds, help=rounds_help)
+    target.add_argument(
+        "--prune-epochs", type=epochs, default=d.prune_epochs, help="epochs per pruning round"
     )
-    parser.add_argument(
-        "--prune-epochs",
-        type=float_in(0, MAX_EPOCHS),
-        default=d.prune_epochs,
-        help="epochs per pruning round",
-    )
-    parser.add_argument(
+    target.add_argument(
         "--format-rounds",
         type=int_in(1, MAX_ROUNDS),
         default=d.format_rounds,
         help="format-aware rounds (rate rises)",
     )
-    parser.add_argument(
+    target.add_argument(
         "--finetune-epochs",
         type=float_in(0, MAX_EPOCHS),
         default=d.finetune_epochs,
         help="epochs over all format rounds",
     )
-    parser.add_argument(
+    target.add_argument(
         "--lr",
         type=float_in(0, 10, low_open=True),
         default=d.lr,
         help="fine-tuning learning rate (Adam, cosine)",
     )
+
+
+def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
+    """Fine-tuning budget and search options shared by `compress` and `demo`."""
+    add_budget_options(parser)
     parser.add_argument("--seed", type=SEED, default=0, help="seed of pruning, fine-tuning and the search")
     parser.add_argument("--workdir", metavar="DIR", help="stage checkpoints (for --resume)")
     parser.add_argument("--resume", action="store_true", help="continue from the last complete stage")

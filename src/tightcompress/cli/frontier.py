@@ -13,22 +13,19 @@ from tqdm import tqdm
 from tightcompress.cli.common import (
     JOBS,
     MAX_EPOCHS,
-    MAX_ROUNDS,
     SEED,
     add_methods,
     add_quiet,
     compile_kernels_once,
     declare_paths,
     float_in,
-    int_in,
 )
-from tightcompress.cli.compress import setup_logging
+from tightcompress.cli.compress import add_budget_options, setup_logging
 from tightcompress.cli.demo import add_widths_option, budget_config
 from tightcompress.pipeline.config import (
     DEFAULT_RATES,
     DEFAULT_SEEDS,
     FRONTIER_METHODS,
-    CompressConfig,
     DemoConfig,
 )
 from tightcompress.utils.atomic import output_group, write_json_atomic
@@ -63,23 +60,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="run every point as a task on a Ray cluster (HOST:PORT, ray://HOST:PORT, auto, local)",
     )
     budget = parser.add_argument_group("budget (default: the demo's)")
-    d, demo = CompressConfig(), DemoConfig()
+    demo = DemoConfig()
     budget.add_argument("--dense-epochs", type=float_in(0, MAX_EPOCHS), default=demo.dense_epochs)
-    budget.add_argument(
-        "--prune-rounds",
-        type=int_in(1, MAX_ROUNDS),
-        default=d.prune_rounds,
-        help="cubic rounds to the lowest rate",
-    )
-    budget.add_argument(
-        "--prune-epochs",
-        type=float_in(0, MAX_EPOCHS),
-        default=d.prune_epochs,
-        help="epochs per pruning round",
-    )
-    budget.add_argument("--format-rounds", type=int_in(1, MAX_ROUNDS), default=d.format_rounds)
-    budget.add_argument("--finetune-epochs", type=float_in(0, MAX_EPOCHS), default=d.finetune_epochs)
-    budget.add_argument("--lr", type=float_in(0, 10, low_open=True), default=d.lr)
+    add_budget_options(budget, rounds_help="cubic rounds to the lowest rate")
     add_quiet(parser)
     parser.set_defaults(func=run)
     declare_paths(parser, outputs=("json", "plot"), output_dirs=("workdir",))
