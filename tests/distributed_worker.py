@@ -119,6 +119,32 @@ def main(out_path: str) -> None:
         found["error_reached"] = "no packing fits" in str(exc)
     found["error_reached_every_rank"] = all(gathered(found["error_reached"]))
 
+    # 6. subwords in the user's own DDP loop: the pruning rounds requantize the layers in place, so the
+    #    DDP built on their parameters keeps reducing their gradients.
+    from torch.nn.parallel import DistributedDataParallel
+
+    import tightcompress
+
+    torch.manual_seed(0)
+    x = torch.randn(128, 1, 8, 8)
+    y = (x[:, 0, :, :4].mean(dim=(1, 2)) > 0).long()
+    net = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(512, 2)
+    )
+    tightcompress.prepare_(net, rate=4, granularity="subword", total_steps=8, rounds=2, tile=8)
+    wrapped = DistributedDataParallel(net)
+    optimizer = torch.optim.Adam(wrapped.parameters(), lr=1e-3)
+    batches = torch.Generator().manual_seed(1)
+    for step in range(12):
+        if step == 8:
+            tightcompress.fit_(net)
+        index = torch.randint(0, len(x), (32,), generator=batches)[rank::2]
+        loss = nn.functional.cross_entropy(wrapped(x[index]), y[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    found["subword_user_loop_ran"] = True
+
     if rank == 0:
         with open(out_path, "w") as handle:
             json.dump(found, handle)

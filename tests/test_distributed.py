@@ -53,6 +53,7 @@ def test_rules_hold_on_a_real_process_group(tmp_path: Path) -> None:
         found
     )
     assert found["error_reached"] and found["error_reached_every_rank"], found
+    assert found["subword_user_loop_ran"], found
 
 
 TINY = """

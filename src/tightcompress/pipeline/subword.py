@@ -87,19 +87,25 @@ def _raw(module: nn.Module) -> torch.Tensor:
 def attach(
     layers: dict[str, nn.Module], scales: dict[str, torch.Tensor], masks: Masks, *, reset: bool = True
 ) -> None:
-    """Quantize every layer with fixed scales and subword masks (replacing an earlier parametrization).
+    """Quantize every layer with fixed scales and subword masks (an earlier quantization is updated).
 
-    `reset` sets the trainable weight to its effective value, so the next fine-tuning starts on the grid.
+    A layer already quantized keeps its parametrization and trainable tensor; only its scale and masks
+    change, in place. Re-registering would give the weight a new gradient accumulator, which an optimizer
+    tolerates but DistributedDataParallel does not (its reduction hooks sit on the old one). `reset` sets
+    the trainable weight to its effective value, so the next fine-tuning starts on the grid.
     """
     for name, module in layers.items():
-        if parametrize.is_parametrized(module, "weight"):
-            raw = _raw(module).detach().clone()
-            parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
-            module.weight.data.copy_(raw)
         high, low = masks[name]
-        device = module.weight.device
-        quant = SubwordQuant(scales[name].to(device), high.to(device), low.to(device))
-        parametrize.register_parametrization(module, "weight", quant)
+        if parametrize.is_parametrized(module, "weight"):
+            quant = _quant(module)
+            with torch.no_grad():
+                quant.scale.copy_(scales[name])
+                quant.mask_high.copy_(high)
+                quant.mask_low.copy_(low)
+        else:
+            device = module.weight.device
+            quant = SubwordQuant(scales[name].to(device), high.to(device), low.to(device))
+            parametrize.register_parametrization(module, "weight", quant)
         if reset:
             with torch.no_grad():
                 _raw(module).copy_(effective_weight(module).to(_raw(module).dtype))
