@@ -16,6 +16,11 @@ import json
 import os
 
 import torch
+
+# Before init_process_group: DDP imports torch._dynamo on first use, and imported after the group exists it
+# pins the group (torch 2.13), whose gloo threads then outlive destroy_process_group and can abort the
+# process at exit.
+import torch._dynamo
 import torch.distributed as dist
 from sklearn.datasets import load_digits
 from torch import nn

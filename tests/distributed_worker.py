@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -145,10 +146,21 @@ def main(out_path: str) -> None:
         optimizer.step()
     found["subword_user_loop_ran"] = True
 
+    # 7. shutdown ends the group: no gloo worker thread outlives it (one that does can abort the process
+    #    at exit, dropping a collective's tensors while the interpreter finalizes).
+    del wrapped, optimizer
+    distributed.shutdown()
+    found["group_threads_after_shutdown"] = group_threads()
     if rank == 0:
         with open(out_path, "w") as handle:
             json.dump(found, handle)
-    distributed.shutdown()
+
+
+def group_threads() -> list[str]:
+    """Names of this process's gloo threads (Linux names its threads in /proc)."""
+    tasks = Path("/proc/self/task")
+    names = [(task / "comm").read_text().strip() for task in tasks.iterdir()] if tasks.exists() else []
+    return [name for name in names if "gloo" in name]
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ def test_rules_hold_on_a_real_process_group(tmp_path: Path) -> None:
     )
     assert found["error_reached"] and found["error_reached_every_rank"], found
     assert found["subword_user_loop_ran"], found
+    assert found["group_threads_after_shutdown"] == [], found
 
 
 TINY = """

@@ -72,8 +72,21 @@ def init_from_env(device: str = "auto") -> torch.device:
             )
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
+        import_dynamo_before_the_group()
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+
+
+def import_dynamo_before_the_group() -> None:
+    """Import `torch._dynamo` now, before the process group exists, so `shutdown()` can really end it.
+
+    `DistributedDataParallel` imports `torch._dynamo` on first use; imported *after* `init_process_group`
+    it keeps ten references to the default group (torch 2.13), so `destroy_process_group` leaves the
+    group alive with its gloo worker threads running. A worker that drops the last collective's tensors
+    while the interpreter is finalizing then needs the GIL and aborts the process ("terminate called
+    without an active exception"). Imported first, the group is freed and its threads joined at shutdown.
+    """
+    import torch._dynamo  # noqa: F401
 
 
 def shutdown() -> None:
