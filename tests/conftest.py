@@ -1,12 +1,25 @@
-"""Suite-wide hooks: the closing summary names the outcome of the headless-browser test, so a CI log shows
-it passed (and was not skipped) without a second pytest run."""
+"""Suite-wide hooks: Ctrl-C reaches the tests that send it, and the closing summary names the outcome of the
+headless-browser test, so a CI log shows it passed (and was not skipped) without a second pytest run."""
 
 from __future__ import annotations
+
+import signal
 
 import pytest
 
 BROWSER_TEST = "tests/test_report_html.py::test_renders_in_headless_chromium"
 _outcomes: dict[str, str] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Let SIGINT interrupt, also when pytest was started with it ignored (a shell's `&` or `nohup` job).
+
+    The interrupt tests send SIGINT to the tool, in this process or in a child; a child inherits an ignored
+    SIGINT, and Python then never raises KeyboardInterrupt, so they would fail for the runner's sake.
+    A Python handler here is reset to the default in every child at exec.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
