@@ -324,7 +324,7 @@ def schemas() -> dict[str, dict]:
         ["dense", "packed_finetuned"],
     )
     compress_config = obj(
-        "the pipeline options (CompressConfig or SubwordConfig) plus workflow",
+        "the pipeline options (CompressConfig, either granularity) plus workflow",
         {
             "workflow": f(STR, "-", "always `compress`", const="compress"),
             "granularity": f(STR, "-", "subword runs: `subword`"),
