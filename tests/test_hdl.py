@@ -213,11 +213,11 @@ def test_cli_export_hdl_on_a_checkpoint_nobody_made(tmp_path, iverilog, capsys):
     """An odd conv shape, packed from a state dict, exported with --hdl via the CLI, verified."""
     torch = pytest.importorskip("torch")
     torch.manual_seed(11)
-    conv = torch.nn.Conv2d(5, 7, (3, 2))  # K = 30, N = 7
+    conv = torch.nn.Conv2d(5, 7, (3, 2))  # K = 30 (not a multiple of G = 4), N = 7
     ckpt = tmp_path / "odd.pt"
     torch.save({"odd.weight": conv.weight.detach()}, ckpt)
     packed = tmp_path / "p.safetensors"
-    assert main(["pack", str(ckpt), "--method", "tight", "--group", "3", "--tile", "2", "--sparsity",
+    assert main(["pack", str(ckpt), "--method", "tight", "--group", "4", "--tile", "2", "--sparsity",
                  "0.75", "--iterations", "300", "--out", str(packed),
                  "--json", str(tmp_path / "p.json")]) == 0  # fmt: skip
     out = tmp_path / "rtl"
@@ -240,3 +240,17 @@ def test_the_cycle_count_is_the_arrays_latency(tmp_path, iverilog, stream):
     (verdict,) = verify_export(out)
     assert not verdict.timing_ok and not verdict.ok
     assert verdict.cycles != verdict.model_cycles
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("verilator") is None, reason="Verilator is not installed (optional)")
+def test_verilator_runs_the_same_testbenches(tmp_path):
+    """Verilator 5 (`--binary --timing`) gives the same verdicts and cycles as Icarus Verilog."""
+    layers = _all_methods()
+    layers = {name: layers[name] for name in ("tight_wide", "subword")}
+    out = tmp_path / "rtl"
+    export_rtl(layers, out, m=2, array=(4, 4), hdl=True)
+    verdicts = verify_export(out, simulator="verilator")
+    assert all(v.ok for v in verdicts), verdicts
+    if HAVE_IVERILOG:
+        assert [v.cycles for v in verdicts] == [v.cycles for v in verify_export(out, simulator="iverilog")]
