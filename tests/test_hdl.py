@@ -136,6 +136,14 @@ def test_verify_without_a_simulator_says_how_to_install_one(tmp_path, monkeypatc
     assert len(err) == 1 and "apt-get install iverilog" in err[0]
 
 
+def test_verify_refuses_a_damaged_hex_file_in_one_line(tmp_path, capsys):
+    out = _small_export(tmp_path)
+    (out / "conv" / "tile000_lanes.hex").write_text("zz\n")
+    assert main(["verify", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "damaged" in err[0]
+
+
 def test_verify_refuses_an_export_without_hdl(tmp_path, capsys):
     w = _conv_matrix(5, 0.6)
     export_rtl({"conv": pack(w, method="dense", tile=4)}, tmp_path / "plain", m=1)
