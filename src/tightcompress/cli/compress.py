@@ -179,7 +179,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--rate",
         type=float_in(1),
-        help="target compression rate over all conv+linear layers (default: 16 without --group/--height)",
+        help="target compression rate over the packed conv+linear layers (default: 16 without "
+        "--group/--height); depthwise convs are left dense and the reported rate counts them too",
     )
     parser.add_argument("--group", type=int_in(1), help="explicit lane width G (instead of --rate)")
     parser.add_argument(
@@ -287,6 +288,8 @@ def _compress(args: argparse.Namespace, device: Any = None) -> int:
             f"{config.method}: rate {rep['compression_rate']:.2f}x, accuracy dense {acc['dense']:.2f}% -> "
             f"unstructured {acc['unstructured']:.2f}% -> packed + fine-tuned {acc['packed_finetuned']:.2f}%"
         )
+    for line in summary_notes(rep):
+        print(f"note: {line}")
     log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
     if drop > args.max_drop:
         rate_advice = _rate_advice(args)
@@ -389,3 +392,25 @@ def _rate_advice(args: argparse.Namespace) -> str:
     if args.rate is None and args.height is not None:
         return "a larger --height"
     return "a lower --bit-rate" if args.granularity == "subword" and args.rate is None else "a lower --rate"
+
+
+def summary_notes(report: dict[str, Any]) -> list[str]:
+    """The `note:` lines under compress's summary: what the rate covers when layers were left dense, and
+    which layers already run at their minimum folds (why a higher rate stops lowering the cycles)."""
+    from tightcompress.hw.simulate import min_folds_note
+
+    notes = []
+    dense = report.get("dense_layers") or []
+    if dense:
+        weights = report["model_weights"]
+        names = ", ".join(layer["name"] for layer in dense[:4]) + (", ..." if len(dense) > 4 else "")
+        notes.append(
+            f"{len(dense)} layer(s) left dense ({names}: depthwise, {weights['left_dense']} weights); "
+            f"the rate counts all {weights['total']} conv/linear weights "
+            f"({report['packed_compression_rate']:.2f}x over the packed layers alone); the cycles and "
+            "energy count the dense layers at their dense cost"
+        )
+    floor = min_folds_note(report.get("layers") or [], report.get("hardware", {}).get("array", "reference"))
+    if floor:
+        notes.append(floor)
+    return notes

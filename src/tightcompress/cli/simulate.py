@@ -491,6 +491,11 @@ def format_summary(report: dict[str, Any], args: argparse.Namespace, m_source: s
         out.append(f"note: {note}")
     for entry in report["notes"]["skipped_layers"]:
         out.append(f"note: skipped {entry['name']}: {entry['reason']}")
+    from tightcompress.hw.simulate import min_folds_note  # loaded already: the layers were simulated
+
+    floor = min_folds_note(layers, args.array)
+    if floor:
+        out.append(f"note: {floor}")
     if "weights" in report:
         out.append(f"weights: {report['weights']}")
     methods = "/".join(sorted({layer["method"] for layer in layers}))

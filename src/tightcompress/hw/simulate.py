@@ -38,6 +38,9 @@ def simulate_packed(
 
     Fields: cycles, dense_cycles, speedup, utilization_pe, dense_utilization_pe, energy_pj,
     dense_energy_pj, energy_gain, energy_breakdown_pj, and more; `*_vs_cc` ones with `cc_baseline`.
+    `min_folds` is the fewest folds the layer's passes can take (one each: a pass needs at least one load
+    of the array, whatever its height); `at_min_folds` says every pass already fits in one fold of `R`
+    rows, so a higher compression rate saves slots but no more cycles on this array.
     """
     array = parse_array(array)
     table = energy or DEFAULT_ENERGY
@@ -58,6 +61,8 @@ def simulate_packed(
         "dense_utilization_pe": dense_cyc.utilization_pe,
         "passes": cyc.passes,
         "folds": cyc.folds,
+        "min_folds": cyc.passes,
+        "at_min_folds": cyc.folds <= cyc.passes,
         "dense_folds": dense_cyc.folds,
         "useful_macs": cyc.useful_macs,
         "pe_cycles": cyc.pe_cycles,
@@ -158,3 +163,18 @@ def _sum_parts(parts: Iterable[dict[str, float]]) -> dict[str, float]:
         for key, value in part.items():
             total[key] = total.get(key, 0) + value
     return total
+
+
+def min_folds_note(layers: Iterable[dict[str, Any]], array: str) -> str | None:
+    """One sentence naming the layers already at their minimum folds (`at_min_folds`), or None: why a
+    higher compression rate stops lowering the cycles (`simulate` and `compress` print it as a note)."""
+    layers = list(layers)
+    floor = [str(layer["name"]) for layer in layers if layer.get("at_min_folds")]
+    if not floor:
+        return None
+    which = "every layer is" if len(floor) == len(layers) else f"{len(floor)} of {len(layers)} layers are"
+    names = ", ".join(floor[:4]) + (", ..." if len(floor) > 4 else "")
+    return (
+        f"{which} at the minimum folds on the {array} array (one fold per pass: {names}): a higher rate "
+        "saves memory there, not cycles"
+    )
