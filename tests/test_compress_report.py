@@ -4,6 +4,8 @@ packed layer's format and minimum folds, the training budget; its summary lines 
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -46,7 +48,7 @@ def _dwnet() -> nn.Module:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> tuple[dict, str]:
+def run(tmp_path_factory) -> tuple[dict, str, Path]:
     root = tmp_path_factory.mktemp("dw")
     (root / "dwnet.py").write_text(DWNET)
     torch.save(_dwnet().state_dict(), root / "dw.pt")
@@ -59,7 +61,7 @@ def run(tmp_path_factory) -> tuple[dict, str]:
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         assert main(args) == 0
-    return json.loads((root / "out" / "report.json").read_text()), stdout.getvalue()
+    return json.loads((root / "out" / "report.json").read_text()), stdout.getvalue(), root / "out"
 
 
 def test_depthwise_layer_is_listed_like_pack_does(run) -> None:
@@ -67,7 +69,7 @@ def test_depthwise_layer_is_listed_like_pack_does(run) -> None:
 
     from tightcompress.schemas import load_schema
 
-    report, _ = run
+    report, _, _ = run
     jsonschema.validate(report, load_schema("compress"))
     skipped = report["notes"]["skipped_layers"]
     assert [(s["name"], s["kind"], s["shape"]) for s in skipped] == [("dw", "depthwise", [8, 1, 3, 3])]
@@ -79,7 +81,7 @@ def test_depthwise_layer_is_listed_like_pack_does(run) -> None:
 
 
 def test_totals_count_the_dense_layer_at_its_dense_cost(run) -> None:
-    report, _ = run
+    report, _, _ = run
     hw, (dense,) = report["hardware"], report["dense_layers"]
     for key in ("cycles", "dense_cycles", "energy_pj", "dense_energy_pj"):
         packed = sum(layer[key] for layer in report["layers"])
@@ -88,7 +90,7 @@ def test_totals_count_the_dense_layer_at_its_dense_cost(run) -> None:
 
 
 def test_rate_counts_every_weight_with_the_packed_rate_beside_it(run) -> None:
-    report, stdout = run
+    report, stdout, _ = run
     weights = report["model_weights"]
     assert weights == {**weights, "total": 72 + 72 + 128 + 32, "packed": 72 + 128 + 32, "left_dense": 72}
     packed_rate = report["packed_compression_rate"]
@@ -102,7 +104,7 @@ def test_rate_counts_every_weight_with_the_packed_rate_beside_it(run) -> None:
 
 
 def test_budget_and_minimum_folds_are_reported(run) -> None:
-    report, stdout = run
+    report, stdout, _ = run
     budget = report["budget"]
     assert budget["train_images"] == 19 and budget["test_images"] == 5 and budget["batch_size"] == 2
     assert budget["steps_per_epoch"] == 10 and budget["prune_steps_per_round"] == 2
@@ -147,3 +149,49 @@ def test_simulate_says_which_layers_are_at_their_minimum_folds(tmp_path, capsys)
     assert layers["big.weight"]["folds"] > layers["big.weight"]["min_folds"] == layers["big.weight"]["passes"]
     note = "note: 1 of 2 layers are at the minimum folds on the 32x32 array (one fold per pass: small.weight)"
     assert note in out
+
+
+def _text(page: str) -> str:
+    """The page's visible text, one space between cells."""
+    page = re.sub(r'src="data:[^"]+"', "", page)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page)).replace("&#x27;", "'")
+
+
+def test_html_report_of_a_compress_run(run, tmp_path) -> None:
+    """Each layer's (G, h), the accuracy after every stage, the layer left dense, why cycles stop falling,
+    the budget and wall time, and the packed grid beside the scatter."""
+    report, _, out = run
+    html_path = tmp_path / "r.html"
+    argv = ["report", str(out / "report.json"), "--packed", str(out / "packed.safetensors")]
+    assert main([*argv, "--layer", "pw", "--html", str(html_path)]) == 0
+    text = _text(html_path.read_text())
+    for lay in report["layers"]:
+        assert f"{lay['name']} {lay['K']} x {lay['N']} tight G={lay['group']} h={lay['height']}" in text
+    acc = report["accuracy"]
+    for label, key in [("dense (the incoming model)", "dense"), ("unstructured pruning", "unstructured"),
+                       ("pruned to fit the format, before fine-tuning", "prune_to_fit"),
+                       ("packed and fine-tuned (final)", "packed_finetuned")]:  # fmt: skip
+        assert f"{label} {acc[key]:.2f}%" in text
+    assert "dw 8x1x3x3 left dense (depthwise) 1.00×" in text
+    assert "Not packed: dw: depthwise convolution" in text
+    assert f"Compression rate {report['compression_rate']:.2f}× over all 304 conv/linear weights" in text
+    if report["hardware"]["layers_at_min_folds"]:
+        assert "Why cycles stop falling:" in text and "at the minimum folds on the 32x32 array" in text
+    assert "Budget: 19 training images in batches of 2 (10 steps an epoch)" in text
+    assert f"Wall time {report['seconds']:.1f} s on cpu" in text
+    assert "packed grid" in text and "each coloured by its lane" in text
+
+
+def test_packed_grid_holds_each_slots_lane() -> None:
+    import numpy as np
+
+    from tightcompress import api
+    from tightcompress.viz.report_html import packed_grid
+
+    rng = np.random.default_rng(1)
+    weights = rng.standard_normal((24, 12)) * (rng.random((24, 12)) < 0.3)
+    packed = api.pack(weights, method="tight", group=8, tile=4, iterations=200)
+    grid = packed_grid(packed)
+    assert grid.shape == (int(packed.tile_rows.sum()), 4)
+    assert ((grid >= 0) == (packed.values != 0)).all() and grid.max() < 8
+    assert (grid[grid >= 0] == packed.lanes[packed.values != 0]).all()

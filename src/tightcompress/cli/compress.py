@@ -23,6 +23,7 @@ from tightcompress.cli.common import (
 )
 from tightcompress.errors import TightCompressError
 from tightcompress.pipeline.config import PIPELINE_METHODS, CompressConfig
+from tightcompress.report import min_folds_note
 
 if TYPE_CHECKING:
     from tightcompress.pipeline.data import TrainingData
@@ -397,8 +398,6 @@ def _rate_advice(args: argparse.Namespace) -> str:
 def summary_notes(report: dict[str, Any]) -> list[str]:
     """The `note:` lines under compress's summary: what the rate covers when layers were left dense, and
     which layers already run at their minimum folds (why a higher rate stops lowering the cycles)."""
-    from tightcompress.hw.simulate import min_folds_note
-
     notes = []
     dense = report.get("dense_layers") or []
     if dense:

@@ -57,7 +57,7 @@ from tightcompress.readers.topology import (
     topology_name,
     write_topology,
 )
-from tightcompress.report import build_report
+from tightcompress.report import build_report, min_folds_note
 from tightcompress.utils.atomic import output_group, write_json_atomic
 
 # Packing options: None when not given, so a packed input can refuse them and a topology pick its method.
@@ -491,8 +491,6 @@ def format_summary(report: dict[str, Any], args: argparse.Namespace, m_source: s
         out.append(f"note: {note}")
     for entry in report["notes"]["skipped_layers"]:
         out.append(f"note: skipped {entry['name']}: {entry['reason']}")
-    from tightcompress.hw.simulate import min_folds_note  # loaded already: the layers were simulated
-
     floor = min_folds_note(layers, args.array)
     if floor:
         out.append(f"note: {floor}")
