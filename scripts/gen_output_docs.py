@@ -419,7 +419,13 @@ def schemas() -> dict[str, dict]:
                         "name": f(STR, "-", "module path"),
                         "kind": f(STR, "-", "why it is dense: `depthwise`"),
                         "shape": arr("weight shape", {"type": INT}),
-                        "groups": f(INT, "groups", "the conv's groups: one GEMM each"),
+                        "groups": f(INT, "groups", "the conv's groups"),
+                        "mapping": f(
+                            STR,
+                            "-",
+                            "how it runs, the cheaper in cycles: `per group` (one GEMM a group) "
+                            "or `block-diagonal` (one dense GEMM, the groups on its diagonal)",
+                        ),
                         "weights": f(INT, "weights", "weights of the layer"),
                         **HW_LAYER,
                     },

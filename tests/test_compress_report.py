@@ -77,6 +77,7 @@ def test_depthwise_layer_is_listed_like_pack_does(run) -> None:
     assert [layer["name"] for layer in report["layers"]] == ["conv", "pw", "fc"]
     (dense,) = report["dense_layers"]
     assert dense["name"] == "dw" and dense["groups"] == 8 and dense["m"] == 64  # 8x8 output pixels
+    assert dense["mapping"] == "block-diagonal"  # 3 folds of a 72 x 8 GEMM, not 8 passes
     assert dense["cycles"] == dense["dense_cycles"] > 0 and dense["speedup"] == 1.0
 
 
@@ -117,18 +118,46 @@ def test_budget_and_minimum_folds_are_reported(run) -> None:
         assert "at the minimum folds on the 32x32 array" in stdout
 
 
-def test_dense_layer_cost_is_the_sum_of_its_groups() -> None:
-    """One group simulated and scaled equals every group simulated (the shortcut is exact)."""
+def _per_group_and_block_diagonal(weight, m: int) -> tuple[dict, dict]:
+    """Both mappings of a depthwise weight simulated in full: every group alone (summed), and the one
+    block-diagonal GEMM."""
+    import numpy as np
+
+    groups = weight.shape[0]
+    sims = [simulate_packed(p, array=(32, 32), m=m, dense=p) for p in
+            (pack_dense(weight_to_matrix(weight[g : g + 1]), tile=32) for g in range(groups))]  # fmt: skip
+    summed = {
+        key: sum(s[key] for s in sims) for key in ("cycles", "pe_cycles", "energy_pj", "folds", "passes")
+    }
+    k = weight[0].size
+    matrix = np.zeros((k * groups, groups), dtype=np.float32)
+    for g in range(groups):
+        matrix[g * k : (g + 1) * k, g] = weight[g].reshape(-1)
+    block = pack_dense(matrix, tile=32)
+    return summed, simulate_packed(block, array=(32, 32), m=m, dense=block)
+
+
+def test_dense_layer_cost_is_the_cheaper_mapping() -> None:
+    """8 channels: one block-diagonal GEMM (3 folds) beats 8 passes; 128 channels: 128 passes beat the
+    block-diagonal GEMM's 36 x 4 folds. The per-group shortcut (one group simulated, scaled) is exact."""
     model = _dwnet()
     with torch.no_grad():
         model.dw.weight[3] = 0.0  # a group of zeros: useful MACs count the real nonzeros
     (entry,) = simulate_dense_layers(model, torch.zeros(1, 1, 8, 8))
     weight = model.dw.weight.detach().numpy()
-    groups = [pack_dense(weight_to_matrix(weight[g : g + 1]), tile=32) for g in range(8)]
-    sims = [simulate_packed(p, array=(32, 32), m=64, dense=p) for p in groups]
+    per_group, block = _per_group_and_block_diagonal(weight, 64)
+    assert entry["mapping"] == "block-diagonal" and block["cycles"] < per_group["cycles"]
     for key in ("cycles", "pe_cycles", "energy_pj", "folds", "passes"):
-        assert entry[key] == pytest.approx(sum(s[key] for s in sims)), key
-    assert entry["useful_macs"] == sum(s["useful_macs"] for s in sims) == 7 * 9 * 64
+        assert entry[key] == pytest.approx(block[key]), key
+    assert entry["useful_macs"] == 7 * 9 * 64
+
+    wide = nn.Sequential(nn.Conv2d(1, 128, 1), nn.Conv2d(128, 128, 3, padding=1, groups=128))
+    (entry,) = simulate_dense_layers(wide, torch.zeros(1, 1, 4, 4))
+    per_group, block = _per_group_and_block_diagonal(wide[1].weight.detach().numpy(), 16)
+    assert entry["name"] == "1" and entry["mapping"] == "per group"
+    assert per_group["cycles"] < block["cycles"] and per_group["folds"] == 128
+    for key in ("cycles", "pe_cycles", "energy_pj", "folds", "passes"):
+        assert entry[key] == pytest.approx(per_group[key]), key
 
 
 def test_simulate_says_which_layers_are_at_their_minimum_folds(tmp_path, capsys) -> None:
@@ -172,7 +201,7 @@ def test_html_report_of_a_compress_run(run, tmp_path) -> None:
                        ("pruned to fit the format, before fine-tuning", "prune_to_fit"),
                        ("packed and fine-tuned (final)", "packed_finetuned")]:  # fmt: skip
         assert f"{label} {acc[key]:.2f}%" in text
-    assert "dw 8x1x3x3 left dense (depthwise) 1.00×" in text
+    assert "dw 8x1x3x3 left dense (depthwise, block-diagonal) 1.00×" in text
     assert "Not packed: dw: depthwise convolution" in text
     assert f"Compression rate {report['compression_rate']:.2f}× over all 304 conv/linear weights" in text
     if report["hardware"]["layers_at_min_folds"]:

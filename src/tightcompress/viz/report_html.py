@@ -493,6 +493,8 @@ def _stage_accuracy(run: Run) -> str:
 
 
 def _format_of(layer: dict[str, Any]) -> str:
+    if layer.get("method") == "dense":
+        return "dense (chosen: kept whole)"
     if layer.get("method") in ("tight", "nm", "tight-subword", "nm-permuted") or "group" in layer:
         return f"{layer.get('method', '?')} G={layer.get('group', '?')} h={layer.get('height', '?')}"
     return str(layer.get("choice") or layer.get("method") or "?")
@@ -521,7 +523,7 @@ def _layer_formats(run: Run) -> str:
             [
                 str(layer.get("name", "?")),
                 shape,
-                f"left dense ({layer.get('kind', 'not packed')})",
+                f"left dense ({', '.join(str(x) for x in (layer.get('kind'), layer.get('mapping')) if x)})",
                 "1.00×",
                 "" if layer.get("cycles") is None else f"{int(layer['cycles']):,}",
                 "" if layer.get("folds") is None else str(layer["folds"]),
