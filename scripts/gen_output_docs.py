@@ -239,6 +239,13 @@ HW_LAYER = {
     "passes": f(INT, "passes", "array passes (groups of tiles loaded together)"),
     "folds": f(INT, "folds", "row/column folds of the packed layer"),
     "dense_folds": f(INT, "folds", "folds of the dense layer"),
+    "min_folds": f(INT, "folds", "the fewest folds the layer's passes can take: one per pass"),
+    "at_min_folds": f(
+        BOOL,
+        "-",
+        "folds == min_folds: every pass fits in one fold of the array's rows, so a higher "
+        "compression rate saves this layer's memory but not its cycles (why cycles stop falling)",
+    ),
     **HW_COMMON,
 }
 HW_LAYER_REQUIRED = [
@@ -350,7 +357,7 @@ def schemas() -> dict[str, dict]:
             "workflow": f(STR, "-", "always `compress`", const="compress"),
             "granularity": f(STR, "-", "subword runs: `subword`"),
             "method": f(STR, "-", "word runs: --method"),
-            "rate": f([NUM, "null"], "x", "--rate target over all conv+linear layers"),
+            "rate": f([NUM, "null"], "x", "--rate target over the packed conv+linear layers (not depthwise)"),
             "bit_rate": f(NUM, "x", "subword: --bit-rate target"),
             "group": f([INT, "null"], "rows", "--group (explicit mode)"),
             "height": f([INT, "null"], "slots", "--height (explicit mode)"),
@@ -386,15 +393,86 @@ def schemas() -> dict[str, dict]:
         extra={
             "accuracy": accuracy,
             "hardware": obj(
-                "word runs: the whole model on the reference array, per image",
+                "the whole model on the reference array, per image: the packed layers and the layers left "
+                "dense (dense_layers, at their dense cost)",
                 {
                     "array": f(STR, "PEs", "array rows x columns"),
                     "per": f(STR, "-", "what one count covers: `image`"),
+                    "layers_at_min_folds": f(
+                        INT, "layers", "packed layers already at their minimum folds (layers[].at_min_folds)"
+                    ),
                     **HW_COMMON,
                 },
                 ["array", "per", *HW_TOTAL_REQUIRED],
             ),
-            "compression_rate": f(NUM, "x", "total compression rate (word: = total.compression_rate)"),
+            "compression_rate": f(
+                NUM,
+                "x",
+                "the rate over every conv/linear weight of the model: "
+                "model_weights.compression_rate (layers left dense count at 1x); without such layers, = "
+                "packed_compression_rate",
+            ),
+            "packed_compression_rate": f(
+                NUM,
+                "x",
+                "the rate over the packed layers alone (what --rate targets; word: = "
+                "total.compression_rate, subword: the word-equivalent bit rate); per layer: "
+                "layers[].compression_rate",
+            ),
+            "model_weights": obj(
+                "every conv and linear weight of the model, packed or left dense (biases and normalisation "
+                "parameters are not counted)",
+                {
+                    "total": f(INT, "weights", "packed + left_dense"),
+                    "packed": f(INT, "weights", "weights of the packed layers (sum of K*N)"),
+                    "left_dense": f(INT, "weights", "weights of the layers left dense (dense_layers)"),
+                    "stored_slots": f(NUM, "slots", "packed / packed_compression_rate + left_dense"),
+                    "compression_rate": f(NUM, "x", "total / stored_slots"),
+                },
+                ["total", "packed", "left_dense", "stored_slots", "compression_rate"],
+            ),
+            "dense_layers": arr(
+                "conv/linear layers left dense (depthwise convs), run dense on the reference array per "
+                "image; their cycles and energy are in the hardware totals",
+                obj(
+                    "one layer left dense",
+                    {
+                        "name": f(STR, "-", "module path"),
+                        "kind": f(STR, "-", "why it is dense: `depthwise`"),
+                        "shape": arr("weight shape", {"type": INT}),
+                        "groups": f(INT, "groups", "the conv's groups"),
+                        "mapping": f(
+                            STR,
+                            "-",
+                            "how it runs, the cheaper in cycles: `per group` (one GEMM a group) "
+                            "or `block-diagonal` (one dense GEMM, the groups on its diagonal)",
+                        ),
+                        "weights": f(INT, "weights", "weights of the layer"),
+                        **HW_LAYER,
+                    },
+                    ["name", "kind", "shape", "weights", "m", "cycles", "dense_cycles", "energy_pj"],
+                ),
+            ),
+            "notes": NOTES,
+            "budget": obj(
+                "the training the run was given, in optimizer steps (pipeline.train: max(1, round(epochs x "
+                "steps_per_epoch)) a call)",
+                {
+                    "train_images": f(INT, "images", "examples in the training split"),
+                    "test_images": f(INT, "images", "examples in the held-out split the accuracies are on"),
+                    "batch_size": f(INT, "images", "examples per optimizer step over all processes"),
+                    "steps_per_epoch": f(INT, "steps", "ceil(train_images / batch_size)"),
+                    "prune_rounds": f(INT, "rounds", "--prune-rounds"),
+                    "prune_steps_per_round": f(INT, "steps", "training steps after each pruning round"),
+                    "format_rounds": f(INT, "rounds", "format-aware rounds (1 in explicit mode)"),
+                    "finetune_steps_per_round": f(
+                        INT, "steps", "fine-tuning steps of each format round (the last may repeat)"
+                    ),
+                    "max_fit_rounds": f(
+                        INT, "rounds", "at most this many fine-tunes of the last format round"
+                    ),
+                },
+            ),
             "unstructured_sparsity": f(
                 [NUM, "null"], "fraction 0-1", "word: sparsity after unstructured pruning"
             ),
@@ -409,9 +487,9 @@ def schemas() -> dict[str, dict]:
             "bit_rate": f(NUM, "x", "subword: 8*K*N / (4 * packed slots) over all layers"),
             "bit_rate_with_index": f(NUM, "x", "subword: dense bits / packed bits with index and shift bits"),
             "subword_sparsity": f(NUM, "fraction 0-1", "subword: zero subwords / all subwords"),
-            "seconds": f(NUM, "s", "subword: wall time of the pipeline"),
-            "seconds_prune_stage": f(NUM, "s", "subword: wall time of the pruning stage"),
-            "seconds_plan_and_pack": f(NUM, "s", "subword: wall time of planning and packing"),
+            "seconds": f(NUM, "s", "wall time of the pipeline (dense evaluation to the report)"),
+            "seconds_prune_stage": f(NUM, "s", "wall time of the pruning stage"),
+            "seconds_plan_and_pack": f(NUM, "s", "wall time of planning and packing (searches and repacks)"),
         },
         required=["accuracy", "compression_rate", "choices"],
     )

@@ -71,3 +71,18 @@ def unimproved_search_note(layers: Iterable[dict[str, Any]]) -> str | None:
         f"the annealer did not improve on its greedy start on {len(names)} layer(s): {shown} "
         "(at its floor already, or give more --iterations)"
     )
+
+
+def min_folds_note(layers: Iterable[dict[str, Any]], array: str) -> str | None:
+    """One sentence naming the layers already at their minimum folds (`at_min_folds`), or None: why a
+    higher compression rate stops lowering the cycles (`simulate` and `compress` print it as a note)."""
+    layers = list(layers)
+    floor = [str(layer["name"]) for layer in layers if layer.get("at_min_folds")]
+    if not floor:
+        return None
+    which = "every layer is" if len(floor) == len(layers) else f"{len(floor)} of {len(layers)} layers are"
+    names = ", ".join(floor[:4]) + (", ..." if len(floor) > 4 else "")
+    return (
+        f"{which} at the minimum folds on the {array} array (one fold per pass: {names}): a higher rate "
+        "saves memory there, not cycles"
+    )

@@ -58,7 +58,7 @@ from tightcompress.readers.topology import (
     topology_name,
     write_topology,
 )
-from tightcompress.report import build_report, unimproved_search_note
+from tightcompress.report import build_report, min_folds_note, unimproved_search_note
 from tightcompress.utils.atomic import output_group, write_json_atomic
 
 # Packing options: None when not given, so a packed input can refuse them and a topology pick its method.
@@ -555,6 +555,9 @@ def format_summary(report: dict[str, Any], args: argparse.Namespace, m_source: s
         out.append(f"note: {note}")
     for entry in report["notes"]["skipped_layers"]:
         out.append(f"note: skipped {entry['name']}: {entry['reason']}")
+    floor = min_folds_note(layers, args.array)
+    if floor:
+        out.append(f"note: {floor}")
     if "weights" in report:
         out.append(f"weights: {report['weights']}")
     methods = "/".join(sorted({layer["method"] for layer in layers}))

@@ -38,6 +38,9 @@ def simulate_packed(
 
     Fields: cycles, dense_cycles, speedup, utilization_pe, dense_utilization_pe, energy_pj,
     dense_energy_pj, energy_gain, energy_breakdown_pj, and more; `*_vs_cc` ones with `cc_baseline`.
+    `min_folds` is the fewest folds the layer's passes can take (one each: a pass needs at least one load
+    of the array, whatever its height); `at_min_folds` says every pass already fits in one fold of `R`
+    rows, so a higher compression rate saves slots but no more cycles on this array.
     """
     array = parse_array(array)
     table = energy or DEFAULT_ENERGY
@@ -62,6 +65,8 @@ def simulate_packed(
         "dense_useful_macs": dense_useful,
         "passes": cyc.passes,
         "folds": cyc.folds,
+        "min_folds": cyc.passes,
+        "at_min_folds": cyc.folds <= cyc.passes,
         "dense_folds": dense_cyc.folds,
         "useful_macs": cyc.useful_macs,
         "pe_cycles": cyc.pe_cycles,
