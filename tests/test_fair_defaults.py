@@ -4,6 +4,7 @@ each method's dropped |w| beside its gains, `simulate --match dropped`, and the 
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -136,3 +137,29 @@ def test_a_search_that_did_not_improve_its_start_is_named():
     for iterations in (0, 1, 3000):
         report = tc.pack(W, method="tight", group=8, height=2, tile=32, iterations=iterations).report()
         assert report["search_improved"] == (report["search_final_cost"] < report["search_initial_cost"])
+
+
+@pytest.mark.parametrize("span", [(25.0, 75.0), (3e3, 4e5), (1.0, 1e9)])
+def test_log_axis_tick_labels_never_overlap_in_a_narrow_panel(span):
+    """The hardware panels' log axes: labels of visible ticks do not collide, also when the data span less
+    than a decade (where matplotlib labels the minor ticks) on a panel a quarter of the page wide."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tightcompress.viz.report_html import _log_axis
+
+    fig, ax = plt.subplots(figsize=(2.0, 2.0))
+    ax.barh([0, 1], list(span))
+    _log_axis(ax, 4)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = sorted(
+        (label.get_window_extent(renderer) for label in ax.get_xticklabels(which="both") if label.get_text()),
+        key=lambda box: box.x0,
+    )
+    plt.close(fig)
+    assert boxes, "no tick label at all"
+    for left, right in itertools.pairwise(boxes):
+        assert left.x1 <= right.x0, "tick labels overlap"

@@ -169,7 +169,7 @@ def plot_hardware(runs: Sequence[Run]) -> str | None:
                 color = run_color.setdefault(run.label, colors[run.label])
                 series_colors.append(color)
             _hbars(ax, names, series, colors=series_colors)
-            ax.set_xscale("log")
+            _log_axis(ax, len(arrays))
             ax.set_xlabel(unit, fontsize=8)
             if row == 0:
                 ax.set_title(f"{array} array", fontsize=10)
@@ -182,6 +182,22 @@ def plot_hardware(runs: Sequence[Run]) -> str | None:
     )
     fig.tight_layout()
     return _figure_png(fig)
+
+
+def _log_axis(ax, n_panels: int) -> None:
+    """A log x axis whose labels never collide in a narrow panel: at most 1, 2 and 5 per decade and a few
+    in all, no minor-tick labels (matplotlib labels minor ticks when the data span less than a decade, and
+    those ran into each other on a 64x64 panel beside others)."""
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.autoscale_view()
+    low, high = ax.get_xlim()
+    decades = np.log10(high / low) if low > 0 and high > low else 0.0
+    subs = (1.0, 2.0, 5.0) if decades < 1.5 else (1.0,)  # within a decade or so: 1, 2, 5; else powers of 10
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs, numticks=max(3, 9 - 2 * n_panels)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.tick_params(axis="x", labelsize=7)
 
 
 def workload_label(run: Run) -> str:
@@ -410,6 +426,10 @@ _COLUMNS: list[tuple[str, str, Any, str]] = [
      "{:,d}"),
     ("Speed-up (×)", "dense cycles / packed cycles on the same array", lambda r: r.hardware.get("speedup"),
      "{:.2f}×"),
+    ("Speed-up vs CC (×)", "column combining's cycles / packed cycles (simulate)",
+     lambda r: r.hardware.get("speedup_vs_cc"), "{:.2f}×"),
+    ("CC dropped |w| (%)", "magnitude column combining prunes to reach its cycles, % of its input |w|",
+     lambda r: _pct(r.data.get("total", {}), "cc_dropped_magnitude_fraction"), "{:.2f}%"),
     ("Energy (µJ)", "modelled energy over all layers", lambda r: _scaled(r.hardware.get("energy_pj"), 1e-6),
      "{:.3f}"),
     ("Energy gain (×)", "dense energy / packed energy", lambda r: r.hardware.get("energy_gain"), "{:.2f}×"),
