@@ -35,15 +35,12 @@ def main() -> None:
         with torch.no_grad():
             outputs[name] = model(x.to(dtype))
     torch.save(outputs, HERE / "mixed_outputs.pt")
-    subprocess.run(
-        [
-            sys.executable, "-c", "import sys; from tightcompress.cli.main import main; sys.exit(main())", "pack", str(HERE / "mixed_dense.pt"), "--model",
-            "torch_models.py:MixedLayers", "--group", "8", "--height", "2", "--tile", "8", "--sparsity", "0.6",
-            "--iterations", "2000", "--jobs", "1", "--json", "/tmp/pack_mixed.json", "--out", str(HERE / "pack_mixed.safetensors"),
-        ],
-        check=True,
-        cwd=HERE.parents[1],
-    )  # fmt: skip
+    cli = "import sys; from tightcompress.cli.main import main; sys.exit(main())"
+    options = "--group 8 --height 2 --tile 8 --sparsity 0.6 --iterations 2000 --jobs 1".split()
+    command = [sys.executable, "-c", cli, "pack", str(HERE / "mixed_dense.pt"), "--model"]
+    command += ["torch_models.py:MixedLayers", *options, "--json", "/tmp/pack_mixed.json"]
+    command += ["--out", str(HERE / "pack_mixed.safetensors")]
+    subprocess.run(command, check=True, cwd=HERE.parents[1])
 
 
 if __name__ == "__main__":
