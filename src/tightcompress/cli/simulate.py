@@ -43,7 +43,7 @@ from tightcompress.cli.pack import (
 )
 from tightcompress.errors import TightCompressError
 from tightcompress.format.dtypes import store_dtype
-from tightcompress.format.io import load_packed
+from tightcompress.format.io import PACKED_FILE_FORMATS, load_packed
 from tightcompress.format.packed import PackedMatrix
 from tightcompress.hw.bitexact import check_bitexact, random_activations
 from tightcompress.hw.cycles import column_occupancy, parse_array
@@ -238,7 +238,8 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 
 def input_kind(path: str) -> str:
-    """`packed` (a file `pack --out` wrote), `topology` (a `.csv`) or `checkpoint` (anything else)."""
+    """`packed` (a file `pack --out`, `compress` or `save_model` wrote), `topology` (a `.csv`) or
+    `checkpoint` (anything else)."""
     suffix = Path(path).suffix.lower()
     if suffix == ".csv":
         return "topology"
@@ -250,7 +251,7 @@ def input_kind(path: str) -> str:
                 metadata = handle.metadata() or {}
         except (SafetensorError, OSError, ValueError) as exc:
             raise TightCompressError(f"{path}: not a readable safetensors file ({exc})") from None
-        if metadata.get("format") == "tightcompress.packed":
+        if metadata.get("format") in PACKED_FILE_FORMATS:  # `pack --out`, `compress`, `save_model` files
             return "packed"
     return "checkpoint"
 

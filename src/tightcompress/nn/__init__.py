@@ -2,7 +2,8 @@
 (`sparsify_`, `save_model`, `load_model_`, `pack_weight`, `unpack_`), also exported as
 `tightcompress.<name>`."""
 
-from tightcompress.nn.api import load_model_, pack_weight, save_model, sparsify_
+from tightcompress.nn.api import pack_weight, sparsify_
+from tightcompress.nn.model_file import load_model_, save_model
 from tightcompress.nn.modules import PackedConv2d, PackedLinear, PackedWeight
 from tightcompress.nn.unpack import unpack_
 
