@@ -72,7 +72,10 @@ def test_every_command_reads_a_saved_model_whole(saved, tmp_path, capsys, which)
     assert _run("simulate", path, "--vectors", "4", "--no-vs-cc", "--json", simulated, "--quiet") == 0
     report = json.loads(simulated.read_text())
     assert {layer["name"] for layer in report["layers"]} == MIXED_LAYERS
-    assert "7 layer(s)" in capsys.readouterr().out
+    (depthwise,) = report["notes"]["skipped_layers"]  # left dense by sparsify_: said, not silently dropped
+    assert depthwise["name"] == "dw.weight" and "not simulated" in depthwise["reason"]
+    out = capsys.readouterr().out
+    assert "7 layer(s)" in out and "skipped dw.weight" in out
 
     assert _run("unpack", path, tmp_path / "back.pt", "--quiet") == 0
     dense = MixedLayers().eval()

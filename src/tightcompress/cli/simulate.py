@@ -43,13 +43,14 @@ from tightcompress.cli.pack import (
 )
 from tightcompress.errors import TightCompressError
 from tightcompress.format.dtypes import store_dtype
-from tightcompress.format.io import PACKED_FILE_FORMATS, load_packed
+from tightcompress.format.io import PACKED_FILE_FORMATS, load_packed, load_packed_state
 from tightcompress.format.packed import PackedMatrix
 from tightcompress.hw.bitexact import check_bitexact, random_activations
 from tightcompress.hw.cycles import column_occupancy, parse_array
 from tightcompress.hw.energy import load_energy_table
 from tightcompress.parallel import Task, run_tasks
 from tightcompress.prune.subword_pack import SubwordPacked, is_subword, weight_matrix, weight_shape
+from tightcompress.readers.matrices import DEPTHWISE_REASON
 from tightcompress.readers.topology import (
     TopologyLayer,
     match_topology,
@@ -144,6 +145,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     dtypes: dict[str, str] = {}
     if kind == "packed":
         packed, config = _read_packed(args)
+        skipped.extend(dense_layers_in_file(args.input))
         shapes = {name: weight_shape(p) for name, p in packed.items()}  # weights' K x N
     else:
         matrices, config, weights_note = _read_matrices(
@@ -269,6 +271,28 @@ def _read_packed(args: argparse.Namespace) -> tuple[dict[str, PackedMatrix], Non
             f"{', '.join('--' + o for o in given)} do not apply; pack the checkpoint again to change them"
         )
     return packed, None
+
+
+def dense_layers_in_file(path: str) -> list[dict]:
+    """The layer weights a packed file carries unpacked among its other tensors (a depthwise conv, a layer
+    `sparsify_`'s filter or `--skip-bad-layers` left out), as `notes.skipped_layers` entries: they are not
+    simulated, and the summary says so instead of leaving them out silently."""
+    state, _dtypes = load_packed_state(path)
+    entries = []
+    for name, array in state.items():
+        if array.ndim < 2 or not name.split(".")[-1].endswith("weight"):
+            continue
+        depthwise = array.ndim > 2 and array.shape[1] == 1 and int(np.prod(array.shape[2:])) > 1
+        reason = DEPTHWISE_REASON if depthwise else "left dense in the packed file (not packed)"
+        entries.append(
+            {
+                "name": name,
+                "kind": "depthwise" if depthwise else "dense",
+                "shape": list(array.shape),
+                "reason": f"{reason}; not simulated",
+            }
+        )
+    return entries
 
 
 def _config(args: argparse.Namespace, method: str, tile: int) -> PackConfig:
