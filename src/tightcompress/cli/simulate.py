@@ -1,7 +1,9 @@
 """`tightcompress simulate`: cycles, PE utilization and energy of every layer on a weight-stationary array.
 
 The input is one of
-- a packed `.safetensors` written by `pack --out` (any method; how each layer was packed is in the file),
+- a packed `.safetensors` written by `pack --out`, `compress` or `save_model` (any method; how each layer
+  was packed is in the file; layer weights it carries unpacked, such as a depthwise conv, are listed as
+  skipped),
 - a checkpoint (`.npy` matrix, `.pt`/`.pth`/`.safetensors` state dict), packed first with the options given,
 - a SCALE-Sim topology `.csv` alone: shapes only, so dense, or with `--sparsity S` seeded random weights
   of that sparsity (uniformly spread zeros, not a trained network's) for the packed methods.
