@@ -97,9 +97,22 @@ class PackedWeight(nn.Module):
         used = (self.values.detach() != 0) & (src_col >= 0)
         return torch.where(used, src_col.clamp(min=0) * K + src_row, spare).reshape(-1)
 
-    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
-        super()._load_from_state_dict(*args, **kwargs)
-        self.reindex()
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        errors = len(error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+        if len(error_msgs) == errors:  # a refused tensor (wrong shape) is reported by load_state_dict
+            self.reindex()
 
     def weight_matrix(self) -> torch.Tensor:
         """The kept weights as `(N, K)` (PyTorch layout), differentiable in `values` (used slots only)."""
