@@ -137,3 +137,28 @@ def assert_outputs_match(actual: torch.Tensor, expected: torch.Tensor, rel: floa
     scale = float(expected.abs().max())
     diff = float((actual.float() - expected.float()).abs().max())
     assert diff <= rel * max(scale, 1e-12), (diff, scale)
+
+
+class MixedLayers(nn.Module):
+    """Every layer kind `sparsify_` meets, with odd geometry: a conv with stride, padding, dilation and a
+    reflect padding mode, a grouped conv without bias, a depthwise conv (left dense), a pointwise conv, a
+    Linear with and one without bias. Its packed files of release 0.1.0 are kept in `tests/data/`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 12, 3, stride=2, padding=2, dilation=2, padding_mode="reflect")
+        self.bn = nn.BatchNorm2d(12)
+        self.grouped = nn.Conv2d(12, 24, 3, padding=1, groups=3, bias=False)
+        self.dw = nn.Conv2d(24, 24, 3, padding=1, groups=24)
+        self.pw = nn.Conv2d(24, 16, 1)
+        self.hidden = nn.Linear(16, 20, bias=False)
+        self.head = nn.Linear(20, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn(self.stem(x)))
+        x = torch.relu(self.pw(torch.relu(self.dw(self.grouped(x)))))
+        x = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+        return self.head(torch.relu(self.hidden(x)))
+
+
+MIXED_PACKED = {"stem", "grouped", "pw", "hidden", "head"}

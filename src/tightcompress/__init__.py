@@ -31,6 +31,7 @@ _LAZY = {
     "pack_weight": "tightcompress.nn",
     "save_model": "tightcompress.nn",
     "sparsify_": "tightcompress.nn",
+    "unpack_": "tightcompress.nn",
     # The user-loop API (NVIDIA ASP style): prepare_ before training, fit_ before fine-tuning.
     "prepare_": "tightcompress.pipeline.user_loop",
     "fit_": "tightcompress.pipeline.user_loop",
@@ -52,13 +53,14 @@ __all__ = [
     "save_model",
     "save_packed",
     "sparsify_",
+    "unpack_",
 ]
 
 if TYPE_CHECKING:
     from tightcompress.api import METHODS, PackConfig, check_matrix, pack
     from tightcompress.errors import TightCompressError
     from tightcompress.format import PackedMatrix, load_packed, save_packed
-    from tightcompress.nn import load_model_, pack_weight, save_model, sparsify_
+    from tightcompress.nn import load_model_, pack_weight, save_model, sparsify_, unpack_
     from tightcompress.pipeline.user_loop import fit_, prepare_
 
 

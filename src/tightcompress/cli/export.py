@@ -12,7 +12,7 @@ from tightcompress.format.io import load_packed
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `export`."""
     parser = subparsers.add_parser("export", help="write packed layers as $readmemh hex files + test vectors")
-    parser.add_argument("packed", help="PACKED.safetensors written by `pack --out`")
+    parser.add_argument("packed", help="PACKED.safetensors from `pack --out` or `save_model`")
     out = parser.add_mutually_exclusive_group(required=True)
     out.add_argument("--out-dir", metavar="DIR", help="write the export here (created whole)")
     add_alias(out, "--rtl", "--out-dir", metavar="DIR")

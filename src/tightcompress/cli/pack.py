@@ -68,7 +68,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     unpack = subparsers.add_parser(
         "unpack", help="rebuild the K x N matrices, or a PyTorch state_dict, from a packed file"
     )
-    unpack.add_argument("packed", help="PACKED.safetensors written by `pack --out`")
+    unpack.add_argument("packed", help="PACKED.safetensors from `pack --out` or `save_model`")
     unpack.add_argument(
         "output",
         help="OUT.npy (one layer) or OUT.npz (every layer) as K x N matrices; OUT.pt or OUT.safetensors: "

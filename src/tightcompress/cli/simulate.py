@@ -1,7 +1,9 @@
 """`tightcompress simulate`: cycles, PE utilization and energy of every layer on a weight-stationary array.
 
 The input is one of
-- a packed `.safetensors` written by `pack --out` (any method; how each layer was packed is in the file),
+- a packed `.safetensors` written by `pack --out`, `compress` or `save_model` (any method; how each layer
+  was packed is in the file; layer weights it carries unpacked, such as a depthwise conv, are listed as
+  skipped),
 - a checkpoint (`.npy` matrix, `.pt`/`.pth`/`.safetensors` state dict), packed first with the options given,
 - a SCALE-Sim topology `.csv` alone: shapes only, so dense, or with `--sparsity S` seeded random weights
   of that sparsity (uniformly spread zeros, not a trained network's) for the packed methods.
@@ -44,13 +46,14 @@ from tightcompress.cli.pack import (
 )
 from tightcompress.errors import TightCompressError
 from tightcompress.format.dtypes import store_dtype
-from tightcompress.format.io import load_packed
+from tightcompress.format.io import PACKED_FILE_FORMATS, load_packed, load_packed_state
 from tightcompress.format.packed import PackedMatrix
 from tightcompress.hw.bitexact import check_bitexact, random_activations
 from tightcompress.hw.cycles import column_occupancy, parse_array
 from tightcompress.hw.energy import load_energy_table
 from tightcompress.parallel import Task, run_tasks
 from tightcompress.prune.subword_pack import SubwordPacked, is_subword, weight_matrix, weight_shape
+from tightcompress.readers.matrices import DEPTHWISE_REASON
 from tightcompress.readers.topology import (
     TopologyLayer,
     match_topology,
@@ -154,6 +157,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     dtypes: dict[str, str] = {}
     if kind == "packed":
         packed, config = _read_packed(args)
+        skipped.extend(dense_layers_in_file(args.input))
         shapes = {name: weight_shape(p) for name, p in packed.items()}  # weights' K x N
     else:
         matrices, config, weights_note = _read_matrices(
@@ -271,7 +275,8 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 
 def input_kind(path: str) -> str:
-    """`packed` (a file `pack --out` wrote), `topology` (a `.csv`) or `checkpoint` (anything else)."""
+    """`packed` (a file `pack --out`, `compress` or `save_model` wrote), `topology` (a `.csv`) or
+    `checkpoint` (anything else)."""
     suffix = Path(path).suffix.lower()
     if suffix == ".csv":
         return "topology"
@@ -283,7 +288,7 @@ def input_kind(path: str) -> str:
                 metadata = handle.metadata() or {}
         except (SafetensorError, OSError, ValueError) as exc:
             raise TightCompressError(f"{path}: not a readable safetensors file ({exc})") from None
-        if metadata.get("format") == "tightcompress.packed":
+        if metadata.get("format") in PACKED_FILE_FORMATS:  # `pack --out`, `compress`, `save_model` files
             return "packed"
     return "checkpoint"
 
@@ -301,6 +306,28 @@ def _read_packed(args: argparse.Namespace) -> tuple[dict[str, PackedMatrix], Non
             f"{', '.join('--' + o for o in given)} do not apply; pack the checkpoint again to change them"
         )
     return packed, None
+
+
+def dense_layers_in_file(path: str) -> list[dict]:
+    """The layer weights a packed file carries unpacked among its other tensors (a depthwise conv, a layer
+    `sparsify_`'s filter or `--skip-bad-layers` left out), as `notes.skipped_layers` entries: they are not
+    simulated, and the summary says so instead of leaving them out silently."""
+    state, _dtypes = load_packed_state(path)
+    entries = []
+    for name, array in state.items():
+        if array.ndim < 2 or not name.split(".")[-1].endswith("weight"):
+            continue
+        depthwise = array.ndim > 2 and array.shape[1] == 1 and int(np.prod(array.shape[2:])) > 1
+        reason = DEPTHWISE_REASON if depthwise else "left dense in the packed file (not packed)"
+        entries.append(
+            {
+                "name": name,
+                "kind": "depthwise" if depthwise else "dense",
+                "shape": list(array.shape),
+                "reason": f"{reason}; not simulated",
+            }
+        )
+    return entries
 
 
 def _config(args: argparse.Namespace, method: str, tile: int) -> PackConfig:

@@ -25,6 +25,9 @@ from tightcompress.format.packed import FORMAT_VERSION, PackedMatrix
 from tightcompress.utils.atomic import atomic_path
 
 STATE_PREFIX = "@state/"
+PACKED_FORMAT = "tightcompress.packed"
+# Every file format whose layers `load_packed` reads: this one, and release 0.1.0's `save_model` files.
+PACKED_FILE_FORMATS = (PACKED_FORMAT, "tightcompress.model")
 _ARRAYS = ("group_offsets", "row_perm", "col_perm", "heights", "values", "lanes")
 _INT_ARRAYS = {"group_offsets": np.int64, "row_perm": np.int32, "col_perm": np.int32, "heights": np.int32}
 _ARRAY_NDIM = {"group_offsets": 1, "row_perm": 2, "col_perm": 1, "heights": 2, "values": 2, "lanes": 2}
@@ -98,7 +101,7 @@ def write_signed(
 
     checksums = json.dumps({key: tensor_sha256(value) for key, value in sorted(tensors.items())})
     metadata = {
-        "format": "tightcompress.packed",
+        "format": PACKED_FORMAT,
         "format_version": str(FORMAT_VERSION),
         "layers": layers_json,
         "tensor_sha256": checksums,
@@ -118,7 +121,8 @@ def _metadata_sha256(layers_json: str, checksums: str, state_json: str | None = 
 
 
 def load_packed(path: str | os.PathLike[str]) -> dict[str, PackedMatrix]:
-    """Read every packed layer of a file written by `save_packed`, checking version, checksums, structure."""
+    """Read every packed layer of a file written by `save_packed` (`pack --out`, `compress`, `save_model`),
+    checking version, checksums, structure; release 0.1.0's `save_model` files are read too."""
     path = os.fspath(path)
     layer_meta, _state_dtypes, tensors = _read_verified(path)
     return {name: _build_layer(path, name, meta, tensors) for name, meta in layer_meta.items()}
@@ -138,9 +142,15 @@ def _read_verified(path: str) -> tuple[dict[str, Any], dict[str, str], dict[str,
     set were all checked."""
     if not os.path.isfile(path):
         raise missing_file("packed file", path)
+    if packed_file_format(path) == "tightcompress.model":
+        from tightcompress.format.legacy_model import read_legacy_model_file
+
+        return read_legacy_model_file(path, _read_metadata(path))
     metadata, tensors = _read_safetensors(path)
-    if metadata.get("format") != "tightcompress.packed":
-        raise TightCompressError(f"{path} is not a tightcompress packed file")
+    if metadata.get("format") != PACKED_FORMAT:
+        raise TightCompressError(
+            f"{path} is not a tightcompress packed file (written by `pack --out`, `compress` or `save_model`)"
+        )
     if metadata.get("format_version") != str(FORMAT_VERSION):
         raise TightCompressError(
             f"{path} has packed-format version {metadata.get('format_version')}, "
@@ -172,6 +182,33 @@ def _read_verified(path: str) -> tuple[dict[str, Any], dict[str, str], dict[str,
                 f"{path}: tensor {key!r} does not match its checksum (the file is damaged)"
             )
     return layer_meta, state_dtypes, tensors
+
+
+def packed_file_format(path: str | os.PathLike[str]) -> str | None:
+    """The format of a file `load_packed` reads (one of `PACKED_FILE_FORMATS`), or None for anything else
+    (another safetensors file, a checkpoint, a file that is not safetensors at all). Reads the header only."""
+    try:
+        metadata = _read_metadata(os.fspath(path))
+    except TightCompressError:
+        return None
+    found = metadata.get("format")
+    return found if found in PACKED_FILE_FORMATS else None
+
+
+def _read_metadata(path: str) -> dict[str, str]:
+    """The metadata of a safetensors file (header only); any failure is one line naming the file."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(path, framework="numpy") as handle:
+            return dict(handle.metadata() or {})
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TightCompressError(f"{path} is not a readable safetensors file ({first})") from None
+    except BaseException as exc:  # a Rust panic in the reader (pyo3 PanicException)
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise TightCompressError(f"{path} is not a readable safetensors file (reader failed)") from None
 
 
 def _read_safetensors(path: str) -> tuple[dict[str, str], dict[str, np.ndarray]]:

@@ -1,5 +1,5 @@
-"""The model-level API, in the style of torchao's `sparsify_`: pack a user's `nn.Module` in place, save and
-load it, and pack one PyTorch-layout weight.
+"""The model-level API, in the style of torchao's `sparsify_`: pack a user's `nn.Module` in place, and pack
+one PyTorch-layout weight (saving and loading the model: `nn.model_file`).
 
     report = tightcompress.sparsify_(model, method="tight", group=32, height=3, tile=32, sparsity=0.9)
     tightcompress.save_model(model, "packed.safetensors")
@@ -8,8 +8,6 @@ load it, and pack one PyTorch-layout weight.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -20,18 +18,14 @@ from torch import nn
 from tightcompress.api import PackConfig, pack
 from tightcompress.errors import TightCompressError
 from tightcompress.format.dtypes import store_dtype
-from tightcompress.format.io import jsonable
 from tightcompress.format.packed import PackedMatrix
-from tightcompress.nn.modules import PackedConv2d, PackedLinear, PackedWeight, conv_geometry
+from tightcompress.nn.modules import PackedConv2d, PackedLinear, PackedWeight
 from tightcompress.parallel import pack_layers
 from tightcompress.readers import gemm_matrices, module_layers
 from tightcompress.readers.checkpoint import tensor_to_numpy
 from tightcompress.readers.matrices import gemm_name, layer_weight
 from tightcompress.report import build_report
-from tightcompress.utils.atomic import atomic_path
 
-MODEL_FORMAT = "tightcompress.model"
-MODEL_FORMAT_VERSION = 1
 FilterFn = Callable[[nn.Module, str], bool]
 FITTED_SESSION = "_tightcompress_session"  # set by `tightcompress.prepare_` (pipeline.user_loop)
 
@@ -136,64 +130,6 @@ def _fitted_layers(fitted: dict[str, PackedMatrix], matrices: dict[str, Any]) ->
     return {name: fitted[name] for name in matrices}
 
 
-def save_model(model: nn.Module, path: str | os.PathLike[str]) -> None:
-    """Write the model's whole state (the packed buffers of every packed module included) and what rebuilds
-    the packed modules to one `.safetensors` file, atomically."""
-    from safetensors.torch import save_file
-
-    specs = {
-        fqn: _module_spec(m) for fqn, m in model.named_modules() if isinstance(m, PackedLinear | PackedConv2d)
-    }
-    if not specs:
-        raise TightCompressError(
-            f"{type(model).__name__} has no packed module: run tightcompress.sparsify_ first"
-        )
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    metadata = {
-        "format": MODEL_FORMAT,
-        "format_version": str(MODEL_FORMAT_VERSION),
-        "packed_modules": json.dumps(specs),
-    }
-    with atomic_path(path, suffix=".safetensors") as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
-
-
-def load_model_(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
-    """Put the packed modules of a `save_model` file into a freshly built dense model of the same class and
-    load the whole state; returns the model (changed in place, on its device, in its dtype)."""
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise TightCompressError(f"packed model file not found: {path}")
-    try:
-        with safe_open(path, framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        tensors = load_file(path)
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise TightCompressError(f"{path} is not a readable safetensors file ({exc})") from None
-    if metadata.get("format") != MODEL_FORMAT:
-        raise TightCompressError(f"{path} is not a tightcompress packed model (written by save_model)")
-    if metadata.get("format_version") != str(MODEL_FORMAT_VERSION):
-        raise TightCompressError(
-            f"{path} has model-format version {metadata.get('format_version')}, "
-            f"this tightcompress reads version {MODEL_FORMAT_VERSION}"
-        )
-    try:
-        specs = json.loads(metadata["packed_modules"])
-    except (KeyError, ValueError):
-        raise TightCompressError(f"{path}: the packed-module table is missing or not JSON") from None
-    for fqn, spec in specs.items():
-        model.set_submodule(fqn, _shell(model, fqn, spec, tensors, path))
-    try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as exc:
-        text = " ".join(str(exc).split())
-        raise TightCompressError(f"{path} does not fit {type(model).__name__}: {text[:300]}") from None
-    return model
-
-
 # ------------------------------------------------------------------------------------------------ helpers
 def _config(config: PackConfig | None, options: dict[str, Any]) -> PackConfig:
     if config is None:
@@ -206,62 +142,3 @@ def _config(config: PackConfig | None, options: dict[str, Any]) -> PackConfig:
     if not isinstance(config, PackConfig):
         raise TightCompressError(f"config must be a PackConfig, got {type(config).__name__}")
     return config
-
-
-def _module_spec(module: PackedLinear | PackedConv2d) -> dict[str, Any]:
-    return {
-        "class": type(module).__name__,
-        "geometry": module.geometry(),
-        "blocks": [jsonable(block.meta()) for block in module.blocks],
-    }
-
-
-def _shell(model: nn.Module, fqn: str, spec: dict, tensors: dict, path: str) -> nn.Module:
-    """An empty packed module for `fqn`, shaped by the file, in the dtype and device of the model's layer."""
-    try:
-        original = model.get_submodule(fqn)
-    except AttributeError:
-        raise TightCompressError(f"{path}: the model has no layer {fqn!r}") from None
-    geometry = spec.get("geometry", {})
-    kind = spec.get("class")
-    if isinstance(original, PackedLinear | PackedConv2d):
-        reference = original.blocks[0].values
-    elif isinstance(original, nn.Linear | nn.Conv2d):
-        reference = original.weight
-    else:
-        raise TightCompressError(
-            f"{path}: {fqn!r} is a {type(original).__name__}, not a conv or linear layer"
-        )
-    if kind == "PackedLinear":
-        ok = isinstance(original, nn.Linear | PackedLinear) and (
-            original.in_features,
-            original.out_features,
-        ) == (geometry.get("in_features"), geometry.get("out_features"))
-    elif kind == "PackedConv2d":
-        here = conv_geometry(original) if isinstance(original, nn.Conv2d) else original.geometry()
-        ok = isinstance(original, nn.Conv2d | PackedConv2d) and here == geometry
-    else:
-        raise TightCompressError(f"{path}: unknown packed module class {kind!r} for {fqn!r}")
-    if not ok:
-        raise TightCompressError(
-            f"{path}: layer {fqn!r} of the model does not match the saved {kind} {geometry}"
-        )
-    blocks = []
-    for index, meta in enumerate(spec.get("blocks", [])):
-        prefix = f"{fqn}.blocks.{index}."
-        shapes = {k[len(prefix) :]: tuple(v.shape) for k, v in tensors.items() if k.startswith(prefix)}
-        try:
-            blocks.append(PackedWeight.empty(meta, shapes, dtype=reference.dtype))
-        except (KeyError, TypeError, ValueError):
-            raise TightCompressError(f"{path}: packed matrix {index} of {fqn!r} is incomplete") from None
-    bias = torch.zeros(int(geometry.get("out_features", geometry.get("out_channels", 0))))
-    bias = bias if geometry.get("bias") else None
-    if kind == "PackedLinear":
-        if len(blocks) != 1:
-            raise TightCompressError(f"{path}: {fqn!r} must hold one packed matrix")
-        shell: nn.Module = PackedLinear(geometry["in_features"], geometry["out_features"], blocks[0], bias)
-    else:
-        shell = PackedConv2d(geometry, blocks, bias)
-    return (
-        shell.to(device=reference.device, dtype=reference.dtype) if reference.is_floating_point() else shell
-    )

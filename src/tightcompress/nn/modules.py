@@ -5,11 +5,15 @@ In the spirit of `torch.nn.utils.prune` (state lives where PyTorch users look fo
 gradients reach the kept weights) and the integer buffers `lanes`, `heights`, `row_perm`, `col_perm`,
 `group_offsets`. `state_dict()`, `.to(device)`, `.half()` and `load_state_dict` therefore just work.
 
-Forward: every slot's source position is gathered from the buffers (`row_perm[tile, group_offset + lane]`,
-`col_perm[tile, column]`; kept until a buffer changes), the slot values are scattered (`index_add`) into
-the kept weights in PyTorch layout, and the layer runs `F.linear` / `F.conv2d` with them. Only slots
-holding a nonzero value take part (the format's rule), so a gradient never brings an unused slot to life.
-This is `PackedMatrix.to_dense()` in torch, vectorised (no Python loop over tiles or rows), on any device.
+Forward: one `scatter` of every slot value into a flat buffer, through the precomputed `slot_index` (a
+non-persistent buffer derived from the format: where each slot's weight sits in the `(N, K)` PyTorch-layout
+weight). Only slots holding a weight when the index is built (the format's rule: a nonzero value) point
+into the weight, each at its own position; every other slot points at a spare position of its own past the
+end, which is cut off. The indices are therefore distinct, so the scatter is exact under every backend
+(ONNX's ScatterElements included), an unused slot never receives a gradient, and the forward is a fixed
+graph of tensor ops: `torch.onnx.export` (dynamo or not), `torch.jit.script` and `torch.compile` (one
+graph, no recompiles) all take it. The layer then runs `F.linear` / `F.conv2d` with the rebuilt weight.
+`slot_index` is rebuilt by `load_state_dict`; after writing the format buffers in place, call `reindex()`.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class PackedWeight(nn.Module):
         values = torch.as_tensor(np.ascontiguousarray(packed.values))
         values = values.to(device=device, dtype=dtype or _torch_dtype(packed))
         self.values = nn.Parameter(values, requires_grad=values.is_floating_point())
+        self.register_buffer("slot_index", self._slot_index(), persistent=False)
 
     @classmethod
     def empty(
@@ -63,48 +68,66 @@ class PackedWeight(nn.Module):
         """The non-array fields (what `save_model` writes beside the tensors to rebuild this module)."""
         return {**{f: getattr(self, f) for f in _META_FIELDS}, "info": self.info}
 
-    def slot_positions(self) -> torch.Tensor:
-        """`(rows, C)` flat index `column * K + row` of each slot's weight in the `(N, K)` weight (PyTorch
-        layout); padding columns point at column 0, their values are zero. Derived from the index buffers
-        only, so it is kept until one of them changes (a new tensor, or an in-place write)."""
-        key = tuple((b.data_ptr(), b._version, b.device) for b in self._index_buffers())
-        cached = self.__dict__.get("_positions")
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        n_tiles, tile = self.row_perm.shape[0], self.tile
+    def reindex(self) -> None:
+        """Rebuild `slot_index` from the format buffers and which slots hold a weight (after writing them
+        in place; `load_state_dict` calls it)."""
+        self.slot_index = self._slot_index()
+
+    def _slot_index(self) -> torch.Tensor:
+        """`(rows * C,)` int64: the flat index `column * K + row` of each used slot's weight in the `(N, K)`
+        weight; unused slots (no weight, or a padding column) get distinct spare indices `N*K + slot`."""
+        n_tiles, tile, K = self.row_perm.shape[0], self.tile, self.K
         heights = self.heights.long()
         n_groups = heights.shape[0]
         rows = self.values.shape[0]
         device = self.lanes.device
+        spare = K * self.N + torch.arange(rows * tile, device=device).view(rows, tile)
+        if int(heights.sum()) != rows:  # an `empty` shell (zero heights) until `load_state_dict` fills it
+            return spare.reshape(-1)
         slot_tile = torch.repeat_interleave(
             torch.arange(n_tiles, device=device), heights.sum(0), output_size=rows
         )
         slot_group = torch.repeat_interleave(
             torch.arange(n_groups, device=device).repeat(n_tiles), heights.T.reshape(-1), output_size=rows
         )
-        position = self.group_offsets[slot_group][:, None] + self.lanes.long()
-        position = position.clamp(max=self.K - 1)  # an unused slot's lane 0 may sit past a short group
+        position = self.group_offsets.long()[slot_group][:, None] + self.lanes.long()
+        position = position.clamp(max=K - 1)  # an unused slot's lane 0 may sit past a short group
         src_row = self.row_perm.long()[slot_tile[:, None], position]
         src_col = self.col_perm.long().view(n_tiles, tile)[slot_tile]
-        positions = (src_col.clamp(min=0) * self.K + src_row).reshape(-1)
-        self.__dict__["_positions"] = (key, positions)
-        return positions
+        used = (self.values.detach() != 0) & (src_col >= 0)
+        return torch.where(used, src_col.clamp(min=0) * K + src_row, spare).reshape(-1)
 
-    def _index_buffers(self) -> list[torch.Tensor]:
-        return [self.group_offsets, self.row_perm, self.col_perm, self.heights, self.lanes]
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        errors = len(error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+        if len(error_msgs) == errors:  # a refused tensor (wrong shape) is reported by load_state_dict
+            self.reindex()
 
     def weight_matrix(self) -> torch.Tensor:
         """The kept weights as `(N, K)` (PyTorch layout), differentiable in `values` (used slots only)."""
+        size = self.K * self.N
         values = self.values
-        kept = torch.where(values != 0, values, torch.zeros((), dtype=values.dtype, device=values.device))
-        flat = torch.zeros(self.K * self.N, dtype=values.dtype, device=values.device)
-        return flat.index_add(0, self.slot_positions(), kept.reshape(-1)).view(self.N, self.K)
+        flat = torch.zeros(size + self.slot_index.shape[0], dtype=values.dtype, device=values.device)
+        flat = flat.scatter(0, self.slot_index, values.reshape(-1))
+        return flat[:size].view(self.N, self.K)
 
     def matrix(self) -> torch.Tensor:
         """The `K x N` matrix of kept weights (a view of `weight_matrix()`)."""
         return self.weight_matrix().T
 
     @property
+    @torch.jit.unused  # NumPy: not part of a scripted model
     def packed(self) -> PackedMatrix:
         """A NumPy `PackedMatrix` view of the current state (copied to the CPU; bf16 values as float32)."""
         arrays = {name: getattr(self, name).detach().cpu().numpy() for name in _INDEX_BUFFERS}
@@ -142,6 +165,7 @@ class PackedLinear(nn.Module):
         return self.blocks[0].weight_matrix()
 
     @property
+    @torch.jit.unused  # NumPy: not part of a scripted model
     def packed(self) -> PackedMatrix:
         return self.blocks[0].packed
 
@@ -191,6 +215,10 @@ class PackedConv2d(nn.Module):
             )
         self.blocks = nn.ModuleList(blocks)
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
+        self._block_shape = [expected[1], self.in_channels // self.groups, *self.kernel_size]
+        self._reversed_padding_repeated_twice = _reversed_padding(
+            self.padding, self.kernel_size, self.dilation
+        )
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, blocks: list[PackedWeight]) -> PackedConv2d:
@@ -199,11 +227,15 @@ class PackedConv2d(nn.Module):
     @property
     def weight(self) -> torch.Tensor:
         """The kept weights in PyTorch layout `(out, in/groups, kh, kw)`, computed from the packed state."""
-        shape = (self.out_channels // self.groups, self.in_channels // self.groups, *self.kernel_size)
-        parts = [block.weight_matrix().view(shape) for block in self.blocks]
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+        parts: list[torch.Tensor] = []
+        for block in self.blocks:  # a loop, not a comprehension: TorchScript unrolls it over the ModuleList
+            parts.append(block.weight_matrix().view(self._block_shape))
+        if len(parts) == 1:
+            return parts[0]
+        return torch.cat(parts, dim=0)
 
     @property
+    @torch.jit.unused  # NumPy: not part of a scripted model
     def packed(self) -> PackedMatrix | list[PackedMatrix]:
         """The `PackedMatrix` (a list of one per group for a grouped conv)."""
         views = [block.packed for block in self.blocks]
@@ -211,8 +243,7 @@ class PackedConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.padding_mode != "zeros":
-            padding = [p for p in reversed(self.padding) for _ in range(2)]
-            x = F.pad(x, padding, mode=self.padding_mode)
+            x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
             return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
@@ -249,6 +280,22 @@ def conv_geometry(conv: nn.Conv2d) -> dict[str, Any]:
         "padding_mode": conv.padding_mode,
         "bias": conv.bias is not None,
     }
+
+
+def _reversed_padding(
+    padding: str | tuple[int, ...], kernel_size: tuple[int, ...], dilation: tuple[int, ...]
+) -> list[int]:
+    """`F.pad`'s padding (last dimension first, both sides) for a non-zeros padding mode, as `nn.Conv2d`
+    computes it ("same": the extra pixel on the right/bottom; "valid": none)."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return [0, 0] * len(kernel_size)
+        sides: list[int] = []
+        for d, k in zip(reversed(dilation), reversed(kernel_size), strict=True):
+            total = d * (k - 1)
+            sides += [total // 2, total - total // 2]
+        return sides
+    return [p for p in reversed(padding) for _ in range(2)]
 
 
 def _torch_dtype(packed: PackedMatrix) -> torch.dtype:

@@ -37,15 +37,22 @@ def read_state_dict(path: str | os.PathLike[str], key: str | None = None) -> dic
         raise missing_file("checkpoint", path)
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
-        from safetensors import SafetensorError
+        from safetensors import SafetensorError, safe_open
         from safetensors.torch import load_file
 
         try:
+            with safe_open(str(path), framework="pt") as handle:
+                written_by = (handle.metadata() or {}).get("format", "")
             loaded: Any = dict(load_file(str(path)))
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
             raise TightCompressError(
                 f"{path}: not a readable safetensors file ({_first_line(exc)})"
             ) from None
+        if written_by.startswith("tightcompress."):  # its tensors are packed slots, not layer weights
+            raise TightCompressError(
+                f"{path} is a tightcompress packed file, not a checkpoint: simulate, unpack, export and "
+                f"report --packed read it; `tightcompress unpack {path} OUT.pt` gives its state_dict"
+            )
         if key is None:
             _refuse_prefixed_copies(loaded, str(path))
         else:
