@@ -84,7 +84,8 @@ def run_tasks(
     ordered = [tasks[i] for i in order]
     if ray_address is not None:
         return _run_ray(ordered, ray_address, progress)
-    return _run_local(ordered, min(jobs or default_jobs(), max(len(tasks), 1)), progress)
+    # never more workers than cores (each costs about 115 MiB and they would only take turns) or tasks
+    return _run_local(ordered, min(jobs or default_jobs(), default_jobs(), max(len(tasks), 1)), progress)
 
 
 def _pack_task(task: Task) -> tuple[Hashable, PackedMatrix]:
@@ -101,7 +102,12 @@ def _run_local(tasks: list[Task], jobs: int, progress: Progress | None) -> dict[
                 progress(task.name)
         return results
     context = multiprocessing.get_context(_START_METHOD)
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_ignore_sigint)
+    pool = ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=context,
+        initializer=worker_signals,
+        initargs=(os.getpid(),),
+    )
     try:
         pending = {pool.submit(_pack_task, task) for task in tasks}
         while pending:
@@ -112,21 +118,49 @@ def _run_local(tasks: list[Task], jobs: int, progress: Progress | None) -> dict[
                 if progress:
                     progress(packed.info.get("name", str(key)))
     except BaseException:
-        # Ctrl-C or an error: stop now, not after the layers in flight (a worker may be minutes into one).
-        workers = list(getattr(pool, "_processes", {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for worker in workers:
-            worker.terminate()
-        for worker in workers:
-            worker.join()
+        # Ctrl-C, SIGTERM or an error: stop now, not after the layers in flight (a worker may be minutes
+        # into one).
+        stop_pool(pool)
         raise
     pool.shutdown()
     return results
 
 
-def _ignore_sigint() -> None:
-    """Workers leave Ctrl-C to the parent, which stops them: no traceback from every worker."""
+def stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and terminate the workers now (a worker may be hours into a task): after
+    this no worker is alive to hold the caller's stdout/stderr pipes."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        with contextlib.suppress(Exception):
+            worker.terminate()
+    for worker in workers:
+        with contextlib.suppress(Exception):
+            worker.join(timeout=5)
+            if worker.is_alive():
+                worker.kill()
+                worker.join(timeout=5)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def worker_signals(parent: int | None = None) -> None:
+    """A worker's signals: Ctrl-C is left to the parent, which stops the workers (no traceback from each);
+    SIGTERM and SIGHUP kill it at once (the parent's handlers, inherited through fork, would turn them into
+    exceptions); on Linux the worker also gets SIGTERM when the parent dies, even of SIGKILL, so no worker
+    outlives the run."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+            if parent is not None and os.getppid() != parent:  # the parent died before prctl
+                os._exit(1)
 
 
 def _run_ray(tasks: list[Task], address: str, progress: Progress | None) -> dict[Hashable, PackedMatrix]:

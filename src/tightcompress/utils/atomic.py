@@ -1,5 +1,10 @@
 """Atomic file writes: write to a temporary file beside the target, then rename over it.
 
+An output that is a symlink is written through: the file it points to is replaced atomically and the link
+stays a link. An output that is `/dev/null` is written (to a temporary file, removed) and discarded, as a
+shell redirection would; other special files are refused before any work (`utils.paths.check_paths`), and
+here again, so no device node or FIFO is ever replaced by a regular file.
+
 A new output gets the mode the user's umask gives an ordinary new file (`0666 & ~umask`, not `mkstemp`'s
 0600); a replaced file keeps its mode. `output_group` writes several outputs of one command all or none.
 """
@@ -36,7 +41,29 @@ def new_dir_mode() -> int:
     return 0o777 & ~current_umask()
 
 
+def write_target(target: str | os.PathLike[str]) -> Path:
+    """Where an output at `target` really goes: the file a symlink points to (so the link stays), else
+    `target`; a FIFO, device or socket (other than `/dev/null`) is refused."""
+    from tightcompress.utils.paths import refuse_special_output
+
+    target = Path(target)
+    refuse_special_output(target)
+    if target.is_symlink():
+        return Path(os.path.realpath(target))
+    return target
+
+
+def _discarded(target: Path) -> bool:
+    from tightcompress.utils.paths import is_null_device
+
+    return is_null_device(target)
+
+
 def _temporary_beside(target: Path, suffix: str) -> Path:
+    if _discarded(target):  # /dev/null: written in the temporary folder, then removed
+        fd, tmp_name = tempfile.mkstemp(prefix=".tightcompress-null.", suffix=suffix + ".tmp")
+        os.close(fd)
+        return Path(tmp_name)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
     os.close(fd)
@@ -49,10 +76,13 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
 
     A failure (or Ctrl-C) inside the block removes the temporary file, so no partial output is ever left.
     """
-    target = Path(target)
+    target = write_target(target)
     tmp = _temporary_beside(target, suffix)
     try:
         yield tmp
+        if _discarded(target):
+            tmp.unlink()
+            return
         os.chmod(tmp, new_file_mode(target))
         os.replace(tmp, target)
     except BaseException:
@@ -71,7 +101,7 @@ def output_group() -> Iterator[Callable[[str | os.PathLike[str]], Path]]:
     staged: list[tuple[Path, Path]] = []
 
     def stage(target: str | os.PathLike[str]) -> Path:
-        target = Path(target)
+        target = write_target(target)
         tmp = _temporary_beside(target, target.suffix)
         staged.append((tmp, target))
         return tmp
@@ -89,6 +119,8 @@ def _commit(staged: list[tuple[Path, Path]]) -> None:
     done: list[list[Any]] = []  # [target, backup or None, replaced]
     try:
         for tmp, target in staged:
+            if _discarded(target):
+                continue  # /dev/null: nothing to keep (the temporary file is removed by `output_group`)
             backup = None
             if target.exists():
                 backup = target.with_name(f".{target.name}.{os.getpid()}.backup")

@@ -1,0 +1,182 @@
+"""Hostile input, round three (issue 25): one table per cause. Every case ends with one stderr line and its
+documented exit code (or succeeds where the input is valid), leaves every file that was there byte-identical
+and no temporary file or staging folder behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tightcompress as tc
+from tightcompress.cli.main import main
+from tightcompress.format.io import save_packed
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every entry under `folder`: files with their bytes, links with their target, special files by kind
+    (a temporary file or staging folder left behind shows up as a new entry)."""
+    found: dict[str, bytes] = {}
+    for path in sorted(folder.rglob("*")):
+        rel = str(path.relative_to(folder))
+        if path.is_symlink():
+            found[rel] = b"link:" + os.readlink(path).encode()
+        elif path.is_dir():
+            found[rel] = b"dir"
+        elif path.is_file():
+            found[rel] = path.read_bytes()
+        else:
+            found[rel] = b"special:%o" % os.lstat(path).st_mode
+    return found
+
+
+def run_cli(capsys, *argv) -> tuple[int, str]:
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.strip()]
+
+
+def assert_one_line_error(code: int, err: str, *words: str, exit_code: int = 2) -> None:
+    lines = error_lines(err)
+    assert code == exit_code, err
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert "internal error" not in lines[0], lines[0]
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def sparse_matrix(K: int = 48, N: int = 40, seed: int = 0) -> np.ndarray:
+    W = np.random.default_rng(seed).standard_normal((K, N)).astype(np.float32)
+    W[np.abs(W) < 1.0] = 0
+    return W
+
+
+@pytest.fixture
+def work(tmp_path, monkeypatch):
+    """A folder with a matrix, a packed file of it and a pack report; the cwd for relative paths."""
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "m.npy", sparse_matrix())
+    packed = tc.pack(sparse_matrix(), method="tight", group=8, tile=16, iterations=3000, name="m")
+    save_packed(tmp_path / "p.safetensors", {"m": packed})
+    assert main(["pack", "m.npy", "--iterations", "2000", "--json", "r.json", "--quiet"]) == 0
+    return tmp_path
+
+
+# ------------------------------------------------------------------ 1. SIGTERM and SIGHUP end the run like SIGINT
+def _raise_signal_in(monkeypatch, module, attribute: str, signum: int) -> None:
+    """Replace `module.attribute` by a function that first does the real work, then receives `signum` (as
+    if a scheduler sent it while the command was writing)."""
+    real = getattr(module, attribute)
+
+    def wrapped(*args, **kwargs):
+        result = real(*args, **kwargs)
+        os.kill(os.getpid(), signum)
+        time.sleep(1)  # the handler runs here
+        raise AssertionError("the signal did not stop the command")
+
+    monkeypatch.setattr(module, attribute, wrapped)
+
+
+SIGNAL_CASES = [
+    (signal.SIGTERM, 143, "terminated (SIGTERM)"),
+    (signal.SIGHUP, 129, "hung up (SIGHUP)"),
+    (signal.SIGINT, 130, "interrupted"),
+]
+
+
+@pytest.mark.parametrize(("signum", "code", "line"), SIGNAL_CASES, ids=lambda v: str(v))
+def test_a_signal_while_pack_writes_leaves_nothing(work, capsys, monkeypatch, signum, code, line):
+    import tightcompress.cli.pack as pack_cmd
+
+    _raise_signal_in(monkeypatch, pack_cmd, "save_packed", signum)  # the .safetensors temporary exists
+    before = snapshot(work)
+    got, err = run_cli(capsys, "pack", "m.npy", "--iterations", "500", "--json", "o.json", "--out", "o.st")
+    assert (got, error_lines(err)) == (code, [f"tightcompress pack: {line}"])
+    assert snapshot(work) == before
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # main put the handlers back
+
+
+@pytest.mark.parametrize(("signum", "code", "line"), SIGNAL_CASES[:2], ids=lambda v: str(v))
+def test_a_signal_while_export_stages_leaves_nothing(work, capsys, monkeypatch, signum, code, line):
+    import tightcompress.export.rtl as rtl
+
+    _raise_signal_in(monkeypatch, rtl, "write_layer", signum)  # inside the `.rtl.XXXX.tmp` staging folder
+    before = snapshot(work)
+    got, err = run_cli(capsys, "export", "p.safetensors", "--out-dir", "rtl")
+    assert (got, error_lines(err)) == (code, [f"tightcompress export: {line}"])
+    assert snapshot(work) == before
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize(("signum", "code", "line"), SIGNAL_CASES[:2], ids=["SIGTERM", "SIGHUP"])
+def test_a_signal_to_a_parallel_pack_stops_every_worker(tmp_path, signum, code, line):
+    """As `timeout` does: the signal goes to the command's process only, not to its workers; the caller
+    reads stdout and stderr to the end (which hangs while any worker holds the pipes)."""
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(0)
+    layers = {}
+    for i in range(3):
+        W = rng.standard_normal((1152, 128)).astype(np.float32)
+        W[np.abs(W) < 1.6] = 0
+        layers[f"layer{i}.weight"] = W
+    save_file(layers, str(tmp_path / "m.safetensors"))
+    env = dict(os.environ, PYTHONPATH=str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    command = [sys.executable, "-m", "tightcompress.cli.main", "pack", "m.safetensors", "--jobs", "2"]
+    command += ["--group", "32", "--height", "2", "--tile", "16", "--iterations", "2000000000", "--quiet"]
+    command += ["--json", "r.json", "--out", "p.safetensors"]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300  # imports and a cold kernel cache on a loaded machine
+        while len(_children(process.pid)) < 2 and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)
+        workers = _children(process.pid)
+        assert len(workers) >= 2 and process.poll() is None, process.communicate()
+        time.sleep(1.0)  # the workers are inside the hours-long search
+        sent = time.monotonic()
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=30)  # returns only once no process holds the pipes
+        seconds = time.monotonic() - sent
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == code, stderr
+    assert stderr == f"tightcompress pack: {line}\n"
+    assert seconds < 2.0
+    with pytest.raises(ProcessLookupError):
+        os.killpg(process.pid, 0)  # no worker left in the session
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
