@@ -5,7 +5,6 @@ and no temporary file or staging folder behind.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -79,14 +78,14 @@ def work(tmp_path, monkeypatch):
     return tmp_path
 
 
-# ------------------------------------------------------------------ 1. SIGTERM and SIGHUP end the run like SIGINT
+# ------------------------------------------------------ 1. SIGTERM and SIGHUP end the run like SIGINT
 def _raise_signal_in(monkeypatch, module, attribute: str, signum: int) -> None:
     """Replace `module.attribute` by a function that first does the real work, then receives `signum` (as
     if a scheduler sent it while the command was writing)."""
     real = getattr(module, attribute)
 
     def wrapped(*args, **kwargs):
-        result = real(*args, **kwargs)
+        real(*args, **kwargs)
         os.kill(os.getpid(), signum)
         time.sleep(1)  # the handler runs here
         raise AssertionError("the signal did not stop the command")
@@ -180,3 +179,53 @@ def test_a_signal_to_a_parallel_pack_stops_every_worker(tmp_path, signum, code, 
     with pytest.raises(ProcessLookupError):
         os.killpg(process.pid, 0)  # no worker left in the session
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+
+
+# ---------------------------------------------------------- 6. export cleanup never follows a symbolic link
+def _export_with_link(work: Path, capsys, kind: str) -> Path:
+    """A previous export of two layers, then a link planted where the next export cleans up or writes;
+    returns the outside file that must survive."""
+    from tightcompress.format.io import load_packed
+
+    m = load_packed("p.safetensors")["m"]
+    save_packed(work / "two.safetensors", {"a": m, "b": m})
+    assert run_cli(capsys, "export", "two.safetensors", "--out-dir", "rtl")[0] == 0
+    outside = work / "outside"
+    outside.mkdir()
+    victim = outside / "tile000_weights.hex"
+    victim.write_text("precious\n")
+    rtl = work / "rtl"
+    if kind == "stale file is a link":
+        (rtl / "b" / "tile000_weights.hex").unlink()
+        os.symlink(victim, rtl / "b" / "tile000_weights.hex")
+    elif kind == "stale folder is a link":
+        import shutil
+
+        shutil.rmtree(rtl / "b")
+        os.symlink(outside, rtl / "b")
+    elif kind == "written folder is a link":
+        import shutil
+
+        shutil.rmtree(rtl / "a")
+        os.symlink(outside, rtl / "a")
+    elif kind == "written file is a link":
+        (rtl / "a" / "tile000_weights.hex").unlink()
+        os.symlink(victim, rtl / "a" / "tile000_weights.hex")
+    return victim
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["stale file is a link", "stale folder is a link", "written folder is a link", "written file is a link"],
+)
+def test_export_cleanup_never_follows_a_link(work, capsys, kind):
+    victim = _export_with_link(work, capsys, kind)
+    before = snapshot(work)
+    code, err = run_cli(capsys, "export", "two.safetensors", "--layer", "a", "--out-dir", "rtl")
+    if kind.startswith("written"):  # the new export would write through the link: refused, nothing moved
+        assert_one_line_error(code, err, "symbolic link")
+        assert snapshot(work) == before
+    else:  # the stale layer's files are removed, but not through the link
+        assert code == 0, err
+    assert victim.read_text() == "precious\n"
+    assert sorted(p.name for p in work.iterdir() if p.name.startswith(".")) == []  # no staging folder left
