@@ -5,6 +5,7 @@ and no temporary file or staging folder behind.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -229,3 +230,135 @@ def test_export_cleanup_never_follows_a_link(work, capsys, kind):
         assert code == 0, err
     assert victim.read_text() == "precious\n"
     assert sorted(p.name for p in work.iterdir() if p.name.startswith(".")) == []  # no staging folder left
+
+
+# ------------------------------------------------- 2. tensors that are not packable weights: never fatal
+def _weight() -> torch.Tensor:  # noqa: F821
+    import torch
+
+    return torch.from_numpy(sparse_matrix(24, 16).T.copy())
+
+
+def _odd_checkpoints() -> dict[str, tuple[dict, dict[str, str]]]:
+    """name -> (state_dict, {tensor: what `pack` does with it}); every file also holds a good `fc2.weight`."""
+    import torch
+
+    w = _weight()
+    with _quiet():  # torch warns while making some of these
+        cases = {
+            "fp8 scale": ({"fc.weight": w, "fc.scale": torch.ones(16).to(torch.float8_e4m3fn)}, {}),
+            "fp8 weight": ({"fc.weight": w.to(torch.float8_e4m3fn)}, {"fc.weight": "packed"}),
+            "fp8 e5m2 weight": ({"fc.weight": w.to(torch.float8_e5m2)}, {"fc.weight": "packed"}),
+            "complex64 weight": ({"fc.weight": w.to(torch.complex64)}, {"fc.weight": "complex64"}),
+            "complex32 weight": ({"fc.weight": w.to(torch.complex32)}, {"fc.weight": "complex32"}),
+            "sparse weight": ({"fc.weight": w.to_sparse()}, {"fc.weight": "packed"}),
+            "sparse csr weight": ({"fc.weight": w.to_sparse_csr()}, {"fc.weight": "packed"}),
+            "qint8 weight": (
+                {"fc.weight": torch.quantize_per_tensor(w, 0.1, 0, torch.qint8)},
+                {"fc.weight": "quantized"},
+            ),
+            "empty weight": ({"fc.weight": torch.empty(0, 5)}, {"fc.weight": "empty"}),
+            "empty conv weight": ({"conv.weight": torch.empty(8, 0, 3, 3)}, {"conv.weight": "empty"}),
+        }
+    for state, _ in cases.values():
+        state["fc2.weight"] = w.clone()
+    return cases
+
+
+class _quiet:
+    def __enter__(self):
+        import warnings
+
+        self._catch = warnings.catch_warnings()
+        self._catch.__enter__()
+        warnings.simplefilter("ignore")
+
+    def __exit__(self, *exc):
+        return self._catch.__exit__(*exc)
+
+
+@pytest.mark.parametrize("case", sorted(_odd_checkpoints()))
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_odd_tensors_are_packed_carried_or_skipped_never_fatal(work, capsys, case, suffix):
+    import torch
+
+    state, expected = _odd_checkpoints()[case]
+    path = work / f"odd{suffix}"
+    if suffix == ".pt":
+        torch.save(state, path)
+    else:
+        from safetensors.torch import save_file
+
+        if any(
+            t.is_quantized or t.layout != torch.strided or t.dtype == torch.complex32 for t in state.values()
+        ):
+            pytest.skip("safetensors stores none of these")
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    code, err = run_cli(capsys, "pack", path.name, "--iterations", "500", "--json", "o.json", "--out", "o.st")
+    assert code == 0 and "Warning" not in err, err
+    report = json.loads((work / "o.json").read_text())
+    packed_names = {layer["name"] for layer in report["layers"]}
+    skipped = {e["name"]: e["reason"] for e in report.get("notes", {}).get("skipped_layers", [])}
+    assert "fc2.weight" in packed_names
+    for name, what in expected.items():
+        if what == "packed":
+            assert name in packed_names
+        else:
+            assert what in skipped[name], skipped
+    # every tensor comes back from `unpack` exactly, in its own dtype (a quantized one is listed as not kept)
+    assert run_cli(capsys, "unpack", "o.st", "back.pt")[0] == 0
+    back = torch.load(work / "back.pt")
+    for name, tensor in state.items():
+        if tensor.is_quantized:
+            assert name not in back and "not carried" in skipped[name]
+            continue
+        dense = tensor.to_dense() if tensor.layout != torch.strided else tensor
+        assert back[name].dtype == dense.dtype, name
+        wide = torch.complex64 if dense.is_complex() else torch.float64  # fp8 and complex32 compare widened
+        assert torch.equal(back[name].to(wide), dense.to(wide)), name
+
+
+NPY_ODD = {
+    "big-endian float32": (lambda W: W.astype(">f4"), None),
+    "big-endian float64": (lambda W: W.astype(">f8"), None),
+    "big-endian int16": (lambda W: (W * 10).astype(">i2"), None),
+    "float128": (lambda W: W.astype(np.longdouble), "float128"),
+    "complex64": (lambda W: W.astype(np.complex64), "dtype"),
+    "0 x 5": (lambda W: np.zeros((0, 5), np.float32), "empty"),
+    "5 x 0": (lambda W: np.zeros((5, 0), np.float32), "empty"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NPY_ODD))
+def test_npy_byte_order_is_normalised_and_odd_dtypes_are_one_line(work, capsys, case):
+    make, error = NPY_ODD[case]
+    W = make(sparse_matrix())
+    np.save(work / "odd.npy", W)
+    before = snapshot(work)
+    code, err = run_cli(capsys, "pack", "odd.npy", "--iterations", "500", "--json", "o.json", "--out", "o.st")
+    if error is not None:
+        assert_one_line_error(code, err, error)
+        assert snapshot(work) == before
+        return
+    assert code == 0, err
+    assert run_cli(capsys, "unpack", "o.st", "back.npy")[0] == 0
+    back = np.load(work / "back.npy")
+    assert back.dtype == W.dtype.newbyteorder("=") and np.array_equal(back, W)
+
+
+@pytest.mark.parametrize("case", ["torchscript", "plain pickle", "pickle of a dict"])
+def test_other_pickles_are_one_line_without_torch_warnings(work, capsys, case):
+    import pickle
+
+    import torch
+
+    path = work / "x.pt"
+    if case == "torchscript":
+        with _quiet():
+            torch.jit.script(torch.nn.Linear(4, 3)).save(str(path))
+    else:
+        path.write_bytes(pickle.dumps([1, 2] if case == "plain pickle" else {"fc.weight": 1}))
+    before = snapshot(work)
+    code, err = run_cli(capsys, "pack", "x.pt", "--json", "o.json")
+    assert_one_line_error(code, err, "x.pt")
+    assert snapshot(work) == before

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import typing
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -410,7 +411,9 @@ def write_state_dict(packed_path: str, layers: dict[str, PackedMatrix], output: 
     for name, array in {**weights, **state}.items():
         dtype = weight_dtypes[name] if name in weights else dtypes[name]
         tensor = torch.from_numpy(np.array(array, order="C"))
-        tensors[name] = tensor.to(getattr(torch, dtype)) if hasattr(torch, dtype) else tensor
+        with warnings.catch_warnings():  # complex32: torch calls its own support experimental
+            warnings.simplefilter("ignore")
+            tensors[name] = tensor.to(getattr(torch, dtype)) if hasattr(torch, dtype) else tensor
     if output.suffix == ".pt":
         with atomic_path(output, suffix=".pt") as tmp:
             torch.save(tensors, str(tmp))

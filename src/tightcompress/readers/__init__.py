@@ -21,6 +21,7 @@ from tightcompress.readers.matrices import (
     layer_weight,
     matrix_to_weight,
     state_dict_layers,
+    unpackable_reason,
     weight_to_matrix,
 )
 
@@ -86,11 +87,24 @@ def read_model(path: str | os.PathLike[str], key: str | None = None) -> ModelWei
     from tightcompress.readers.checkpoint import read_state_dict, tensor_to_numpy
 
     state = read_state_dict(path, key=key)
-    arrays, dtypes = {}, {}
+    arrays, dtypes, unusable = {}, {}, []
     for name, tensor in state.items():
-        arrays[name], dtypes[name] = tensor_to_numpy(tensor)
-    layers = state_dict_layers(arrays, dtypes, source=str(path))
+        try:
+            arrays[name], dtypes[name] = tensor_to_numpy(tensor)
+        except TightCompressError as exc:  # a quantized tensor: listed, not packed, not carried through
+            unusable.append({"name": name, "reason": f"{exc}; not carried into the packed file"})
+    for entry in unusable:
+        del state[entry["name"]]
+    odd = [
+        {"name": name, "reason": reason}
+        for name, array in arrays.items()
+        if (reason := unpackable_reason(name, array, dtypes[name])) is not None
+    ]
+    layers = state_dict_layers(
+        {k: v for k, v in arrays.items() if k not in {e["name"] for e in odd}}, dtypes, source=str(path)
+    )
     matrices, skipped = gemm_matrices(layers, source=str(path))
+    skipped = unusable + odd + skipped
     notes = {
         "groups_from": "weight shapes (a state_dict does not record conv groups: a grouped conv is read as "
         "one dense conv unless --model or an .onnx file is given; depthwise convs are recognised by shape)"

@@ -17,7 +17,8 @@ _HEADER_READERS = {
 
 def read_npy(path: str | os.PathLike[str]) -> np.ndarray:
     """The array in a `.npy` file, or a one-line error: empty, not .npy, object dtype, or a header that
-    promises more bytes than the file holds (checked before any array memory is allocated)."""
+    promises more bytes than the file holds (checked before any array memory is allocated). The array comes
+    back in native byte order, whatever order the file stores, so every later step sees the same values."""
     path = os.fspath(path)
     try:
         size = os.path.getsize(path)
@@ -43,7 +44,10 @@ def read_npy(path: str | os.PathLike[str]) -> np.ndarray:
                     f"the file holds {have} bytes (truncated or corrupt)"
                 )
             handle.seek(0)
-            return np.lib.format.read_array(handle, allow_pickle=False)
+            array = np.lib.format.read_array(handle, allow_pickle=False)
+            if not array.dtype.isnative:  # big-endian data (`x.astype(">f4")`): the same values, native order
+                array = array.astype(array.dtype.newbyteorder("="))
+            return array
     except TightCompressError:
         raise
     except OSError as exc:
