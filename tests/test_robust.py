@@ -362,3 +362,154 @@ def test_other_pickles_are_one_line_without_torch_warnings(work, capsys, case):
     code, err = run_cli(capsys, "pack", "x.pt", "--json", "o.json")
     assert_one_line_error(code, err, "x.pt")
     assert snapshot(work) == before
+
+
+# ------------------------------------------------- 3. non-finite results are refused before anything is written
+NON_FINITE_CASES = {
+    "1e308 weights, --height 1": (
+        lambda w: np.sign(w).astype(np.float64) * 1e308,
+        ["--height", "1"],
+        "overflows",
+    ),
+    "1e200 weights, squared objective": (
+        lambda w: np.sign(w).astype(np.float64) * 1e200,
+        ["--height", "1", "--objective", "squared"],
+        "w^2",
+    ),
+    "float64 max, lossless": (lambda w: np.sign(w) * np.finfo(np.float64).max, [], "overflows"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NON_FINITE_CASES))
+@pytest.mark.parametrize("command", ["pack", "simulate"])
+def test_non_finite_results_are_refused_before_writing(work, capfd, case, command):
+    make, flags, word = NON_FINITE_CASES[case]
+    np.save(work / "huge.npy", make(sparse_matrix()))
+    before = snapshot(work)
+    extra = ["--out", "o.st"] if command == "pack" else []
+    try:
+        code = main([command, "huge.npy", "--iterations", "500", *flags, "--json", "o.json", *extra])
+    except SystemExit as exc:
+        code = exc.code
+    err = capfd.readouterr().err  # file descriptors: a NumPy warning printed from C would show too
+    assert_one_line_error(code, err, word)
+    assert snapshot(work) == before
+
+
+def test_an_energy_table_that_overflows_is_refused(work, capsys):
+    (work / "e.json").write_text('{"dram_pj_per_bit": 1e308}')
+    before = snapshot(work)
+    assert_one_line_error(
+        *run_cli(capsys, "simulate", "m.npy", "--energy-table", "e.json", "--json", "o.json"), "1e+09"
+    )
+    assert snapshot(work) == before
+
+
+def test_json_is_strict_and_names_the_non_finite_field(tmp_path):
+    from tightcompress.errors import TightCompressError
+    from tightcompress.utils.atomic import write_json_atomic
+
+    for value in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(TightCompressError, match=r"layers\[1\]\.energy_pj"):
+            write_json_atomic(tmp_path / "o.json", {"layers": [{"energy_pj": 1.0}, {"energy_pj": value}]})
+    assert list(tmp_path.iterdir()) == []
+    write_json_atomic(tmp_path / "o.json", {"x": 1e308})
+    assert json.loads((tmp_path / "o.json").read_text()) == {"x": 1e308}
+
+
+# ------------------------------------------------------------------- 4. the user's code in `compress`
+TINY_MODEL = """
+import torch
+from torch import nn
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+
+
+class Broken(nn.Module):
+    def __init__(self):
+        raise RuntimeError("constructor broke")
+
+
+class Exits(nn.Module):
+    def __init__(self):
+        raise SystemExit(0)
+"""
+
+TRANSFORMS = """
+import itertools
+import numpy as np
+import torch
+
+_count = itertools.count()
+
+
+def raises(train):
+    def tf(pic):
+        raise ValueError("bad pixel")
+    return tf
+
+
+def not_a_tensor(train):
+    return lambda pic: np.asarray(pic)
+
+
+def varying(train):
+    return lambda pic: torch.zeros(1, 8, 8 + next(_count) % 2)
+
+
+def factory_raises(train):
+    raise KeyError("no such augmentation")
+
+
+def factory_exits(train):
+    raise SystemExit(0)
+
+
+def good(train):
+    return lambda pic: torch.from_numpy(np.asarray(pic, dtype=np.float32)[None] / 255)
+"""
+
+USER_CODE_CASES = {
+    "transform raises": ("tf:raises", "Tiny", "ValueError: bad pixel"),
+    "transform returns an array": ("tf:not_a_tensor", "Tiny", "returned a ndarray"),
+    "transform sizes vary": ("tf:varying", "Tiny", "same size"),
+    "transforms factory raises": ("tf:factory_raises", "Tiny", "KeyError"),
+    "transforms factory exits": ("tf:factory_exits", "Tiny", "sys.exit(0)"),
+    "model constructor raises": ("tf:good", "Broken", "constructor broke"),
+    "model constructor exits": ("tf:good", "Exits", "sys.exit(0)"),
+    "model module exits at import": ("tf:good", "exits", "sys.exit(0)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(USER_CODE_CASES))
+def test_the_users_code_failing_in_compress_is_one_line(work, capsys, monkeypatch, case):
+    import torch
+
+    from test_pipeline_data import make_folder
+
+    transforms, model, word = USER_CODE_CASES[case]
+    for name in ("tf", "tiny_model", "exiting_model"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    (work / "tf.py").write_text(TRANSFORMS)
+    (work / "tiny_model.py").write_text(TINY_MODEL)
+    (work / "exiting_model.py").write_text("import sys\nsys.exit(0)\n")
+    namespace: dict = {}
+    exec(TINY_MODEL, namespace)
+    torch.save(namespace["Tiny"]().state_dict(), work / "tiny.pt")
+    make_folder(work / "imgs")
+    spec = "exiting_model:Tiny" if model == "exits" else f"tiny_model:{model}"
+    before = snapshot(work)
+    code, err = run_cli(
+        capsys, "compress", "--checkpoint", "tiny.pt", "--model", spec, "--data", "imgs",
+        "--transforms", transforms, "--out-dir", "out", "--quiet", "--prune-rounds", "1",
+    )  # fmt: skip
+    assert_one_line_error(code, err, word)
+    assert snapshot(work) == before

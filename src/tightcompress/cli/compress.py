@@ -358,12 +358,19 @@ def _warn_small(data: TrainingData, batch_size: int) -> None:
 def _check_fits_data(model, data) -> None:
     import torch
 
+    from tightcompress.pipeline.models import user_failure
+
+    try:
+        sample = data.sample(2)  # the transforms' own failures are one line already (CheckedTransform)
+    except TightCompressError:
+        raise
+    except (Exception, SystemExit) as exc:
+        raise TightCompressError(f"cannot read the first test images: {user_failure(exc)}") from None
     try:
         with torch.no_grad():
-            sample = data.sample(2)
             logits = model.eval()(sample.to(next(model.parameters()).device))
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except (Exception, SystemExit) as exc:  # the user's forward()
+        first = user_failure(exc)
         raise TightCompressError(
             f"the model cannot run on the data {tuple(sample.shape[1:])}: {first}"
         ) from None

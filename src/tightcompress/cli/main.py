@@ -167,7 +167,13 @@ def _main(argv: Sequence[str] | None) -> int:
                 )
             check_declared_paths(args)
             cap_jobs(args, lambda note: print(f"tightcompress {command}: {note}", file=sys.stderr))
-            return int(args.func(args) or 0)
+            try:
+                return int(args.func(args) or 0)
+            except SystemExit as exc:  # our commands never exit this way: the user's code (a --model
+                # module, a --transforms function) called sys.exit(); exit 0 with no output would be a lie
+                raise TightCompressError(
+                    f"the user's code called sys.exit({exc.code!r}) while {command} ran; nothing was written"
+                ) from None
         except TightCompressError as exc:
             print(f"tightcompress {command}: error: {exc}", file=sys.stderr)
             return 2

@@ -237,15 +237,18 @@ def matrices_from_args(
     return matrices, notes, {layer.name: layer for layer in layers}, None
 
 
-def split_bad_layers(matrices: dict[str, np.ndarray], skip: bool) -> tuple[dict[str, np.ndarray], list[dict]]:
-    """`(good matrices, skipped)`: with `skip`, layers that cannot be packed (all zero, NaN or inf) are set
-    aside as `{"name", "reason"}`; without it the first such layer is the command's one-line error."""
-    from tightcompress.api import check_matrix
+def split_bad_layers(
+    matrices: dict[str, np.ndarray], skip: bool, *, squared: bool = False
+) -> tuple[dict[str, np.ndarray], list[dict]]:
+    """`(good matrices, skipped)`: with `skip`, layers that cannot be packed (all zero, NaN or inf, or so
+    large that their total |w| (w^2 with `squared`) overflows) are set aside as `{"name", "reason"}`;
+    without it the first such layer is the command's one-line error, before any work."""
+    from tightcompress.api import check_matrix, check_sums_finite
 
     good, skipped = {}, []
     for name, matrix in matrices.items():
         try:
-            check_matrix(matrix, name)
+            check_sums_finite(check_matrix(matrix, name), name, squared=squared)
         except TightCompressError as exc:
             if not skip:
                 hint = " (--skip-bad-layers packs the other layers)" if len(matrices) > 1 else ""
@@ -282,7 +285,9 @@ def config_from_args(args: argparse.Namespace) -> PackConfig:
 def run_pack(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     matrices, notes, zoo, found = matrices_from_args(args)
-    matrices, bad_layers = split_bad_layers(matrices, skip=args.skip_bad_layers)
+    matrices, bad_layers = split_bad_layers(
+        matrices, skip=args.skip_bad_layers, squared=config.objective == "squared"
+    )
     compile_kernels_once(args)
     with tqdm(
         total=len(matrices),

@@ -297,7 +297,9 @@ def _read_matrices(
         if args.key is not None and Path(args.input).suffix.lower() not in (".pt", ".pth", ".safetensors"):
             raise TightCompressError("--key selects a state_dict inside a .pt/.pth/.safetensors checkpoint")
         found = read_input(args)
-        matrices, bad_layers = split_bad_layers(found.arrays, skip=args.skip_bad_layers)
+        matrices, bad_layers = split_bad_layers(
+            found.arrays, skip=args.skip_bad_layers, squared=getattr(args, "objective", "") == "squared"
+        )
         skipped.extend([*found.skipped, *bad_layers])
         reader_notes.update({k: v for k, v in found.notes.items() if k != "skipped_layers"})
         dtypes.update(found.dtypes)

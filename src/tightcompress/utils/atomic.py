@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import stat
 import tempfile
@@ -143,7 +144,42 @@ def _commit(staged: list[tuple[Path, Path]]) -> None:
                 backup.unlink(missing_ok=True)
 
 
+def non_finite_field(payload: Any, where: str = "") -> str | None:
+    """The path (`layers[0].energy_pj`) of the first NaN or infinite number in `payload`, else None."""
+    if isinstance(payload, float):
+        return None if math.isfinite(payload) else (where or "<top>")
+    if isinstance(payload, dict):
+        items: Any = ((f"{where}.{k}" if where else str(k), v) for k, v in payload.items())
+    elif isinstance(payload, list | tuple):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(payload))
+    else:
+        return None
+    for path, value in items:
+        found = non_finite_field(value, path)
+        if found is not None:
+            return found
+    return None
+
+
+def json_text(payload: Any) -> str:
+    """`payload` as indented, strict JSON. A NaN or infinity (which `json.dumps` would write as the invalid
+    `NaN` / `Infinity`) is a one-line error naming the field, raised before anything is written."""
+    try:
+        return json.dumps(payload, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    except ValueError:
+        field = non_finite_field(payload)
+        if field is None:
+            raise
+        from tightcompress.errors import TightCompressError
+
+        raise TightCompressError(
+            f"the result's {field} is NaN or infinite (the input's values or the settings overflow); "
+            "nothing written"
+        ) from None
+
+
 def write_json_atomic(target: str | os.PathLike[str], payload: Any) -> None:
-    """Write `payload` as indented JSON to `target` atomically."""
+    """Write `payload` as indented, strict JSON (no NaN or Infinity: `json_text`) to `target` atomically."""
+    text = json_text(payload)
     with atomic_path(target, suffix=".json") as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+        tmp.write_text(text)
