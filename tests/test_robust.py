@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -364,7 +365,7 @@ def test_other_pickles_are_one_line_without_torch_warnings(work, capsys, case):
     assert snapshot(work) == before
 
 
-# ------------------------------------------------- 3. non-finite results are refused before anything is written
+# ------------------------------------------- 3. non-finite results are refused before anything is written
 NON_FINITE_CASES = {
     "1e308 weights, --height 1": (
         lambda w: np.sign(w).astype(np.float64) * 1e308,
@@ -512,4 +513,171 @@ def test_the_users_code_failing_in_compress_is_one_line(work, capsys, monkeypatc
         "--transforms", transforms, "--out-dir", "out", "--quiet", "--prune-rounds", "1",
     )  # fmt: skip
     assert_one_line_error(code, err, word)
+    assert snapshot(work) == before
+
+
+# ---------------------------------------------------------------------------------- 5. special files
+def _special(work: Path, kind: str) -> str:
+    """Make a special file of `kind` in `work`; its name (or an absolute path)."""
+    if kind == "fifo":
+        os.mkfifo(work / "fifo")
+        return "fifo"
+    if kind == "device node":  # the issue's `mknod fakenull c 1 3`: /dev/null's numbers, another node
+        if os.geteuid() != 0:
+            pytest.skip("mknod needs root")
+        os.mknod(work / "fakenull", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        return "fakenull"
+    if kind == "symlink loop":
+        os.symlink("loop2", work / "loop1")
+        os.symlink("loop1", work / "loop2")
+        return "loop1"
+    if kind == "/dev/zero":
+        return "/dev/zero"
+    if kind == "socket":
+        import socket
+
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(work / "sock"))
+        return "sock"
+    raise AssertionError(kind)
+
+
+SPECIAL_INPUT_COMMANDS = [
+    "report {} --html o.html",
+    "report r.json --sweep {} --html o.html",
+    "report r.json --packed {} --html o.html",
+    "pack {} --json o.json",
+    "simulate {} --json o.json",
+    "sweep {} --csv o.csv",
+    "unpack {} o.npy",
+    "export {} --out-dir rtl",
+    "simulate m.npy --energy-table {} --json o.json",
+]
+SPECIAL_KINDS = ["fifo", "device node", "symlink loop", "/dev/zero", "socket"]
+
+
+@pytest.mark.parametrize("kind", SPECIAL_KINDS)
+@pytest.mark.parametrize("command", SPECIAL_INPUT_COMMANDS)
+def test_special_files_are_refused_as_inputs(work, capsys, command, kind):
+    name = _special(work, kind)
+    before = snapshot(work)
+    code, err = run_cli(capsys, *command.format(name).split())  # a FIFO would hang here: refused first
+    assert_one_line_error(code, err, name, "not a regular file")
+    assert snapshot(work) == before
+
+
+SPECIAL_OUTPUT_COMMANDS = [
+    "pack m.npy --json {}",
+    "pack m.npy --json o.json --out {}",
+    "simulate m.npy --json {}",
+    "report r.json --html {}",
+    "unpack p.safetensors {}",
+    "sweep m.npy --csv {}",
+]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device node", "symlink loop", "socket"])
+@pytest.mark.parametrize("command", SPECIAL_OUTPUT_COMMANDS)
+def test_special_files_are_refused_as_outputs_and_never_replaced(work, capsys, command, kind):
+    name = _special(work, kind)
+    before = snapshot(work)
+    code, err = run_cli(capsys, *command.format(name).split())
+    assert_one_line_error(code, err, name)
+    assert snapshot(work) == before  # still a FIFO / device node / link: not replaced by a regular file
+
+
+def test_dev_null_as_output_is_written_through(work, capsys):
+    import tempfile
+
+    before = snapshot(work)
+    leftovers = set(Path(tempfile.gettempdir()).glob(".tightcompress-null.*"))
+    code, err = run_cli(capsys, "pack", "m.npy", "--iterations", "300", "--json", "/dev/null", "--quiet")
+    assert code == 0, err
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert snapshot(work) == before
+    assert set(Path(tempfile.gettempdir()).glob(".tightcompress-null.*")) == leftovers
+
+
+def test_a_symlinked_output_is_written_through_and_stays_a_link(work, capsys):
+    (work / "real.json").write_text("{}\n")
+    os.symlink("real.json", work / "link.json")
+    code, err = run_cli(capsys, "pack", "m.npy", "--iterations", "300", "--json", "link.json", "--quiet")
+    assert code == 0, err
+    assert (work / "link.json").is_symlink() and os.readlink(work / "link.json") == "real.json"
+    assert json.loads((work / "real.json").read_text())["layers"]
+
+
+# ------------------------------------------------------------------------ 7. hangs and resources
+MEMORY_CASES = {
+    "30000 x 30000 .npy": ("npy", "30000x30000 float32", "GiB"),
+    "a checkpoint larger than memory": ("ckpt", "reading", "MiB"),
+    "layers that fit alone but not on 2 workers": ("jobs", "--jobs", "MiB"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MEMORY_CASES))
+def test_memory_is_estimated_before_loading_or_packing(work, capsys, monkeypatch, case):
+    import tightcompress.utils.memory as memory
+
+    kind, word, unit = MEMORY_CASES[case]
+    if kind == "npy":  # a sparse file: 3.6 GB long, nothing on disk; never read
+        with open(work / "big.npy", "wb") as handle:
+            np.lib.format.write_array_header_1_0(
+                handle, {"descr": "<f4", "fortran_order": False, "shape": (30000, 30000)}
+            )
+            handle.truncate(handle.tell() + 30000 * 30000 * 4)
+        monkeypatch.setattr(memory, "available_memory", lambda: 16 * 2**30)
+        argv = ["pack", "big.npy", "--json", "o.json"]
+    elif kind == "ckpt":
+        from safetensors.numpy import save_file
+
+        save_file({"a.weight": sparse_matrix(512, 512)}, str(work / "c.safetensors"))
+        monkeypatch.setattr(memory, "available_memory", lambda: 100_000)
+        argv = ["pack", "c.safetensors", "--json", "o.json"]
+    else:
+        from safetensors.numpy import save_file
+
+        save_file(
+            {f"l{i}.weight": sparse_matrix(300, 300, seed=i) for i in range(2)}, str(work / "c.safetensors")
+        )
+        need_one = memory.PACK_BYTES_PER_WEIGHT * 300 * 300
+        monkeypatch.setattr(memory, "available_memory", lambda: int(1.5 * need_one))
+        monkeypatch.setattr("tightcompress.cli.common.usable_cores", lambda: 2)
+        monkeypatch.setattr("tightcompress.parallel.default_jobs", lambda: 2)
+        argv = ["pack", "c.safetensors", "--jobs", "2", "--json", "o.json"]
+    before = snapshot(work)
+    code, err = run_cli(capsys, *argv)
+    assert_one_line_error(code, err, word, unit, "available")
+    assert snapshot(work) == before
+    if kind == "jobs":  # one worker fits
+        monkeypatch.setattr(memory, "available_memory", lambda: int(1.5 * need_one))
+        assert run_cli(capsys, *argv[:2], "--jobs", "1", "--iterations", "300", "--json", "o.json")[0] == 0
+
+
+def test_available_memory_is_read_from_the_system():
+    from tightcompress.utils.memory import available_memory
+
+    available = available_memory()
+    if sys.platform.startswith("linux"):
+        assert available is not None and 0 < available < 2**50
+
+
+def test_jobs_above_the_cores_are_capped_in_one_line(work, capsys, monkeypatch):
+    monkeypatch.setattr("tightcompress.cli.common.usable_cores", lambda: 2)
+    code, err = run_cli(capsys, "pack", "m.npy", "--iterations", "300", "--jobs", "1024", "--json", "o.json")
+    assert code == 0
+    assert error_lines(err) == [
+        "tightcompress pack: --jobs 1024 is more than the 2 core(s) this process may use; using 2"
+    ]
+    code, err = run_cli(
+        capsys, "pack", "m.npy", "--iterations", "300", "--jobs", "1024", "--json", "o.json", "--quiet"
+    )
+    assert code == 0 and err == ""
+
+
+@pytest.mark.parametrize("value", ["two", "0", "-1", "1.5"])
+def test_a_bad_world_size_is_one_line(work, capsys, monkeypatch, value):
+    monkeypatch.setenv("WORLD_SIZE", value)
+    before = snapshot(work)
+    assert_one_line_error(*run_cli(capsys, "pack", "m.npy", "--json", "o.json"), "WORLD_SIZE", repr(value))
     assert snapshot(work) == before

@@ -22,6 +22,7 @@ import numpy as np
 from tightcompress.api import PackConfig, pack
 from tightcompress.errors import TightCompressError
 from tightcompress.format.packed import PackedMatrix
+from tightcompress.utils.memory import check_memory, pack_memory
 
 Progress = Callable[[str], None]
 
@@ -84,8 +85,30 @@ def run_tasks(
     ordered = [tasks[i] for i in order]
     if ray_address is not None:
         return _run_ray(ordered, ray_address, progress)
+    workers = worker_count(jobs, len(tasks))
+    check_pack_memory([task.matrix.shape for task in ordered], workers)
     # never more workers than cores (each costs about 115 MiB and they would only take turns) or tasks
-    return _run_local(ordered, min(jobs or default_jobs(), default_jobs(), max(len(tasks), 1)), progress)
+    return _run_local(ordered, workers, progress)
+
+
+def worker_count(jobs: int | None, tasks: int) -> int:
+    """Processes that pack `tasks` layers for `jobs` (None: the cores): never more than the cores (each
+    costs about 115 MiB, and more only take turns) or the tasks."""
+    return min(jobs or default_jobs(), default_jobs(), max(tasks, 1))
+
+
+def check_pack_memory(shapes: Sequence[tuple[int, ...]], workers: int) -> None:
+    """A one-line error, before any work, when packing matrices of `shapes` with `workers` processes at
+    once would need more memory than is available (`utils.memory`)."""
+    if not shapes:
+        return
+    largest = max(shapes, key=lambda shape: int(np.prod(shape)))
+    check_memory(
+        pack_memory((int(np.prod(shape)) for shape in shapes), workers),
+        f"packing {len(shapes)} layer(s) (the largest {' x '.join(map(str, largest))}) with {workers} "
+        "worker(s)",
+        "pack fewer layers at once: a lower --jobs" if workers > 1 else "",
+    )
 
 
 def _pack_task(task: Task) -> tuple[Hashable, PackedMatrix]:

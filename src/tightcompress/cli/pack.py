@@ -28,7 +28,7 @@ from tightcompress.errors import TightCompressError
 from tightcompress.format.dtypes import store_dtype
 from tightcompress.format.io import load_packed, load_packed_state, save_packed
 from tightcompress.format.packed import PackedMatrix
-from tightcompress.parallel import default_jobs, pack_layers
+from tightcompress.parallel import check_pack_memory, default_jobs, pack_layers, worker_count
 from tightcompress.prune.subword_pack import is_subword, weight_matrix
 from tightcompress.readers import INPUT_HELP, ModelWeights, model_weights, read_model
 from tightcompress.readers.matrices import DEPTHWISE_REASON, weight_source
@@ -288,6 +288,8 @@ def run_pack(args: argparse.Namespace) -> int:
     matrices, bad_layers = split_bad_layers(
         matrices, skip=args.skip_bad_layers, squared=config.objective == "squared"
     )
+    if args.ray is None:  # before the kernels compile and the progress bar starts
+        check_pack_memory([m.shape for m in matrices.values()], worker_count(args.jobs, len(matrices)))
     compile_kernels_once(args)
     with tqdm(
         total=len(matrices),

@@ -48,7 +48,7 @@ from tightcompress.format.packed import PackedMatrix
 from tightcompress.hw.bitexact import check_bitexact, random_activations
 from tightcompress.hw.cycles import column_occupancy, parse_array
 from tightcompress.hw.energy import load_energy_table
-from tightcompress.parallel import Task, run_tasks
+from tightcompress.parallel import Task, check_pack_memory, run_tasks, worker_count
 from tightcompress.prune.subword_pack import SubwordPacked, is_subword, weight_matrix, weight_shape
 from tightcompress.readers.topology import (
     TopologyLayer,
@@ -388,6 +388,8 @@ def _pack(tasks: list[Task], args: argparse.Namespace) -> dict:
     """Pack the tasks (the method's layers and the column-combining baselines) with a progress bar."""
     if not tasks:
         return {}
+    if args.ray is None:  # before the progress bar starts
+        check_pack_memory([t.matrix.shape for t in tasks], worker_count(args.jobs, len(tasks)))
     with tqdm(
         total=len(tasks), desc="pack", unit="layer", disable=args.quiet or len(tasks) < 2, file=sys.stderr
     ) as bar:

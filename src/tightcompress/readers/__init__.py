@@ -70,9 +70,11 @@ def read_model(path: str | os.PathLike[str], key: str | None = None) -> ModelWei
     if key is not None and suffix not in (".pt", ".pth", ".safetensors"):
         raise TightCompressError("--key selects a state_dict inside a .pt/.pth/.safetensors checkpoint")
     if suffix == ".npy":
+        from tightcompress.utils.memory import PACK_BYTES_PER_WEIGHT
         from tightcompress.utils.npy import read_npy
 
-        matrix = read_npy(path)  # checks the header against the file before allocating
+        # checks the header against the file, and the memory of reading and packing it, before allocating
+        matrix = read_npy(path, PACK_BYTES_PER_WEIGHT, doing="reading and packing")
         if matrix.ndim != 2:
             raise TightCompressError(f"{path}: expected a 2-D K x N matrix, got shape {matrix.shape}")
         layer = layer_weight(path.stem, matrix.T, str(matrix.dtype), source=str(path))

@@ -37,6 +37,9 @@ def read_state_dict(path: str | os.PathLike[str], key: str | None = None) -> dic
     if not path.is_file():
         raise missing_file("checkpoint", path)
     suffix = path.suffix.lower()
+    from tightcompress.utils.memory import check_memory, file_size
+
+    check_memory(file_size(path), f"reading {path}")  # every tensor is loaded into memory
     if suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
