@@ -35,6 +35,8 @@ def snapshot(folder: Path) -> dict[str, bytes]:
             found[rel] = b"link:" + os.readlink(path).encode()
         elif path.is_dir():
             found[rel] = b"dir"
+        elif path.is_file() and path.stat().st_size > 2**24:  # a sparse 3.6 GB test file: not read
+            found[rel] = b"large:%d:%d" % (path.stat().st_size, path.stat().st_mtime_ns)
         elif path.is_file():
             found[rel] = path.read_bytes()
         else:
@@ -681,3 +683,124 @@ def test_a_bad_world_size_is_one_line(work, capsys, monkeypatch, value):
     before = snapshot(work)
     assert_one_line_error(*run_cli(capsys, "pack", "m.npy", "--json", "o.json"), "WORLD_SIZE", repr(value))
     assert snapshot(work) == before
+
+
+class _SilentServer:
+    """A TCP port on loopback that accepts connections and never says anything (or says `answer`)."""
+
+    def __init__(self, answer: bytes = b"") -> None:
+        import socket
+        import threading
+
+        self.answer = answer
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(8)
+        self.port = self.server.getsockname()[1]
+        self.connections: list = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections.append(connection)
+            if self.answer:
+                connection.sendall(self.answer)
+
+    def close(self) -> None:
+        for connection in self.connections:
+            connection.close()
+        self.server.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "word"), [(b"", "did not answer"), (b"HTTP/1.0 400 Bad Request\r\n\r\n", "not a Ray cluster")]
+)
+@pytest.mark.parametrize("command", ["pack m.npy --json o.json", "sweep m.npy --csv o.csv"])
+def test_a_ray_address_that_is_not_ray_is_one_line_within_seconds(work, capfd, command, answer, word):
+    pytest.importorskip("ray")
+    server = _SilentServer(answer)
+    try:
+        before = snapshot(work)
+        start = time.monotonic()
+        try:
+            code = main([*command.split(), "--ray", f"127.0.0.1:{server.port}", "--quiet"])
+        except SystemExit as exc:
+            code = exc.code
+        seconds = time.monotonic() - start
+    finally:
+        server.close()
+    err = capfd.readouterr().err  # file descriptors: Ray's C++ warnings would show here
+    assert_one_line_error(code, err, f"127.0.0.1:{server.port}", word)
+    assert seconds < 15
+    assert snapshot(work) == before
+
+
+_RANK = """
+import sys
+from tightcompress.cli.main import main
+sys.exit(main(["compress", "--out-dir", "out", "--quiet"]))
+"""
+
+_PAIR = """
+import torch, torch.distributed as dist
+from tightcompress.pipeline import distributed
+distributed.init_from_env("cpu")
+t = torch.ones(1) * (dist.get_rank() + 1)
+dist.all_reduce(t)
+print(int(t.item()), dist.get_world_size(), flush=True)
+distributed.shutdown()
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_env(rank: int, port: int, **extra: str) -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("TORCHELASTIC_USE_AGENT_STORE", None)
+    env.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1")
+    env.update({"MASTER_PORT": str(port), "TIGHTCOMPRESS_RENDEZVOUS_TIMEOUT": "3", **extra})
+    return env
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_rank_without_its_peer_stops_in_one_line_naming_the_address(tmp_path, rank):
+    port = _free_port()
+    done = subprocess.run(
+        [sys.executable, "-c", _RANK], cwd=tmp_path, env=_rank_env(rank, port), capture_output=True,
+        text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert error_lines(done.stderr) == [line for line in done.stderr.splitlines() if "127.0.0.1" in line]
+    assert len(error_lines(done.stderr)) == 1 and f"127.0.0.1:{port}" in done.stderr
+    assert "waited 3 s" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_two_ranks_started_by_hand_meet_without_torchrun(tmp_path):
+    port = _free_port()
+    env = {rank: _rank_env(rank, port, TIGHTCOMPRESS_RENDEZVOUS_TIMEOUT="120") for rank in (0, 1)}
+    ranks = [
+        subprocess.Popen(
+            [sys.executable, "-c", _PAIR],
+            env=env[rank],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
+    outputs = [process.communicate(timeout=300) for process in ranks]
+    assert [process.returncode for process in ranks] == [0, 0], outputs
+    assert [out.split() for out, _ in outputs] == [["3", "2"], ["3", "2"]]

@@ -270,10 +270,40 @@ def _probe(address: str, timeout: float = 5.0, *, nothing: str = "nothing was pa
     import socket
 
     try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
-            pass
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout) as connection:
+            answer = _grpc_handshake(connection)
+    except TimeoutError:
+        raise TightCompressError(
+            f"the server at {address} accepted the connection but did not answer as a Ray cluster (gRPC) "
+            f"within {timeout:g} s; {nothing} and no fallback was tried — check the address (the head "
+            "node's GCS port, 6379 by default) or drop --ray"
+        ) from None
     except OSError as exc:
         raise TightCompressError(
             f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); {nothing} and no "
             "fallback was tried — drop --ray to run on this machine"
         ) from None
+    if answer is not None:
+        raise TightCompressError(
+            f"the server at {address} is not a Ray cluster (it answered {answer!r}, not gRPC); {nothing} "
+            "and no fallback was tried — check the address or drop --ray"
+        )
+
+
+# HTTP/2 client connection preface and an empty SETTINGS frame: every gRPC server (Ray's GCS and its
+# client server) answers with a SETTINGS frame of its own at once, before any authentication.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def _grpc_handshake(connection: Any) -> bytes | None:
+    """None when the peer answers the HTTP/2 preface with a SETTINGS frame (a gRPC server, as Ray is);
+    else the first bytes it sent. A peer that says nothing raises `TimeoutError` (the socket's timeout):
+    `ray.init` would retry such a port for minutes, printing warnings."""
+    connection.sendall(_H2_PREFACE)
+    header = b""
+    while len(header) < 9:
+        chunk = connection.recv(9 - len(header))
+        if not chunk:
+            return header or b"(connection closed)"
+        header += chunk
+    return None if header[3] == 0x04 else header
