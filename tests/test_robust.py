@@ -804,3 +804,67 @@ def test_two_ranks_started_by_hand_meet_without_torchrun(tmp_path):
     outputs = [process.communicate(timeout=300) for process in ranks]
     assert [process.returncode for process in ranks] == [0, 0], outputs
     assert [out.split() for out, _ in outputs] == [["3", "2"], ["3", "2"]]
+
+
+# ------------------------------------------------------------------------------------------- 8. report
+MATHTEXT_NAMES = ["w$\\nocommand{$", "a$x^$b", "$$", "cost $5 and $6", "$\\alpha$_{x}"]
+
+
+@pytest.mark.parametrize("name", MATHTEXT_NAMES)
+def test_names_with_dollar_signs_are_drawn_as_plain_text(work, capsys, name):
+    from safetensors.numpy import save_file
+
+    save_file({f"{name}.weight": sparse_matrix().T.copy()}, str(work / "c.safetensors"))
+    # the layer and the report's file name (the run's label) both carry the name
+    argv = [
+        "pack",
+        "c.safetensors",
+        "--iterations",
+        "300",
+        "--json",
+        f"{name}.json",
+        "--out",
+        "p2.st",
+        "--quiet",
+    ]
+    assert run_cli(capsys, *argv)[0] == 0
+    code, err = run_cli(capsys, "report", f"{name}.json", "--packed", "p2.st", "--html", "o.html", "--quiet")
+    assert code == 0, err
+    assert "<img" in (work / "o.html").read_text()
+
+
+def test_frontier_png_draws_dollar_signs_as_text(tmp_path):
+    import matplotlib
+
+    from tightcompress.viz.text import plain_text
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with plain_text():
+        fig, ax = plt.subplots()
+        ax.set_title("w$\\nocommand{$")
+        fig.savefig(tmp_path / "x.png")
+        plt.close(fig)
+    assert matplotlib.rcParams["text.parse_math"] is True  # the user's settings are left as they were
+
+
+DEEP_JSON = {
+    "array": "[" * 100_000 + "]" * 100_000,
+    "object": '{"a":' * 100_000 + "1" + "}" * 100_000,
+    "layers": '{"layers": ' + "[" * 100_000 + "]" * 100_000 + "}",
+}
+
+
+@pytest.mark.parametrize("case", sorted(DEEP_JSON))
+@pytest.mark.parametrize(
+    "command",
+    ["report {} --html o.html", "simulate m.npy --energy-table {} --json o.json"],
+)
+def test_deeply_nested_json_is_one_line(work, capsys, case, command):
+    (work / "deep.json").write_text(DEEP_JSON[case])
+    before = snapshot(work)
+    assert_one_line_error(
+        *run_cli(capsys, *command.format("deep.json").split()), "deep.json", "nested too deeply"
+    )
+    assert snapshot(work) == before

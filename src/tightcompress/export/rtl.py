@@ -314,7 +314,7 @@ def _previous_export_files(folder: Path) -> set[str] | None:
                 names = [entry["vectors"]["x"], entry["vectors"]["y"]]
                 names += [f for tile in entry["tiles"] for f in tile["files"].values()]
                 files.update(f"{entry['folder']}/{f}" for f in names)
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+    except (OSError, ValueError, AttributeError, KeyError, TypeError, RecursionError):
         raise TightCompressError(
             f"{folder} exists and is not a previous RTL export; choose a new folder"
         ) from None
@@ -373,6 +373,8 @@ def load_rtl(out_dir: str | os.PathLike[str]) -> dict[str, RtlLayer]:
     out_dir = Path(out_dir)
     try:
         manifest = json.loads((out_dir / "manifest.json").read_text())
+    except RecursionError:
+        raise TightCompressError(f"{out_dir}: manifest.json is nested too deeply to read") from None
     except (OSError, ValueError) as exc:
         raise TightCompressError(f"{out_dir}: no readable manifest.json ({exc})") from None
     if manifest.get("format") != RTL_FORMAT or manifest.get("format_version") != RTL_VERSION:

@@ -195,7 +195,7 @@ def _read_safetensors(path: str) -> tuple[dict[str, str], dict[str, np.ndarray]]
 def _json_object(text: str, path: str, key: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
         raise TightCompressError(f"{path}: metadata {key!r} is not valid JSON") from None
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise TightCompressError(f"{path}: metadata {key!r} must be a JSON object")

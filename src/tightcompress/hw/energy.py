@@ -110,6 +110,8 @@ def load_energy_table(path: str | os.PathLike[str] | None = None, **overrides: f
                 values = json.loads(path.read_text())
         except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
             raise TightCompressError(f"{path}: not a readable energy table ({exc})") from None
+        except RecursionError:  # nested deeper than Python's stack
+            raise TightCompressError(f"{path}: not a readable energy table (nested too deeply)") from None
         if not isinstance(values, dict):
             raise TightCompressError(f"{path}: the energy table must be a flat mapping of field = value")
     values.update(overrides)

@@ -239,7 +239,7 @@ def load_point(path: Path) -> tuple[dict[str, Any], float] | None:
         names = fields if "unreachable" in record["point"] else POINT_FIELDS
         point = {name: record["point"][name] for name in names}
         return point, float(record["dense_accuracy"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         log.warning("ignoring unreadable point file %s (%s)", path, type(exc).__name__)
         return None
 
