@@ -868,3 +868,105 @@ def test_deeply_nested_json_is_one_line(work, capsys, case, command):
         *run_cli(capsys, *command.format("deep.json").split()), "deep.json", "nested too deeply"
     )
     assert snapshot(work) == before
+
+
+# ------------------------------------------------------------------------------ 9. the other exit-1s
+TOPOLOGY_ROWS = {
+    "channels 1e29": "conv1,3,3,3,3,100000000000000000000000000000,64,1,",
+    "filters 2**31": f"conv1,3,3,3,3,8,{2**31},1,",
+    "K x N beyond memory": "conv1,3,3,3,3,2000000000,2000000000,1,",
+    "channels 1e29 (float)": "conv1,3,3,3,3,1e29,64,1,",
+}
+
+
+@pytest.mark.parametrize("case", sorted(TOPOLOGY_ROWS))
+def test_absurd_topology_sizes_are_one_line(work, capsys, case):
+    from tightcompress.readers.topology import HEADER
+
+    (work / "net.csv").write_text(",".join(HEADER) + ",\n" + TOPOLOGY_ROWS[case] + "\n")
+    before = snapshot(work)
+    code, err = run_cli(capsys, "simulate", "net.csv", "--json", "o.json")
+    assert_one_line_error(code, err)
+    assert snapshot(work) == before
+
+
+@pytest.mark.parametrize("cut", [1, 7, 8, 100])
+def test_an_onnx_initializer_with_truncated_raw_data_is_one_line(work, capsys, cut):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    init = numpy_helper.from_array(sparse_matrix(), "W")
+    init.raw_data = init.raw_data[:-cut]
+    node = helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 48])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 40])], [init],
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph), str(work / "t.onnx"))
+    before = snapshot(work)
+    assert_one_line_error(*run_cli(capsys, "pack", "t.onnx", "--json", "o.json"), "t.onnx", "'W'")
+    assert snapshot(work) == before
+
+
+def _resign_info(path: Path, edit) -> None:
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+
+    from tightcompress.format.io import write_signed
+
+    tensors = dict(load_file(str(path)))
+    with safe_open(str(path), framework="numpy") as handle:
+        layers = json.loads(handle.metadata()["layers"])
+        state = handle.metadata().get("state")
+    edit(next(iter(layers.values()))["info"])
+    write_signed(path, tensors, json.dumps(layers), state)
+
+
+INFO_CASES = {
+    "dtype Tensor": lambda info: info.update(dtype="Tensor"),
+    "dtype object": lambda info: info.update(dtype="object"),
+    "dtype a number": lambda info: info.update(dtype=5),
+    "source shape wrong": lambda info: info["source"].update(shape=[3, 7]),
+    "source shape not a list": lambda info: info["source"].update(shape="40x48"),
+    "source groups 0": lambda info: info["source"].update(groups=0),
+    "source group_index out of range": lambda info: info["source"].update(groups=2, group_index=5),
+    "source not an object": lambda info: info.update(source=[1]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INFO_CASES))
+@pytest.mark.parametrize("output", ["o.pt", "o.safetensors", "o.npy"])
+def test_a_resigned_packed_file_with_a_wrong_info_is_one_line(work, capsys, case, output):
+    from safetensors.numpy import save_file
+
+    state = {"fc.weight": sparse_matrix().T.copy(), "fc.bias": np.zeros(40, np.float32)}
+    save_file(state, str(work / "c.safetensors"))
+    argv = [
+        "pack",
+        "c.safetensors",
+        "--iterations",
+        "300",
+        "--json",
+        "r2.json",
+        "--out",
+        "p2.safetensors",
+        "--quiet",
+    ]
+    got = run_cli(capsys, *argv)
+    assert got == (0, ""), got[1]
+    _resign_info(work / "p2.safetensors", INFO_CASES[case])
+    before = snapshot(work)
+    assert_one_line_error(*run_cli(capsys, "unpack", "p2.safetensors", output), "p2.safetensors", "info")
+    assert snapshot(work) == before
+
+
+@pytest.mark.slow
+def test_an_ascii_terminal_and_a_non_ascii_output_name_succeed(tmp_path):
+    np.save(tmp_path / "m.npy", sparse_matrix())
+    env = dict(os.environ, PYTHONIOENCODING="ascii", PYTHONPATH=str(SRC))
+    done = subprocess.run(
+        [sys.executable, "-m", "tightcompress.cli.main", "pack", "m.npy", "--iterations", "300", "--json",
+         "ü-名前.json", "--quiet"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert "\\xfc" in done.stdout and json.loads((tmp_path / "ü-名前.json").read_text())["layers"]

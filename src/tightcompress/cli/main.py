@@ -119,6 +119,17 @@ def _signal_exit(exc: BaseException | None, command: str) -> int:
     return 128 + signum
 
 
+def _printable_streams() -> None:
+    """stdout and stderr never fail on a character their encoding lacks (`PYTHONIOENCODING=ascii`, a C
+    locale): it is written escaped (`\\u00fc`). A summary line naming a non-ASCII output must not turn a
+    finished run into an error after its files are written."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(Exception):
+                reconfigure(errors="backslashreplace")
+
+
 def _world_size() -> int:
     """`WORLD_SIZE` as torchrun sets it (1 when unset); anything but a positive integer: one-line error."""
     from tightcompress.errors import TightCompressError
@@ -148,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     _SigintSeen.seen = 0
     own_command_line = argv is None
+    if own_command_line:
+        _printable_streams()
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((arg for arg in argv if not arg.startswith("-")), "")
     try:

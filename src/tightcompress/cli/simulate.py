@@ -329,6 +329,13 @@ def _read_matrices(
             f"random weights N(0, 1), seed {args.seed}, pruned to sparsity {args.sparsity} by magnitude: "
             "zeros spread uniformly at random, not a trained network's"
         )
+    from tightcompress.utils.memory import PACK_BYTES_PER_WEIGHT, check_memory
+
+    sizes = [row.k * row.n for row in rows]  # Python ints: no overflow for K = 1e29
+    check_memory(
+        (4 + PACK_BYTES_PER_WEIGHT) * sum(sizes),
+        f"the random weights of {len(rows)} topology layer(s) (the largest {max(sizes):,} weights)",
+    )
     matrices = {}
     for index, row in enumerate(rows):
         rng = np.random.default_rng([args.seed, index])
