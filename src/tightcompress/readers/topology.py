@@ -72,7 +72,7 @@ class TopologyLayer:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_SIZE:
                 raise TightCompressError(
-                    f"topology layer {self.name}: {key} must be an integer in [1, 2**31 - 1], got {value}"
+                    f"topology layer {self.name}: {key} must be an integer >= 1 and <= 2**31 - 1, got {value}"
                 )
         if self.filter_height > self.ifmap_height or self.filter_width > self.ifmap_width:
             raise TightCompressError(
