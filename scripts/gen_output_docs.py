@@ -88,6 +88,11 @@ PACK_LAYER = {
     "search_initial_cost": f(NUM, "cost", "search cost before annealing (slots, or dropped |w| when capped)"),
     "search_final_cost": f(NUM, "cost", "search cost after annealing"),
     "search_seconds": f(NUM, "s", "wall time of the permutation search"),
+    "search_improved": f(
+        BOOL,
+        "-",
+        "the annealer found an arrangement better than its greedy start (false: the start was packed)",
+    ),
     "seed": f(INT, "-", "seed of the search"),
     "objective": f(STR, "-", "capped search objective: magnitude (|w|) or squared (w^2)"),
     "alpha": f(INT, "rows", "column combining: rows per group at most"),
@@ -154,7 +159,11 @@ NOTES = obj(
         "zoo": f(STR, "-", "zoo model name"),
         "weights": f(STR, "-", "checkpoint path, or the seeded init used"),
         "groups_from": f(STR, "-", "where conv groups were read from (the model class, ONNX, or not known)"),
-        "messages": arr("simulate: the `note:` lines (tile cost, baseline pruning)", {"type": STR}),
+        "messages": arr(
+            "the `note:` lines (simulate: tile cost, baseline pruning; "
+            "pack and simulate: layers the search did not improve)",
+            {"type": STR},
+        ),
         "skipped_layers": arr(
             "layers not packed, and why",
             obj(
@@ -176,7 +185,10 @@ HW_COMMON = {
     "dense_cycles": f(INT, "cycles", "cycles of the dense layer on the same array and input vectors"),
     "speedup": f(NUM, "x", "dense_cycles / cycles"),
     "utilization_pe": f(NUM, "fraction 0-1", "useful MACs / (PEs x cycles)"),
-    "dense_utilization_pe": f(NUM, "fraction 0-1", "the same for the dense layer"),
+    "dense_utilization_pe": f(
+        NUM, "fraction 0-1", "the same for the dense layer running every nonzero the method was given"
+    ),
+    "dense_useful_macs": f(INT, "MACs", "useful MACs of the dense layer: the input's nonzeros x M"),
     "useful_macs": f(INT, "MACs", "multiply-accumulates with a nonzero weight"),
     "pe_cycles": f(INT, "PE-cycles", "PEs x cycles of the packed layer"),
     "dense_pe_cycles": f(INT, "PE-cycles", "PEs x cycles of the dense layer"),
@@ -209,7 +221,10 @@ HW_COMMON = {
     "cc_utilization_pe": f(NUM, "fraction 0-1", "PE utilization of the column-combining packing"),
     "cc_nnz": f(INT, "weights", "nonzero weights given to column combining"),
     "cc_dropped_nnz": f(INT, "weights", "weights column combining prunes to reach its cycles and energy"),
-    "cc_dropped_magnitude_fraction": f(NUM, "fraction 0-1", "their share of the kept |w|"),
+    "cc_dropped_magnitude_fraction": f(
+        NUM, "fraction 0-1", "their share of the |w| given to column combining"
+    ),
+    "cc_input_magnitude": f(NUM, "|w|", "summed |w| given to column combining"),
     "accesses": {
         "type": OBJ,
         "description": "memory accesses the energy model counts: sram_weight_reads, sram_index_reads, "
@@ -224,6 +239,13 @@ HW_LAYER = {
     "passes": f(INT, "passes", "array passes (groups of tiles loaded together)"),
     "folds": f(INT, "folds", "row/column folds of the packed layer"),
     "dense_folds": f(INT, "folds", "folds of the dense layer"),
+    "min_folds": f(INT, "folds", "the fewest folds the layer's passes can take: one per pass"),
+    "at_min_folds": f(
+        BOOL,
+        "-",
+        "folds == min_folds: every pass fits in one fold of the array's rows, so a higher "
+        "compression rate saves this layer's memory but not its cycles (why cycles stop falling)",
+    ),
     **HW_COMMON,
 }
 HW_LAYER_REQUIRED = [
@@ -300,6 +322,12 @@ def schemas() -> dict[str, dict]:
                 "array": f(STR, "PEs", "--array rows x columns"),
                 "m_source": f(STR, "-", "where M came from: topology, model, --vectors or assumed 1"),
                 "packed_file": f(STR, "-", "the packed input (its layers' options are in the layers)"),
+                "match": f(
+                    [STR, "null"],
+                    "-",
+                    "--match dropped: each layer's height is the least whose dropped |w| is at most column "
+                    "combining's; null: the heights given",
+                ),
             },
             ["array", "m_source"],
         ),
@@ -329,7 +357,7 @@ def schemas() -> dict[str, dict]:
             "workflow": f(STR, "-", "always `compress`", const="compress"),
             "granularity": f(STR, "-", "subword runs: `subword`"),
             "method": f(STR, "-", "word runs: --method"),
-            "rate": f([NUM, "null"], "x", "--rate target over all conv+linear layers"),
+            "rate": f([NUM, "null"], "x", "--rate target over the packed conv+linear layers (not depthwise)"),
             "bit_rate": f(NUM, "x", "subword: --bit-rate target"),
             "group": f([INT, "null"], "rows", "--group (explicit mode)"),
             "height": f([INT, "null"], "slots", "--height (explicit mode)"),
@@ -365,15 +393,86 @@ def schemas() -> dict[str, dict]:
         extra={
             "accuracy": accuracy,
             "hardware": obj(
-                "word runs: the whole model on the reference array, per image",
+                "the whole model on the reference array, per image: the packed layers and the layers left "
+                "dense (dense_layers, at their dense cost)",
                 {
                     "array": f(STR, "PEs", "array rows x columns"),
                     "per": f(STR, "-", "what one count covers: `image`"),
+                    "layers_at_min_folds": f(
+                        INT, "layers", "packed layers already at their minimum folds (layers[].at_min_folds)"
+                    ),
                     **HW_COMMON,
                 },
                 ["array", "per", *HW_TOTAL_REQUIRED],
             ),
-            "compression_rate": f(NUM, "x", "total compression rate (word: = total.compression_rate)"),
+            "compression_rate": f(
+                NUM,
+                "x",
+                "the rate over every conv/linear weight of the model: "
+                "model_weights.compression_rate (layers left dense count at 1x); without such layers, = "
+                "packed_compression_rate",
+            ),
+            "packed_compression_rate": f(
+                NUM,
+                "x",
+                "the rate over the packed layers alone (what --rate targets; word: = "
+                "total.compression_rate, subword: the word-equivalent bit rate); per layer: "
+                "layers[].compression_rate",
+            ),
+            "model_weights": obj(
+                "every conv and linear weight of the model, packed or left dense (biases and normalisation "
+                "parameters are not counted)",
+                {
+                    "total": f(INT, "weights", "packed + left_dense"),
+                    "packed": f(INT, "weights", "weights of the packed layers (sum of K*N)"),
+                    "left_dense": f(INT, "weights", "weights of the layers left dense (dense_layers)"),
+                    "stored_slots": f(NUM, "slots", "packed / packed_compression_rate + left_dense"),
+                    "compression_rate": f(NUM, "x", "total / stored_slots"),
+                },
+                ["total", "packed", "left_dense", "stored_slots", "compression_rate"],
+            ),
+            "dense_layers": arr(
+                "conv/linear layers left dense (depthwise convs), run dense on the reference array per "
+                "image; their cycles and energy are in the hardware totals",
+                obj(
+                    "one layer left dense",
+                    {
+                        "name": f(STR, "-", "module path"),
+                        "kind": f(STR, "-", "why it is dense: `depthwise`"),
+                        "shape": arr("weight shape", {"type": INT}),
+                        "groups": f(INT, "groups", "the conv's groups"),
+                        "mapping": f(
+                            STR,
+                            "-",
+                            "how it runs, the cheaper in cycles: `per group` (one GEMM a group) "
+                            "or `block-diagonal` (one dense GEMM, the groups on its diagonal)",
+                        ),
+                        "weights": f(INT, "weights", "weights of the layer"),
+                        **HW_LAYER,
+                    },
+                    ["name", "kind", "shape", "weights", "m", "cycles", "dense_cycles", "energy_pj"],
+                ),
+            ),
+            "notes": NOTES,
+            "budget": obj(
+                "the training the run was given, in optimizer steps (pipeline.train: max(1, round(epochs x "
+                "steps_per_epoch)) a call)",
+                {
+                    "train_images": f(INT, "images", "examples in the training split"),
+                    "test_images": f(INT, "images", "examples in the held-out split the accuracies are on"),
+                    "batch_size": f(INT, "images", "examples per optimizer step over all processes"),
+                    "steps_per_epoch": f(INT, "steps", "ceil(train_images / batch_size)"),
+                    "prune_rounds": f(INT, "rounds", "--prune-rounds"),
+                    "prune_steps_per_round": f(INT, "steps", "training steps after each pruning round"),
+                    "format_rounds": f(INT, "rounds", "format-aware rounds (1 in explicit mode)"),
+                    "finetune_steps_per_round": f(
+                        INT, "steps", "fine-tuning steps of each format round (the last may repeat)"
+                    ),
+                    "max_fit_rounds": f(
+                        INT, "rounds", "at most this many fine-tunes of the last format round"
+                    ),
+                },
+            ),
             "unstructured_sparsity": f(
                 [NUM, "null"], "fraction 0-1", "word: sparsity after unstructured pruning"
             ),
@@ -388,9 +487,9 @@ def schemas() -> dict[str, dict]:
             "bit_rate": f(NUM, "x", "subword: 8*K*N / (4 * packed slots) over all layers"),
             "bit_rate_with_index": f(NUM, "x", "subword: dense bits / packed bits with index and shift bits"),
             "subword_sparsity": f(NUM, "fraction 0-1", "subword: zero subwords / all subwords"),
-            "seconds": f(NUM, "s", "subword: wall time of the pipeline"),
-            "seconds_prune_stage": f(NUM, "s", "subword: wall time of the pruning stage"),
-            "seconds_plan_and_pack": f(NUM, "s", "subword: wall time of planning and packing"),
+            "seconds": f(NUM, "s", "wall time of the pipeline (dense evaluation to the report)"),
+            "seconds_prune_stage": f(NUM, "s", "wall time of the pruning stage"),
+            "seconds_plan_and_pack": f(NUM, "s", "wall time of planning and packing (searches and repacks)"),
         },
         required=["accuracy", "compression_rate", "choices"],
     )
@@ -568,6 +667,23 @@ def schemas() -> dict[str, dict]:
             "format": f(STR, "-", "always `tightcompress.rtl`", const="tightcompress.rtl"),
             "format_version": f(INT, "-", "export format version; readers refuse others", const=1),
             "word_layout": f(STR, "-", "how words and multi-column fields are laid out in the hex files"),
+            "array": obj(
+                "the PE array the export is for (`export --array`, default 32x32)",
+                {
+                    "rows": f(INT, "PEs", "array rows R"),
+                    "cols": f(INT, "PEs", "array columns C"),
+                },
+                ["rows", "cols"],
+            ),
+            "hdl": obj(
+                "present with `export --hdl`: the Verilog written (export/hdl.py)",
+                {
+                    "modules": arr("the shared Verilog modules, one per file", {"type": STR}, "file"),
+                    "testbench": f(STR, "file", "each layer folder's testbench"),
+                },
+                ["modules", "testbench"],
+            ),
+            "files": arr("every file this export wrote, relative to DIR", {"type": STR}, "file"),
             "layers": arr(
                 "one entry per exported layer",
                 obj(
@@ -585,6 +701,8 @@ def schemas() -> dict[str, dict]:
                         "n_groups": f(INT, "groups", "row groups"),
                         "height_cap": f([INT, "null"], "slots", "height cap (null: lossless)"),
                         "group_offsets": arr("start row of each group, then K", {"type": INT}, "rows"),
+                        "groups": f(STR, "file", "group_offsets as n_groups + 1 hex words"),
+                        "testbench": f(STR, "file", "with --hdl: the layer's Verilog testbench"),
                         "fields": obj(
                             "bit widths of the hex fields",
                             {
@@ -595,6 +713,7 @@ def schemas() -> dict[str, dict]:
                                 "height_bits": f(INT, "bits", "bits of a group height word"),
                                 "feeder_bits": f(INT, "bits", "bits of a feeder word"),
                                 "column_bits": f(INT, "bits", "bits of a column word"),
+                                "group_bits": f(INT, "bits", "bits of a groups.hex word"),
                                 "unused_column": f(STR, "hex", "the column word marking an unused column"),
                             },
                         ),
@@ -628,7 +747,7 @@ def schemas() -> dict[str, dict]:
                 ),
             ),
         },
-        "required": ["format", "format_version", "layers"],
+        "required": ["format", "format_version", "array", "layers"],
     }
     return {
         "pack": pack,

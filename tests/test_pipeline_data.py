@@ -20,7 +20,7 @@ def make_folder(root: Path, n_per_class: int = 6, size: int = 8, classes: int = 
         (root / f"class{c}").mkdir(parents=True, exist_ok=True)
         for i in range(n_per_class):
             image = rng.integers(0, 60, size=(size, size)).astype(np.uint8)
-            image[:, : size // 2] += np.uint8(150 * c)
+            image[:, : size // 2] += np.uint8(150 * c // max(1, classes - 1))  # 0..150 over the classes
             Image.fromarray(image, mode="L").save(root / f"class{c}" / f"{i}.png")
     return root
 

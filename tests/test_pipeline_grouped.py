@@ -227,7 +227,7 @@ def test_cli_compress_and_simulate_a_grouped_conv(tmp_path: Path, monkeypatch, c
     (tmp_path / "mynet.py").write_text(GROUPED_NET)
     torch.manual_seed(0)
     torch.save(Net().state_dict(), tmp_path / "m.pt")
-    images = make_folder(tmp_path / "imgs", n_per_class=8)
+    images = make_folder(tmp_path / "imgs", n_per_class=8, classes=3)  # the model has 3 outputs
     args = ["compress", "--checkpoint", "m.pt", "--model", "mynet.py:Net", "--data", str(images)]
     args += ["--rate", "4", "--finetune-steps", "2", "--prune-steps", "1", "--out-dir", "OUT"]
     args += ["--max-drop", "100", "--tile", "8", "--prune-rounds", "1", "--batch-size", "4", "--quiet"]

@@ -19,7 +19,7 @@ from headless_chromium import CHROMIUM, load_page
 from tightcompress.cli.main import main
 from tightcompress.report import REPORT_VERSION
 from tightcompress.sweep import CSV_FIELDS, rows_to_csv
-from tightcompress.viz.report_html import accuracy_series, hardware_runs
+from tightcompress.viz.report_html import accuracy_series, hardware_runs, workload_label
 from tightcompress.viz.runs import layer_name, runs_from_files
 
 _IMG = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
@@ -143,6 +143,18 @@ def test_full_report_embeds_every_plot(tmp_path, inputs):
     compress_row = next(row for row in table.split("<tr>") if "compress.json" in row)
     cycles = compress_row.split("</td>")[6]  # compress: the cycles cell is filled from its hardware block
     assert re.fullmatch(r'<td class="num">\d[\d,]*', cycles)
+
+
+def test_dense_legend_says_what_m_is(inputs):
+    """The dense bars' legend names M (input vectors per layer) from the layers, never `M=?`."""
+    runs, _ = runs_from_files([inputs / name for name in REPORTS])
+    labels = [workload_label(run) for run in runs if run.kind != "pack"]
+    assert labels == ["M=1 input vectors per layer", "M=1 input vectors per layer", "one image"]
+    simulate = runs[1]
+    simulate.layers = [{**layer, "m": m} for layer, m in zip(simulate.layers, (64, 1), strict=True)]
+    assert workload_label(simulate) == "M=1–64 input vectors per layer"
+    simulate.layers = [{k: v for k, v in layer.items() if k != "m"} for layer in simulate.layers]
+    assert "?" not in workload_label(simulate) and "M=" not in workload_label(simulate)
 
 
 def test_heat_map_layer_by_module_path(tmp_path, inputs):

@@ -54,3 +54,35 @@ def build_report(layers: list[dict[str, Any]], config: dict[str, Any] | None = N
         "layers": layers,
         "total": total_report(layers),
     }
+
+
+def unimproved_search_note(layers: Iterable[dict[str, Any]]) -> str | None:
+    """One line naming the layers where the annealer ran but did not improve on its greedy start (their
+    packing is the greedy arrangement), or None."""
+    names = [
+        layer["name"]
+        for layer in layers
+        if layer.get("search_iterations", 0) > 0 and layer.get("search_improved") is False
+    ]
+    if not names:
+        return None
+    shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    return (
+        f"the annealer did not improve on its greedy start on {len(names)} layer(s): {shown} "
+        "(at its floor already, or give more --iterations)"
+    )
+
+
+def min_folds_note(layers: Iterable[dict[str, Any]], array: str) -> str | None:
+    """One sentence naming the layers already at their minimum folds (`at_min_folds`), or None: why a
+    higher compression rate stops lowering the cycles (`simulate` and `compress` print it as a note)."""
+    layers = list(layers)
+    floor = [str(layer["name"]) for layer in layers if layer.get("at_min_folds")]
+    if not floor:
+        return None
+    which = "every layer is" if len(floor) == len(layers) else f"{len(floor)} of {len(layers)} layers are"
+    names = ", ".join(floor[:4]) + (", ..." if len(floor) > 4 else "")
+    return (
+        f"{which} at the minimum folds on the {array} array (one fold per pass: {names}): a higher rate "
+        "saves memory there, not cycles"
+    )

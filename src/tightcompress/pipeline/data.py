@@ -43,6 +43,10 @@ class TrainingData(Protocol):
     def n_train(self) -> int:
         """Examples in the training split."""
 
+    @property
+    def n_test(self) -> int:
+        """Examples in the test (held-out) split."""
+
     def steps_per_epoch(self, batch_size: int) -> int:
         """Optimizer steps in one pass over the training split (`batch_size`: over all processes)."""
 
@@ -81,6 +85,11 @@ class Dataset:
     def n_train(self) -> int:
         """Examples in the training split."""
         return len(self.x_train)
+
+    @property
+    def n_test(self) -> int:
+        """Examples in the test split."""
+        return len(self.x_test)
 
     def steps_per_epoch(self, batch_size: int) -> int:
         """`ceil(n_train / batch_size)` (at least 1)."""
@@ -177,6 +186,86 @@ def _read_tree(root: Path) -> tuple[list[Path], np.ndarray, list[str]]:
     return paths, np.asarray(labels, dtype=np.int64), classes
 
 
+# The folder names of a split layout: `ROOT/train` beside one held-out folder (the first of these present).
+TRAIN_FOLDERS = ("train", "training")
+HELD_OUT_FOLDERS = ("val", "valid", "validation", "test")
+
+
+def _subfolders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _is_class_tree(folder: Path) -> bool:
+    """True when `folder` holds class sub-folders (a split), not images itself (then it is one class)."""
+    if any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()):
+        return False
+    return bool(_subfolders(folder))
+
+
+def split_layout(root: Path) -> tuple[Path, Path] | None:
+    """`(train folder, held-out folder)` when `root` is laid out as `train/CLASS` + `val/CLASS` (or
+    `valid`, `validation`, `test` for the held-out one, `training` for train); None for a single
+    `ROOT/CLASS` tree.
+
+    A split folder is one that holds class sub-folders rather than images (a class that happens to be
+    called `test` stays a class). With `val` and `test` both present, `val` is evaluated on and `test` is
+    left untouched, as a held-out test set should be. A split folder beside other folders, or a held-out
+    folder without a training one, is a one-line error: either reading would silently mix them up.
+    """
+    if not root.is_dir():
+        return None
+    folders = {p.name.lower(): p for p in _subfolders(root)}
+    found = {name: path for name, path in folders.items() if name in (*TRAIN_FOLDERS, *HELD_OUT_FOLDERS)}
+    found = {name: path for name, path in found.items() if _is_class_tree(path)}
+    if not found:
+        return None
+    others = sorted(path.name for name, path in folders.items() if name not in found)
+    names = ", ".join(sorted(path.name for path in found.values()))
+    if others:
+        raise TightCompressError(
+            f"{root}: split folders ({names}) beside other folders ({', '.join(others[:5])}); give "
+            "ROOT/CLASS/IMAGE or ROOT/train/CLASS/IMAGE + ROOT/val/CLASS/IMAGE"
+        )
+    train = next((found[name] for name in TRAIN_FOLDERS if name in found), None)
+    held_out = next((found[name] for name in HELD_OUT_FOLDERS if name in found), None)
+    if train is None:
+        raise TightCompressError(
+            f"{root}: a held-out folder ({names}) but no train/ folder beside it; give "
+            "ROOT/train/CLASS/IMAGE + ROOT/val/CLASS/IMAGE"
+        )
+    if held_out is None:
+        raise TightCompressError(
+            f"{root}: a {train.name}/ folder but no held-out folder beside it (val/, valid/, validation/ or "
+            f"test/); add one, or give {train} itself (then a seeded 20% of it is held out)"
+        )
+    unused = [path.name for name, path in found.items() if path not in (train, held_out)]
+    if unused:
+        log.info("data: %s/ is left unused (evaluating on %s/)", ", ".join(unused), held_out.name)
+    return train, held_out
+
+
+def check_same_classes(train_dir: Path, train: list[str], test_dir: Path, test: list[str]) -> None:
+    """One-line error unless the two splits have the same class folders (labels are their sorted order)."""
+    if train == test:
+        return
+    only_train = sorted(set(train) - set(test))
+    only_test = sorted(set(test) - set(train))
+    parts = []
+    if only_train:
+        parts.append(f"only in {train_dir.name}/: {_names(only_train)}")
+    if only_test:
+        parts.append(f"only in {test_dir.name}/: {_names(only_test)}")
+    raise TightCompressError(
+        f"{train_dir.parent}: {train_dir.name}/ and {test_dir.name}/ have different class folders "
+        f"({'; '.join(parts)}); the labels would not match"
+    )
+
+
+def _names(names: list[str], limit: int = 5) -> str:
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
 # ------------------------------------------------------------------------------ streamed ImageFolder
 def _image_mode(path: Path) -> str:
     from PIL import Image
@@ -255,7 +344,11 @@ def to_tensor(picture: Any, size: tuple[int, int]) -> torch.Tensor:
 
 
 class ImageFolderData:
-    """An ImageFolder tree `ROOT/CLASS/*.png` (or `ROOT/train`, `ROOT/test` trees) streamed from disk.
+    """An ImageFolder tree `ROOT/CLASS/*.png`, or a split `ROOT/train/CLASS/*.png` + `ROOT/val/CLASS/*.png`
+    (`split_layout`), streamed from disk.
+
+    A single tree is split `test_fraction` / rest with `seed`; a split layout is used as it is (train on
+    `train`, evaluate on the held-out folder), its two class lists checked equal.
 
     Images are read per batch by a `DataLoader` (`workers` processes), never all held in memory.
     `transforms` is `module:function` (or `file.py:function`), called as `function(train: bool)` and
@@ -276,17 +369,20 @@ class ImageFolderData:
     ) -> None:
         root = Path(root)
         self.source, self.workers = str(root), workers
-        if (root / "train").is_dir() and (root / "test").is_dir():
-            p_tr, y_tr, self.classes = _read_tree(root / "train")
-            p_te, y_te, classes_te = _read_tree(root / "test")
-            if classes_te != self.classes:
-                raise TightCompressError(f"{root}: train and test have different class folders")
+        layout = split_layout(root)
+        if layout is not None:
+            train_dir, test_dir = layout
+            p_tr, y_tr, self.classes = _read_tree(train_dir)
+            p_te, y_te, classes_te = _read_tree(test_dir)
+            check_same_classes(train_dir, self.classes, test_dir, classes_te)
+            log.info("data: training on %s, evaluating on %s", train_dir, test_dir)
         else:
             paths, labels, self.classes = _read_tree(root)
             order = np.arange(len(paths))
             i_tr, _, i_te, _ = split(order, labels, test_fraction, seed)
             p_tr, y_tr = [paths[i] for i in i_tr], labels[i_tr]
             p_te, y_te = [paths[i] for i in i_te], labels[i_te]
+        self.train_root, self.test_root = layout if layout is not None else (root, root)
         mode = _image_mode(p_tr[0])
         if transforms is not None:
             make = load_object(transforms, "transforms")
@@ -318,6 +414,11 @@ class ImageFolderData:
     def n_train(self) -> int:
         """Images in the training split."""
         return len(self.train_files)
+
+    @property
+    def n_test(self) -> int:
+        """Images in the held-out split."""
+        return len(self.test_files)
 
     def steps_per_epoch(self, batch_size: int) -> int:
         """`ceil(n_train / batch_size)` (at least 1)."""

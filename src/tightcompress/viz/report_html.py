@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from tightcompress.format.packed import PackedMatrix
+from tightcompress.report import min_folds_note
 from tightcompress.utils.atomic import atomic_path
 from tightcompress.viz.frontier_plot import frontier_figure
 from tightcompress.viz.runs import (
@@ -157,7 +158,7 @@ def plot_hardware(runs: Sequence[Run]) -> str | None:
                 dense_series.setdefault(values, run.label)
             series, series_colors = [], []
             for i, (values, first) in enumerate(dense_series.items()):
-                label = f"dense, {_workload(next(r for r in group if r.label == first))}"
+                label = f"dense, {workload_label(next(r for r in group if r.label == first))}"
                 series.append((label, list(values)))
                 series_colors.append(dense_color.setdefault(label, f"{0.55 + 0.15 * (i % 3):.2f}"))
             for run in group:
@@ -168,7 +169,7 @@ def plot_hardware(runs: Sequence[Run]) -> str | None:
                 color = run_color.setdefault(run.label, colors[run.label])
                 series_colors.append(color)
             _hbars(ax, names, series, colors=series_colors)
-            ax.set_xscale("log")
+            _log_axis(ax, len(arrays))
             ax.set_xlabel(unit, fontsize=8)
             if row == 0:
                 ax.set_title(f"{array} array", fontsize=10)
@@ -183,11 +184,34 @@ def plot_hardware(runs: Sequence[Run]) -> str | None:
     return _figure_png(fig)
 
 
-def _workload(run: Run) -> str:
-    """What one cycle count covers: one image (compress) or M input vectors per layer (simulate)."""
+def _log_axis(ax, n_panels: int) -> None:
+    """A log x axis whose labels never collide in a narrow panel: at most 1, 2 and 5 per decade and a few
+    in all, no minor-tick labels (matplotlib labels minor ticks when the data span less than a decade, and
+    those ran into each other on a 64x64 panel beside others)."""
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.autoscale_view()
+    low, high = ax.get_xlim()
+    decades = np.log10(high / low) if low > 0 and high > low else 0.0
+    subs = (1.0, 2.0, 5.0) if decades < 1.5 else (1.0,)  # within a decade or so: 1, 2, 5; else powers of 10
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs, numticks=max(3, 9 - 2 * n_panels)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.tick_params(axis="x", labelsize=7)
+
+
+def workload_label(run: Run) -> str:
+    """What one cycle count covers: one image (compress) or M input vectors per layer (simulate; M is the
+    number of input vectors a layer streams: output pixels x batch). An M the report does not hold is
+    left out rather than shown as a question mark."""
     if run.hardware.get("per") == "image":
         return "one image"
-    return f"M={run.config.get('batch', run.config.get('vectors', '?'))} vectors per layer"
+    ms = [layer.get("m") for layer in run.layers]
+    if ms and all(isinstance(m, int) for m in ms):
+        low, high = min(ms), max(ms)
+        vectors = f"M={low}" if low == high else f"M={low:,}–{high:,}"
+        return f"{vectors} input vectors per layer"
+    return "the same input vectors per layer"
 
 
 def plot_gains(runs: Sequence[Run]) -> str | None:
@@ -321,9 +345,18 @@ def plot_sweep(sweep_rows: Sequence[dict[str, Any]]) -> str | None:
     return _figure_png(fig)
 
 
+def packed_grid(packed: PackedMatrix) -> np.ndarray:
+    """The packed slots as the array holds them: `(K', C)` lane indices, tiles stacked top to bottom
+    (`K'` = the packed rows of all tiles), -1 where a slot holds no weight."""
+    return np.where(packed.values != 0, packed.lanes, -1).astype(np.int64)
+
+
 def plot_heatmap(packed: PackedMatrix) -> str:
-    """Nonzeros of one layer before (original order) and after (per-tile permutation), groups drawn."""
+    """One layer three ways: its kept nonzeros in the original order, after the per-tile permutation (groups
+    drawn), and the packed grid itself (`K' x C` slots, each coloured by its lane: the input within its
+    group that the slot's multiplexer selects)."""
     import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
 
     dense = packed.to_dense() != 0
     C, T = packed.tile, packed.n_tiles
@@ -333,20 +366,40 @@ def plot_heatmap(packed: PackedMatrix) -> str:
         live = cols >= 0
         block = dense[packed.row_perm[t]][:, cols[live]]
         after[:, t * C : t * C + int(live.sum())] = block
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5.5))
+    grid = packed_grid(packed)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 5.5), gridspec_kw={"width_ratios": [1, 1, 0.8]})
+    name = layer_name(str(packed.info.get("name", "layer")))
     axes[0].imshow(dense, aspect="auto", cmap="Greys", interpolation="nearest")
-    axes[0].set_title(
-        f"{layer_name(str(packed.info.get('name', 'layer')))}: kept nonzeros before ({packed.K} x {packed.N})"
-    )
+    axes[0].set_title(f"{name}: kept nonzeros ({packed.K} x {packed.N})", fontsize=9)
     axes[1].imshow(after, aspect="auto", cmap="Greys", interpolation="nearest")
-    axes[1].set_title(f"after permutation: {T} tile(s) of {C} columns, G={packed.group}")
+    axes[1].set_title(f"after permutation: {T} tile(s) of {C} columns, G={packed.group}", fontsize=9)
     for offset in packed.group_offsets[1:-1]:
         axes[1].axhline(offset - 0.5, color="tab:red", linewidth=0.7)
     for t in range(1, T):
         axes[1].axvline(t * C - 0.5, color="tab:blue", linewidth=0.8)
-    for ax in axes:
+    lanes = max(1, packed.group)
+    base = plt.get_cmap("tab10" if lanes <= 10 else "tab20" if lanes <= 20 else "hsv", lanes)
+    colors = ListedColormap(["white", *[base(i) for i in range(lanes)]])
+    image = axes[2].imshow(grid + 1, aspect="auto", cmap=colors, vmin=-0.5, vmax=lanes + 0.5,
+                           interpolation="nearest")  # fmt: skip
+    for offset in packed.tile_row_offsets[1:-1]:
+        axes[2].axhline(offset - 0.5, color="black", linewidth=1.0)
+    axes[2].set_title(
+        f"packed grid: {grid.shape[0]} rows x {C} slots, {packed.utilization:.0%} used", fontsize=9
+    )
+    axes[2].set_xlabel("slot column (array column)")
+    axes[2].set_ylabel("packed row (tiles top to bottom)")
+    bar = fig.colorbar(image, ax=axes[2], fraction=0.08, pad=0.02)
+    ticks = sorted({0, *np.linspace(1, lanes, min(lanes, 5)).round().astype(int).tolist()})
+    bar.set_ticks(ticks, labels=["empty" if t == 0 else str(t - 1) for t in ticks])
+    bar.set_label("lane (input within the group)", fontsize=8)
+    for ax in axes[:2]:
         ax.set_xlabel("column")
         ax.set_ylabel("row")
+    for ax in axes:
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    fig.tight_layout()
     return _figure_png(fig)
 
 
@@ -373,6 +426,10 @@ _COLUMNS: list[tuple[str, str, Any, str]] = [
      "{:,d}"),
     ("Speed-up (×)", "dense cycles / packed cycles on the same array", lambda r: r.hardware.get("speedup"),
      "{:.2f}×"),
+    ("Speed-up vs CC (×)", "column combining's cycles / packed cycles (simulate)",
+     lambda r: r.hardware.get("speedup_vs_cc"), "{:.2f}×"),
+    ("CC dropped |w| (%)", "magnitude column combining prunes to reach its cycles, % of its input |w|",
+     lambda r: _pct(r.data.get("total", {}), "cc_dropped_magnitude_fraction"), "{:.2f}%"),
     ("Energy (µJ)", "modelled energy over all layers", lambda r: _scaled(r.hardware.get("energy_pj"), 1e-6),
      "{:.3f}"),
     ("Energy gain (×)", "dense energy / packed energy", lambda r: r.hardware.get("energy_gain"), "{:.2f}×"),
@@ -416,6 +473,168 @@ def runs_table(runs: Sequence[Run]) -> str:
     return f"<section><h2>Runs</h2><table><tr>{head}</tr>{''.join(body)}</table></section>"
 
 
+# The accuracy stages of a compress report, in pipeline order, with the names the page shows.
+_STAGES = [
+    ("dense", "dense (the incoming model)"),
+    ("start", "subword start"),
+    ("quantized", "int8 quantized"),
+    ("unstructured", "unstructured pruning"),
+    ("subword_pruned", "subword pruning"),
+    ("prune_to_fit", "pruned to fit the format, before fine-tuning"),
+    ("packed_finetuned", "packed and fine-tuned (final)"),
+]
+
+
+def _table(head: list[str], rows: list[list[str]], numeric_from: int = 1) -> str:
+    """A small HTML table of already formatted (escaped here) cells; cells from `numeric_from` on align
+    right."""
+    cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = []
+    for row in rows:
+        tds = "".join(
+            f'<td class="num">{html.escape(c)}</td>' if i >= numeric_from else f"<td>{html.escape(c)}</td>"
+            for i, c in enumerate(row)
+        )
+        body.append(f"<tr>{tds}</tr>")
+    return f'<div class="wrap"><table><tr>{cells}</tr>{"".join(body)}</table></div>'
+
+
+def _stage_accuracy(run: Run) -> str:
+    acc = run.data.get("accuracy") or {}
+    if not isinstance(acc, dict) or "dense" not in acc:
+        return ""
+    dense = accuracy_percent(acc["dense"])
+    rows = []
+    for key, label in _STAGES:
+        if isinstance(acc.get(key), int | float):
+            value = accuracy_percent(acc[key])
+            rows.append([label, f"{value:.2f}%", "" if key == "dense" else f"{value - dense:+.2f}"])
+    return "<h3>Accuracy after each stage</h3>" + _table(["stage", "top-1 accuracy", "vs dense (pp)"], rows)
+
+
+def _format_of(layer: dict[str, Any]) -> str:
+    if layer.get("method") == "dense":
+        return "dense (chosen: kept whole)"
+    if layer.get("method") in ("tight", "nm", "tight-subword", "nm-permuted") or "group" in layer:
+        return f"{layer.get('method', '?')} G={layer.get('group', '?')} h={layer.get('height', '?')}"
+    return str(layer.get("choice") or layer.get("method") or "?")
+
+
+def _layer_formats(run: Run) -> str:
+    rows = []
+    for layer in run.layers:
+        folds = layer.get("folds")
+        floor = layer.get("min_folds")
+        fold_text = "" if folds is None else f"{folds}" + ("" if floor is None else f" (min {floor})")
+        rows.append(
+            [
+                layer["name"],
+                f"{layer.get('K', '?')} x {layer.get('N', '?')}",
+                _format_of(layer),
+                f"{float(layer['compression_rate']):.2f}×",
+                "" if layer.get("cycles") is None else f"{int(layer['cycles']):,}",
+                fold_text,
+                "yes" if layer.get("at_min_folds") else "",
+            ]
+        )
+    for layer in run.data.get("dense_layers") or []:
+        shape = "x".join(str(d) for d in layer.get("shape", []))
+        rows.append(
+            [
+                str(layer.get("name", "?")),
+                shape,
+                f"left dense ({', '.join(str(x) for x in (layer.get('kind'), layer.get('mapping')) if x)})",
+                "1.00×",
+                "" if layer.get("cycles") is None else f"{int(layer['cycles']):,}",
+                "" if layer.get("folds") is None else str(layer["folds"]),
+                "",
+            ]
+        )
+    head = ["layer", "K x N (dense: weight shape)", "format (G, h)", "rate", "cycles", "folds",
+            "at minimum folds"]  # fmt: skip
+    return "<h3>Layers: the format chosen, and the layers left dense</h3>" + _table(head, rows, 3)
+
+
+def _rates_and_notes(run: Run) -> str:
+    data = run.data
+    lines = []
+    weights = data.get("model_weights")
+    if isinstance(weights, dict) and data.get("packed_compression_rate") is not None:
+        lines.append(
+            f"Compression rate {float(data['compression_rate']):.2f}× over all {weights['total']:,}"
+            f" conv/linear weights; {float(data['packed_compression_rate']):.2f}× over the packed layers"
+            f" alone ({weights['packed']:,} weights), {weights['left_dense']:,} weights left dense."
+        )
+    skipped = (data.get("notes") or {}).get("skipped_layers") or []
+    for entry in skipped:
+        lines.append(f"Not packed: {entry.get('name')}: {entry.get('reason')}.")
+    floor = min_folds_note(run.layers, str(run.array or "reference"))
+    if floor:
+        lines.append(
+            f"Why cycles stop falling: {floor}. Every pass already loads the array once, so its cycles are"
+            " the fold's fixed cost (2R + C + M - 2 on R x C PEs with M input vectors)."
+        )
+    return "".join(f"<p>{html.escape(line)}</p>" for line in lines)
+
+
+_CONFIG_BUDGET = [
+    ("prune_rounds", "pruning rounds"),
+    ("prune_epochs", "epochs per pruning round"),
+    ("format_rounds", "format rounds"),
+    ("finetune_epochs", "fine-tuning epochs"),
+    ("batch_size", "batch size"),
+]
+
+
+def _budget_and_time(run: Run) -> str:
+    data, config = run.data, run.config
+    budget = data.get("budget")
+    parts = []
+    if isinstance(budget, dict):
+        parts.append(
+            f"Budget: {budget['train_images']:,} training images in batches of {budget['batch_size']}"
+            f" ({budget['steps_per_epoch']} steps an epoch); pruning {budget['prune_rounds']} round(s) of"
+            f" {budget['prune_steps_per_round']} steps; fine-tuning {budget['format_rounds']} format round(s)"
+            f" of {budget['finetune_steps_per_round']} steps (the last repeated at most"
+            f" {budget['max_fit_rounds']} times until everything fits); accuracy on"
+            f" {budget['test_images']:,} held-out images."
+        )
+    else:  # a report without the budget block: what its config says, in epochs
+        said = [
+            f"{label} {config[key]:g}"
+            for key, label in _CONFIG_BUDGET
+            if isinstance(config.get(key), int | float)
+        ]
+        if said:
+            parts.append(f"Budget: {', '.join(said)}.")
+    if isinstance(data.get("seconds"), int | float):
+        total = float(data["seconds"])
+        prune = data.get("seconds_prune_stage")
+        pack = data.get("seconds_plan_and_pack")
+        detail = ""
+        if isinstance(prune, int | float) and isinstance(pack, int | float):
+            rest = max(0.0, total - prune - pack)
+            detail = (f" (pruning {prune:.1f} s, planning and packing {pack:.1f} s, fine-tuning and"
+                      f" evaluation {rest:.1f} s)")  # fmt: skip
+        where = f" on {config['device']}" if config.get("device") else ""
+        world = config.get("world_size")
+        procs = f", {world} processes" if isinstance(world, int) and world > 1 else ""
+        parts.append(f"Wall time {total:.1f} s{where}{procs}{detail}.")
+    return "".join(f"<p>{html.escape(part)}</p>" for part in parts)
+
+
+def compress_sections(runs: Sequence[Run]) -> str:
+    """One section per compress run: the rates (every weight, packed layers), why cycles stop falling, the
+    accuracy after each stage, each layer's format (G, h) and the layers left dense, the budget and time."""
+    out = []
+    for run in runs:
+        if run.kind != "compress":
+            continue
+        body = _rates_and_notes(run) + _stage_accuracy(run) + _layer_formats(run) + _budget_and_time(run)
+        out.append(f"<section><h2>Compress run {html.escape(run.label)}</h2>{body}</section>")
+    return "".join(out)
+
+
 def build_html(
     runs: Sequence[Run],
     *,
@@ -447,6 +666,7 @@ def _page(
     arrays = list(hardware_runs(runs))
     sections = [
         runs_table(runs) if runs else "",
+        compress_sections(runs),
         _img(
             "Accuracy vs compression rate",
             plot_accuracy(runs, frontiers),
@@ -492,10 +712,12 @@ def _page(
             for source, data in frontiers
         ),
         _img(
-            "Nonzeros before and after permutation",
+            "Nonzeros before and after permutation, and the packed grid",
             None if packed is None else plot_heatmap(packed),
-            "no packed file given (--packed PACKED.safetensors)",
-            "Red lines: groups of G rows; blue lines: tiles of C columns.",
+            "no packed file given (--packed PACKED.safetensors; compress writes OUT/packed.safetensors)",
+            "Left: the kept nonzeros; middle: after the per-tile permutation (red lines: groups of G rows;"
+            " blue lines: tiles of C columns); right: the slots the array holds, K' packed rows by C"
+            " columns, each coloured by its lane (white: an empty slot; black lines: tiles).",
         ),
     ]
     style = (
@@ -505,7 +727,7 @@ def _page(
         "td,th{border:1px solid #ccc;padding:3px 5px}"
         "th{background:#f3f3f3;text-align:left;vertical-align:bottom}td.num{text-align:right;"
         "font-variant-numeric:tabular-nums;white-space:nowrap}td.na{text-align:center;color:#aaa}"
-        "td.run{min-width:16em}"
+        "td.run{min-width:16em}h3{font-size:1em;margin:1em 0 0.3em}"
         ".note{color:#777}.caption{color:#555;font-size:0.9em;margin:0.2em 0 0.6em}"
     )
     return (
