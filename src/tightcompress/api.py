@@ -153,6 +153,23 @@ def check_matrix(weights: np.ndarray, name: str = "matrix") -> np.ndarray:
     return np.ascontiguousarray(weights)
 
 
+def check_sums_finite(weights: np.ndarray, name: str = "matrix", *, squared: bool = False) -> None:
+    """Refuse a matrix whose total |w| (or w^2 for the squared objective) overflows float64: every report
+    fraction divides by it, so the result would be NaN or infinite (1e308 weights). One line, at the door,
+    before any work and without NumPy's overflow warning."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        magnitude = np.abs(weights.astype(np.float64, copy=False))
+        total = float(np.add.reduce(magnitude, axis=None))
+        if squared and math.isfinite(total):
+            total = float(np.add.reduce(np.square(magnitude), axis=None))
+    if not math.isfinite(total):
+        what = "w^2 (the squared objective)" if squared else "|w|"
+        raise TightCompressError(
+            f"{name}: the sum of {what} overflows float64 (largest |w| {float(magnitude.max()):.3g}); "
+            "rescale the weights"
+        )
+
+
 def _as_array(weights: object, name: str) -> np.ndarray:
     """NumPy view of an array-like; a torch tensor is detached and moved to the CPU (no torch import)."""
     if hasattr(weights, "detach") and hasattr(weights, "cpu"):
@@ -192,6 +209,7 @@ def pack(
         raise TightCompressError("give either a PackConfig or keyword options, not both")
     input_dtype = str(np.asarray(weights).dtype)
     weights = check_matrix(weights, name)
+    check_sums_finite(weights, name, squared=config.objective == "squared")
     weights = search_copy(weights)
     requested_tile = config.tile
     if config.tile > weights.shape[1]:  # a tile wider than the layer only adds padding columns

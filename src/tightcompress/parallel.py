@@ -22,6 +22,7 @@ import numpy as np
 from tightcompress.api import PackConfig, pack
 from tightcompress.errors import TightCompressError
 from tightcompress.format.packed import PackedMatrix
+from tightcompress.utils.memory import check_memory, pack_memory
 
 Progress = Callable[[str], None]
 
@@ -84,7 +85,30 @@ def run_tasks(
     ordered = [tasks[i] for i in order]
     if ray_address is not None:
         return _run_ray(ordered, ray_address, progress)
-    return _run_local(ordered, min(jobs or default_jobs(), max(len(tasks), 1)), progress)
+    workers = worker_count(jobs, len(tasks))
+    check_pack_memory([task.matrix.shape for task in ordered], workers)
+    # never more workers than cores (each costs about 115 MiB and they would only take turns) or tasks
+    return _run_local(ordered, workers, progress)
+
+
+def worker_count(jobs: int | None, tasks: int) -> int:
+    """Processes that pack `tasks` layers for `jobs` (None: the cores): never more than the cores (each
+    costs about 115 MiB, and more only take turns) or the tasks."""
+    return min(jobs or default_jobs(), default_jobs(), max(tasks, 1))
+
+
+def check_pack_memory(shapes: Sequence[tuple[int, ...]], workers: int) -> None:
+    """A one-line error, before any work, when packing matrices of `shapes` with `workers` processes at
+    once would need more memory than is available (`utils.memory`)."""
+    if not shapes:
+        return
+    largest = max(shapes, key=lambda shape: int(np.prod(shape)))
+    check_memory(
+        pack_memory((int(np.prod(shape)) for shape in shapes), workers),
+        f"packing {len(shapes)} layer(s) (the largest {' x '.join(map(str, largest))}) with {workers} "
+        "worker(s)",
+        "pack fewer layers at once: a lower --jobs" if workers > 1 else "",
+    )
 
 
 def _pack_task(task: Task) -> tuple[Hashable, PackedMatrix]:
@@ -101,7 +125,12 @@ def _run_local(tasks: list[Task], jobs: int, progress: Progress | None) -> dict[
                 progress(task.name)
         return results
     context = multiprocessing.get_context(_START_METHOD)
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_ignore_sigint)
+    pool = ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=context,
+        initializer=worker_signals,
+        initargs=(os.getpid(),),
+    )
     try:
         pending = {pool.submit(_pack_task, task) for task in tasks}
         while pending:
@@ -112,21 +141,49 @@ def _run_local(tasks: list[Task], jobs: int, progress: Progress | None) -> dict[
                 if progress:
                     progress(packed.info.get("name", str(key)))
     except BaseException:
-        # Ctrl-C or an error: stop now, not after the layers in flight (a worker may be minutes into one).
-        workers = list(getattr(pool, "_processes", {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for worker in workers:
-            worker.terminate()
-        for worker in workers:
-            worker.join()
+        # Ctrl-C, SIGTERM or an error: stop now, not after the layers in flight (a worker may be minutes
+        # into one).
+        stop_pool(pool)
         raise
     pool.shutdown()
     return results
 
 
-def _ignore_sigint() -> None:
-    """Workers leave Ctrl-C to the parent, which stops them: no traceback from every worker."""
+def stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and terminate the workers now (a worker may be hours into a task): after
+    this no worker is alive to hold the caller's stdout/stderr pipes."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        with contextlib.suppress(Exception):
+            worker.terminate()
+    for worker in workers:
+        with contextlib.suppress(Exception):
+            worker.join(timeout=5)
+            if worker.is_alive():
+                worker.kill()
+                worker.join(timeout=5)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def worker_signals(parent: int | None = None) -> None:
+    """A worker's signals: Ctrl-C is left to the parent, which stops the workers (no traceback from each);
+    SIGTERM and SIGHUP kill it at once (the parent's handlers, inherited through fork, would turn them into
+    exceptions); on Linux the worker also gets SIGTERM when the parent dies, even of SIGKILL, so no worker
+    outlives the run."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+            if parent is not None and os.getppid() != parent:  # the parent died before prctl
+                os._exit(1)
 
 
 def _run_ray(tasks: list[Task], address: str, progress: Progress | None) -> dict[Hashable, PackedMatrix]:
@@ -213,10 +270,40 @@ def _probe(address: str, timeout: float = 5.0, *, nothing: str = "nothing was pa
     import socket
 
     try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
-            pass
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout) as connection:
+            answer = _grpc_handshake(connection)
+    except TimeoutError:
+        raise TightCompressError(
+            f"the server at {address} accepted the connection but did not answer as a Ray cluster (gRPC) "
+            f"within {timeout:g} s; {nothing} and no fallback was tried — check the address (the head "
+            "node's GCS port, 6379 by default) or drop --ray"
+        ) from None
     except OSError as exc:
         raise TightCompressError(
             f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); {nothing} and no "
             "fallback was tried — drop --ray to run on this machine"
         ) from None
+    if answer is not None:
+        raise TightCompressError(
+            f"the server at {address} is not a Ray cluster (it answered {answer!r}, not gRPC); {nothing} "
+            "and no fallback was tried — check the address or drop --ray"
+        )
+
+
+# HTTP/2 client connection preface and an empty SETTINGS frame: every gRPC server (Ray's GCS and its
+# client server) answers with a SETTINGS frame of its own at once, before any authentication.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def _grpc_handshake(connection: Any) -> bytes | None:
+    """None when the peer answers the HTTP/2 preface with a SETTINGS frame (a gRPC server, as Ray is);
+    else the first bytes it sent. A peer that says nothing raises `TimeoutError` (the socket's timeout):
+    `ray.init` would retry such a port for minutes, printing warnings."""
+    connection.sendall(_H2_PREFACE)
+    header = b""
+    while len(header) < 9:
+        chunk = connection.recv(9 - len(header))
+        if not chunk:
+            return header or b"(connection closed)"
+        header += chunk
+    return None if header[3] == 0x04 else header

@@ -310,6 +310,8 @@ def _model_args(text: str) -> dict[str, Any]:
         kwargs = json.loads(text)
     except json.JSONDecodeError as exc:
         raise TightCompressError(f"--model-args is not JSON ({exc.msg})") from None
+    except RecursionError:
+        raise TightCompressError("--model-args is nested too deeply") from None
     if not isinstance(kwargs, dict):
         raise TightCompressError("--model-args must be a JSON object of keyword arguments")
     return kwargs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import typing
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from tightcompress.errors import TightCompressError
 from tightcompress.format.dtypes import store_dtype
 from tightcompress.format.io import load_packed, load_packed_state, save_packed
 from tightcompress.format.packed import PackedMatrix
-from tightcompress.parallel import default_jobs, pack_layers
+from tightcompress.parallel import check_pack_memory, default_jobs, pack_layers, worker_count
 from tightcompress.prune.subword_pack import is_subword, weight_matrix
 from tightcompress.readers import INPUT_HELP, ModelWeights, model_weights, read_model
 from tightcompress.readers.matrices import DEPTHWISE_REASON, weight_source
@@ -237,15 +238,18 @@ def matrices_from_args(
     return matrices, notes, {layer.name: layer for layer in layers}, None
 
 
-def split_bad_layers(matrices: dict[str, np.ndarray], skip: bool) -> tuple[dict[str, np.ndarray], list[dict]]:
-    """`(good matrices, skipped)`: with `skip`, layers that cannot be packed (all zero, NaN or inf) are set
-    aside as `{"name", "reason"}`; without it the first such layer is the command's one-line error."""
-    from tightcompress.api import check_matrix
+def split_bad_layers(
+    matrices: dict[str, np.ndarray], skip: bool, *, squared: bool = False
+) -> tuple[dict[str, np.ndarray], list[dict]]:
+    """`(good matrices, skipped)`: with `skip`, layers that cannot be packed (all zero, NaN or inf, or so
+    large that their total |w| (w^2 with `squared`) overflows) are set aside as `{"name", "reason"}`;
+    without it the first such layer is the command's one-line error, before any work."""
+    from tightcompress.api import check_matrix, check_sums_finite
 
     good, skipped = {}, []
     for name, matrix in matrices.items():
         try:
-            check_matrix(matrix, name)
+            check_sums_finite(check_matrix(matrix, name), name, squared=squared)
         except TightCompressError as exc:
             if not skip:
                 hint = " (--skip-bad-layers packs the other layers)" if len(matrices) > 1 else ""
@@ -282,7 +286,11 @@ def config_from_args(args: argparse.Namespace) -> PackConfig:
 def run_pack(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     matrices, notes, zoo, found = matrices_from_args(args)
-    matrices, bad_layers = split_bad_layers(matrices, skip=args.skip_bad_layers)
+    matrices, bad_layers = split_bad_layers(
+        matrices, skip=args.skip_bad_layers, squared=config.objective == "squared"
+    )
+    if args.ray is None:  # before the kernels compile and the progress bar starts
+        check_pack_memory([m.shape for m in matrices.values()], worker_count(args.jobs, len(matrices)))
     compile_kernels_once(args)
     with tqdm(
         total=len(matrices),
@@ -416,7 +424,9 @@ def write_state_dict(packed_path: str, layers: dict[str, PackedMatrix], output: 
     for name, array in {**weights, **state}.items():
         dtype = weight_dtypes[name] if name in weights else dtypes[name]
         tensor = torch.from_numpy(np.array(array, order="C"))
-        tensors[name] = tensor.to(getattr(torch, dtype)) if hasattr(torch, dtype) else tensor
+        with warnings.catch_warnings():  # complex32: torch calls its own support experimental
+            warnings.simplefilter("ignore")
+            tensors[name] = tensor.to(getattr(torch, dtype)) if hasattr(torch, dtype) else tensor
     if output.suffix == ".pt":
         with atomic_path(output, suffix=".pt") as tmp:
             torch.save(tensors, str(tmp))

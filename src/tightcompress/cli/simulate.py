@@ -51,7 +51,7 @@ from tightcompress.format.packed import PackedMatrix
 from tightcompress.hw.bitexact import check_bitexact, random_activations
 from tightcompress.hw.cycles import column_occupancy, parse_array
 from tightcompress.hw.energy import load_energy_table
-from tightcompress.parallel import Task, run_tasks
+from tightcompress.parallel import Task, check_pack_memory, run_tasks, worker_count
 from tightcompress.prune.subword_pack import SubwordPacked, is_subword, weight_matrix, weight_shape
 from tightcompress.readers.matrices import DEPTHWISE_REASON
 from tightcompress.readers.topology import (
@@ -357,7 +357,9 @@ def _read_matrices(
         if args.key is not None and Path(args.input).suffix.lower() not in (".pt", ".pth", ".safetensors"):
             raise TightCompressError("--key selects a state_dict inside a .pt/.pth/.safetensors checkpoint")
         found = read_input(args)
-        matrices, bad_layers = split_bad_layers(found.arrays, skip=args.skip_bad_layers)
+        matrices, bad_layers = split_bad_layers(
+            found.arrays, skip=args.skip_bad_layers, squared=getattr(args, "objective", "") == "squared"
+        )
         skipped.extend([*found.skipped, *bad_layers])
         reader_notes.update({k: v for k, v in found.notes.items() if k != "skipped_layers"})
         dtypes.update(found.dtypes)
@@ -387,6 +389,13 @@ def _read_matrices(
             f"random weights N(0, 1), seed {args.seed}, pruned to sparsity {args.sparsity} by magnitude: "
             "zeros spread uniformly at random, not a trained network's"
         )
+    from tightcompress.utils.memory import PACK_BYTES_PER_WEIGHT, check_memory
+
+    sizes = [row.k * row.n for row in rows]  # Python ints: no overflow for K = 1e29
+    check_memory(
+        (4 + PACK_BYTES_PER_WEIGHT) * sum(sizes),
+        f"the random weights of {len(rows)} topology layer(s) (the largest {max(sizes):,} weights)",
+    )
     matrices = {}
     for index, row in enumerate(rows):
         rng = np.random.default_rng([args.seed, index])
@@ -446,6 +455,8 @@ def _pack(tasks: list[Task], args: argparse.Namespace) -> dict:
     """Pack the tasks (the method's layers and the column-combining baselines) with a progress bar."""
     if not tasks:
         return {}
+    if args.ray is None:  # before the progress bar starts
+        check_pack_memory([t.matrix.shape for t in tasks], worker_count(args.jobs, len(tasks)))
     with tqdm(
         total=len(tasks), desc="pack", unit="layer", disable=args.quiet or len(tasks) < 2, file=sys.stderr
     ) as bar:

@@ -343,7 +343,7 @@ def _previous_export_files(folder: Path) -> set[str] | None:
                 names = [entry["vectors"]["x"], entry["vectors"]["y"]]
                 names += [f for tile in entry["tiles"] for f in tile["files"].values()]
                 files.update(f"{entry['folder']}/{f}" for f in names)
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+    except (OSError, ValueError, AttributeError, KeyError, TypeError, RecursionError):
         raise TightCompressError(
             f"{folder} exists and is not a previous RTL export; choose a new folder"
         ) from None
@@ -351,10 +351,30 @@ def _previous_export_files(folder: Path) -> set[str] | None:
     return {f for f in files if f and not Path(f).is_absolute() and ".." not in Path(f).parts} | {MANIFEST}
 
 
+def _through_link(out_dir: Path, rel: str) -> Path | None:
+    """The first path from `out_dir` down to `out_dir / rel` (itself included) that is a symlink, else
+    None: a link there would make a write or a removal land outside the export folder."""
+    path = out_dir
+    for part in Path(rel).parts:
+        path = path / part
+        if path.is_symlink():
+            return path
+    return None
+
+
 def _merge_into(staging: Path, out_dir: Path, written: list[str], previous: set[str]) -> None:
-    """Move the new export's files into a previous export, replacing or removing only what it wrote."""
+    """Move the new export's files into a previous export, replacing or removing only what it wrote.
+
+    Nothing is written or removed through a symlink (a link the previous export's manifest lists, or a link
+    standing for one of its folders): such a file is refused before anything moves, a stale one is left."""
     for rel in written:
         target = out_dir / rel
+        link = _through_link(out_dir, rel)
+        if link is not None:
+            raise TightCompressError(
+                f"{link} is a symbolic link in the previous export; not followed (remove it or choose a new "
+                "folder)"
+            )
         parts = Path(rel).parts
         for depth in range(1, len(parts)):
             folder = out_dir.joinpath(*parts[:depth])
@@ -368,7 +388,7 @@ def _merge_into(staging: Path, out_dir: Path, written: list[str], previous: set[
         os.replace(staging / rel, target)
     for rel in sorted(previous - set(written) - {MANIFEST}):
         stale = out_dir / rel
-        if stale.is_file() and not stale.is_symlink():
+        if _through_link(out_dir, rel) is None and stale.is_file():
             stale.unlink()
             if stale.parent != out_dir:
                 with contextlib.suppress(OSError):  # remove the layer folder too once nothing else is in it
@@ -382,6 +402,8 @@ def load_rtl(out_dir: str | os.PathLike[str]) -> dict[str, RtlLayer]:
     out_dir = Path(out_dir)
     try:
         manifest = json.loads((out_dir / "manifest.json").read_text())
+    except RecursionError:
+        raise TightCompressError(f"{out_dir}: manifest.json is nested too deeply to read") from None
     except (OSError, ValueError) as exc:
         raise TightCompressError(f"{out_dir}: no readable manifest.json ({exc})") from None
     if manifest.get("format") != RTL_FORMAT or manifest.get("format_version") != RTL_VERSION:

@@ -2,8 +2,10 @@
 
 The permutation search and slot filling are compiled for float32/float64; fp16, bf16 and integer weights
 are searched on an exact float32 copy, and the packed `values` go back to the input dtype. NumPy has no
-bfloat16, so bf16 values stay float32 (every bf16 value is exactly a float32) and `info["dtype"]` says
-`bfloat16`; the PyTorch side (`tightcompress.nn`, `unpack` to .pt/.safetensors) casts them back.
+bfloat16 or fp8, so bf16 and fp8 (`float8_e4m3fn`, `float8_e5m2`, ...) values stay float32 (every one is
+exactly a float32) and `info["dtype"]` names the stored type; the PyTorch side (`tightcompress.nn`, `unpack`
+to .pt/.safetensors) casts them back. fp8 weights are packed as their stored values: a per-tensor or
+per-block scale saved beside them (`weight_scale_inv`) is carried through untouched, not applied.
 """
 
 from __future__ import annotations
@@ -21,9 +23,25 @@ def search_copy(weights: np.ndarray) -> np.ndarray:
     return weights if weights.dtype in SEARCH_DTYPES else weights.astype(np.float32)
 
 
+# Stored types NumPy lacks -> the NumPy type that holds every one of their values exactly.
+WIDENED = {
+    "bfloat16": "float32",
+    "float8_e4m3fn": "float32",
+    "float8_e4m3fnuz": "float32",
+    "float8_e5m2": "float32",
+    "float8_e5m2fnuz": "float32",
+    "float8_e8m0fnu": "float32",
+    "complex32": "complex64",
+}
+
+
 def store_dtype(packed: PackedMatrix, dtype: str) -> PackedMatrix:
-    """Cast the packed values to `dtype` (a NumPy dtype name or `bfloat16`) and record it in the info."""
-    if dtype != "bfloat16":
+    """Cast the packed values to `dtype` (a NumPy dtype name, or a `WIDENED` one, kept in its exact wider
+    type) and record it in the info."""
+    if dtype in WIDENED:
+        if packed.values.dtype != np.dtype(WIDENED[dtype]):
+            packed.values = packed.values.astype(WIDENED[dtype])
+    else:
         try:
             target = np.dtype(dtype)
         except TypeError:

@@ -232,7 +232,7 @@ def _read_safetensors(path: str) -> tuple[dict[str, str], dict[str, np.ndarray]]
 def _json_object(text: str, path: str, key: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
         raise TightCompressError(f"{path}: metadata {key!r} is not valid JSON") from None
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise TightCompressError(f"{path}: metadata {key!r} must be a JSON object")
@@ -260,6 +260,7 @@ def _build_layer(path: str, name: str, meta: object, tensors: Mapping[str, np.nd
         height_cap = _int_field(meta, "height_cap", where)
     if not isinstance(info, dict):
         raise TightCompressError(f"{where}: info must be an object")
+    _check_info(info, K // 2 if method == _SUBWORD_METHOD else K, N, where)  # 2 subwords per weight
     arrays = {array: tensors[f"{name}/{array}"] for array in _ARRAYS}
     for array, data in arrays.items():
         if data.ndim != _ARRAY_NDIM[array]:
@@ -294,6 +295,52 @@ def _build_layer(path: str, name: str, meta: object, tensors: Mapping[str, np.nd
     except (IndexError, ValueError) as exc:
         raise TightCompressError(f"{where}: inconsistent arrays ({exc})") from None
     return packed
+
+
+_SUBWORD_METHOD = "tight-subword"  # = prune.subword_pack.SUBWORD_METHOD (format does not import prune)
+
+
+def _check_info(info: dict, K: int, N: int, where: str) -> None:
+    """The info fields that `unpack` acts on, checked like the arrays (the checksums cover the tensors,
+    not a hand-edited header): `dtype` a weight type name, `source` a weight shape that holds this
+    `K x N` matrix (one group of it for a grouped conv)."""
+    from tightcompress.format.dtypes import WIDENED
+
+    dtype = info.get("dtype")
+    if dtype is not None:
+        try:
+            known = dtype in WIDENED or (
+                isinstance(dtype, str)
+                and np.issubdtype(np.dtype(dtype), np.number)
+                and np.dtype(dtype).name == dtype
+            )
+        except TypeError:
+            known = False
+        if not known:
+            raise TightCompressError(f"{where}: info dtype {dtype!r} is not a weight type")
+    source = info.get("source")
+    if source is None:
+        return
+    if not isinstance(source, dict):
+        raise TightCompressError(f"{where}: info source must be an object")
+    shape, groups, index = source.get("shape"), source.get("groups", 1), source.get("group_index")
+    whole = isinstance(shape, list) and 2 <= len(shape) <= 4 and all(_positive_int(d) for d in shape)
+    if not (isinstance(source.get("weight"), str) and whole and _positive_int(groups)):
+        raise TightCompressError(f"{where}: info source must name a weight and its 2-D to 4-D shape")
+    if index is not None and not (_int_like(index) and 0 <= index < groups):
+        raise TightCompressError(f"{where}: info source group_index {index!r} is not one of {groups} groups")
+    if shape[0] % groups or shape[0] // groups != N or math.prod(shape[1:]) != K:
+        raise TightCompressError(
+            f"{where}: info source shape {shape} (groups {groups}) does not hold the {K} x {N} matrix"
+        )
+
+
+def _int_like(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _positive_int(value: object) -> bool:
+    return _int_like(value) and value >= 1  # type: ignore[operator]
 
 
 def jsonable(value: Any) -> Any:

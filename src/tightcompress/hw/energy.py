@@ -58,6 +58,11 @@ from tightcompress.hw.cycles import array_passes, check_vectors, parse_array
 SOURCE = "Horowitz, ISSCC 2014, 45 nm, 0.9 V (derived entries: see tightcompress.hw.energy)"
 
 
+# The largest per-operation (or per-bit) energy accepted: a millijoule, ten orders above a DRAM bit (about
+# 30 pJ); larger values are typos (1e308 overflowed the totals to infinity and wrote invalid JSON).
+MAX_ENERGY_PJ = 1e9
+
+
 @dataclass(frozen=True)
 class EnergyTable:
     """Per-operation energies in pJ (bit-level entries per bit). Defaults: Horowitz ISSCC 2014, 45 nm."""
@@ -105,6 +110,8 @@ def load_energy_table(path: str | os.PathLike[str] | None = None, **overrides: f
                 values = json.loads(path.read_text())
         except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
             raise TightCompressError(f"{path}: not a readable energy table ({exc})") from None
+        except RecursionError:  # nested deeper than Python's stack
+            raise TightCompressError(f"{path}: not a readable energy table (nested too deeply)") from None
         if not isinstance(values, dict):
             raise TightCompressError(f"{path}: the energy table must be a flat mapping of field = value")
     values.update(overrides)
@@ -119,9 +126,11 @@ def load_energy_table(path: str | os.PathLike[str] | None = None, **overrides: f
             not isinstance(value, int | float)
             or isinstance(value, bool)
             or not math.isfinite(value)
-            or value < 0
+            or not 0 <= value <= MAX_ENERGY_PJ
         ):
-            raise TightCompressError(f"energy table field {key} must be a number >= 0, got {value!r}")
+            raise TightCompressError(
+                f"energy table field {key} must be a number in [0, {MAX_ENERGY_PJ:g}] pJ, got {value!r}"
+            )
     if path is not None and "source" not in values:
         values["source"] = f"{SOURCE}; overridden by {path}"
     return replace(DEFAULT_ENERGY, **values)

@@ -29,12 +29,19 @@ def check_outputs_match_classes(model: nn.Module, data: Any) -> None:
     `data` is a `pipeline.data.TrainingData` (its `sample`, `n_classes` and `classes`). The batch is the
     first test images; the model is left in eval mode (the pipeline evaluates next).
     """
-    sample = data.sample(2)
+    from tightcompress.pipeline.models import user_failure
+
+    try:
+        sample = data.sample(2)  # --transforms failures are one line already (`data.CheckedTransform`)
+    except TightCompressError:
+        raise
+    except (Exception, SystemExit) as exc:
+        raise TightCompressError(f"cannot read the first test images: {user_failure(exc)}") from None
     try:
         with torch.no_grad():
             logits = model.eval()(sample.to(next(model.parameters()).device))
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except (Exception, SystemExit) as exc:  # the user's forward(), which may even call sys.exit()
+        first = user_failure(exc)
         raise TightCompressError(
             f"the model cannot run on the data {tuple(sample.shape[1:])}: {first}"
         ) from None

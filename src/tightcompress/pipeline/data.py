@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from tightcompress.errors import TightCompressError
-from tightcompress.pipeline.models import load_object
+from tightcompress.pipeline.models import call_user_code, load_object
 
 log = logging.getLogger("tightcompress.pipeline")
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -295,6 +295,31 @@ class _ImageFiles(torch.utils.data.Dataset):
         return self.transform(picture), torch.tensor(int(self.labels[index]))
 
 
+class CheckedTransform:
+    """The user's `--transforms` callable, checked on every image: an exception, a result that is not a
+    tensor, or a shape other than the first image's is a one-line `TightCompressError` naming the spec (so
+    a batch never fails deep inside `torch.stack`)."""
+
+    def __init__(self, transform: Callable, spec: str) -> None:
+        self.transform, self.spec, self.shape = transform, spec, None
+
+    def __call__(self, picture: Any) -> torch.Tensor:
+        """The transformed image, checked."""
+        result = call_user_code(f"--transforms {self.spec}", self.transform, picture)
+        if not isinstance(result, torch.Tensor):
+            raise TightCompressError(
+                f"--transforms {self.spec} returned a {type(result).__name__}, expected a (C, H, W) tensor"
+            )
+        if self.shape is None:
+            self.shape = tuple(result.shape)
+        elif tuple(result.shape) != self.shape:
+            raise TightCompressError(
+                f"--transforms {self.spec} returned shapes {self.shape} and {tuple(result.shape)}: every "
+                "image must come out the same size (resize or crop in the transform)"
+            )
+        return result
+
+
 class ResizeNormalize:
     """The default transform: resize to `size` (H, W), scale to [0, 1], normalise per channel."""
 
@@ -361,7 +386,12 @@ class ImageFolderData:
         mode = _image_mode(p_tr[0])
         if transforms is not None:
             make = load_object(transforms, "transforms")
-            train_tf, test_tf = make(True), make(False)
+            train_tf = CheckedTransform(
+                call_user_code(f"--transforms {transforms}(True)", make, True), transforms
+            )
+            test_tf = CheckedTransform(
+                call_user_code(f"--transforms {transforms}(False)", make, False), transforms
+            )
         else:
             if image_size is None:
                 from PIL import Image

@@ -73,8 +73,85 @@ def init_from_env(device: str = "auto") -> torch.device:
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         import_dynamo_before_the_group()
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        backend = "nccl" if use_cuda else "gloo"
+        if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":  # torchrun's agent gathered the peers
+            dist.init_process_group(backend=backend)
+        else:  # started by hand or by another launcher: wait for the peers a bounded time, saying where
+            world, rank_here, store = rendezvous_from_env()
+            dist.init_process_group(backend=backend, store=store, rank=rank_here, world_size=world)
     return torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+
+
+RENDEZVOUS_TIMEOUT_S = 300.0  # waiting for the other processes to start; TIGHTCOMPRESS_RENDEZVOUS_TIMEOUT
+
+
+def _env_int(name: str, low: int) -> int:
+    text = os.environ.get(name, "").strip()
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if value < low:
+        shown = repr(text) if text else "unset"
+        raise TightCompressError(f"{name} must be an integer >= {low} (as torchrun sets it), got {shown}")
+    return value
+
+
+@contextmanager
+def _stderr_silenced():
+    """File descriptor 2 points at /dev/null inside the block (C++ libraries write there directly)."""
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def rendezvous_from_env() -> tuple[int, int, Any]:
+    """`(world size, rank, store)`: this process joined the `MASTER_ADDR:MASTER_PORT` rendezvous of
+    `WORLD_SIZE` processes. A peer that does not come within `TIGHTCOMPRESS_RENDEZVOUS_TIMEOUT` seconds
+    (default 300) is a one-line error naming the address, instead of a silent wait of half an hour."""
+    from datetime import timedelta
+
+    world = _env_int("WORLD_SIZE", 1)
+    rank_here = _env_int("RANK", 0)
+    if rank_here >= world:
+        raise TightCompressError(f"RANK {rank_here} must be below WORLD_SIZE {world}")
+    host = os.environ.get("MASTER_ADDR", "").strip()
+    if not host:
+        raise TightCompressError("WORLD_SIZE > 1 needs MASTER_ADDR and MASTER_PORT (torchrun sets them)")
+    port = _env_int("MASTER_PORT", 1)
+    try:
+        wait = float(os.environ.get("TIGHTCOMPRESS_RENDEZVOUS_TIMEOUT", RENDEZVOUS_TIMEOUT_S))
+    except ValueError:
+        wait = -1.0
+    if not 0 < wait < float("inf"):
+        raise TightCompressError("TIGHTCOMPRESS_RENDEZVOUS_TIMEOUT must be a positive number of seconds")
+    try:
+        with _stderr_silenced():  # c10d logs every retry with a C++ stack trace to fd 2
+            store = dist.TCPStore(
+                host,
+                port,
+                world,
+                is_master=rank_here == 0,
+                timeout=timedelta(seconds=wait),
+                wait_for_workers=True,
+            )
+    except Exception as exc:  # DistNetworkError, DistStoreError, RuntimeError: the peers did not come
+        first = " ".join(str(exc).split())[:200] or type(exc).__name__
+        waited = "for the other processes" if rank_here == 0 else "for rank 0"
+        raise TightCompressError(
+            f"rank {rank_here} of {world}: waited {wait:g} s at {host}:{port} {waited}, which did not come "
+            f"({first}); start all {world} processes (torchrun --nproc-per-node {world}) or unset WORLD_SIZE"
+        ) from None
+    store.set_timeout(timedelta(minutes=30))  # later store operations: torch's default
+    return world, rank_here, store
 
 
 def import_dynamo_before_the_group() -> None:

@@ -43,7 +43,7 @@ from typing import Any
 import torch
 
 from tightcompress.errors import TightCompressError
-from tightcompress.parallel import connect_ray, default_jobs, ray_failure
+from tightcompress.parallel import connect_ray, default_jobs, ray_failure, stop_pool
 from tightcompress.pipeline import fit
 from tightcompress.pipeline.compress import (
     StageResult,
@@ -239,7 +239,7 @@ def load_point(path: Path) -> tuple[dict[str, Any], float] | None:
         names = fields if "unreachable" in record["point"] else POINT_FIELDS
         point = {name: record["point"][name] for name in names}
         return point, float(record["dense_accuracy"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         log.warning("ignoring unreadable point file %s (%s)", path, type(exc).__name__)
         return None
 
@@ -475,9 +475,8 @@ def _execute_pool(run: _Run, jobs: int) -> None:
                         submit_points(result)
                     else:
                         run.on_point(what[0], result, what[1])
-        except BaseException:
-            for future in pending:
-                future.cancel()
+        except BaseException:  # Ctrl-C, SIGTERM or a failed point: terminate the workers now
+            stop_pool(pool)
             raise
 
 

@@ -141,11 +141,31 @@ def load_object(spec: str, what: str) -> Any:
                     sys.path.remove(cwd)
     except TightCompressError:
         raise
-    except Exception as exc:
-        raise TightCompressError(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from None
+    except (Exception, SystemExit) as exc:  # the user's module may call sys.exit() at import
+        raise TightCompressError(f"cannot import {module_name!r}: {user_failure(exc)}") from None
     if not hasattr(module, attr):
         raise TightCompressError(f"{module_name!r} has no {attr!r}")
     return getattr(module, attr)
+
+
+def user_failure(exc: BaseException) -> str:
+    """One line saying how the user's code failed: `ValueError: message`, or `it called sys.exit(0)`."""
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 300 else text[:300] + " ..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def call_user_code(what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
+    """`function(*args, **kwargs)` where `function` is the user's (a model class, a transforms factory):
+    any exception, or a `sys.exit()`, becomes a one-line `TightCompressError` naming `what`."""
+    try:
+        return function(*args, **kwargs)
+    except TightCompressError:
+        raise
+    except (Exception, SystemExit) as exc:
+        raise TightCompressError(f"{what} failed: {user_failure(exc)}") from None
 
 
 def load_model_class(spec: str) -> type[nn.Module]:
@@ -163,10 +183,7 @@ def load_model(spec: str, checkpoint: str | os.PathLike[str], key: str | None = 
     one), `module.` prefixes stripped, `torch.nn.utils.prune` pairs folded, any dtype (cast to the model's).
     """
     cls = load_model_class(spec)
-    try:
-        model = cls(**kwargs)
-    except Exception as exc:
-        raise TightCompressError(f"cannot build {spec}: {type(exc).__name__}: {exc}") from None
+    model = call_user_code(f"building {spec}", cls, **kwargs)
     state = read_state_dict(checkpoint, key=key)
     try:
         model.load_state_dict(state, strict=True)

@@ -21,6 +21,7 @@ from tightcompress.readers.matrices import (
     layer_weight,
     matrix_to_weight,
     state_dict_layers,
+    unpackable_reason,
     weight_to_matrix,
 )
 
@@ -69,9 +70,11 @@ def read_model(path: str | os.PathLike[str], key: str | None = None) -> ModelWei
     if key is not None and suffix not in (".pt", ".pth", ".safetensors"):
         raise TightCompressError("--key selects a state_dict inside a .pt/.pth/.safetensors checkpoint")
     if suffix == ".npy":
+        from tightcompress.utils.memory import PACK_BYTES_PER_WEIGHT
         from tightcompress.utils.npy import read_npy
 
-        matrix = read_npy(path)  # checks the header against the file before allocating
+        # checks the header against the file, and the memory of reading and packing it, before allocating
+        matrix = read_npy(path, PACK_BYTES_PER_WEIGHT, doing="reading and packing")
         if matrix.ndim != 2:
             raise TightCompressError(f"{path}: expected a 2-D K x N matrix, got shape {matrix.shape}")
         layer = layer_weight(path.stem, matrix.T, str(matrix.dtype), source=str(path))
@@ -86,11 +89,24 @@ def read_model(path: str | os.PathLike[str], key: str | None = None) -> ModelWei
     from tightcompress.readers.checkpoint import read_state_dict, tensor_to_numpy
 
     state = read_state_dict(path, key=key)
-    arrays, dtypes = {}, {}
+    arrays, dtypes, unusable = {}, {}, []
     for name, tensor in state.items():
-        arrays[name], dtypes[name] = tensor_to_numpy(tensor)
-    layers = state_dict_layers(arrays, dtypes, source=str(path))
+        try:
+            arrays[name], dtypes[name] = tensor_to_numpy(tensor)
+        except TightCompressError as exc:  # a quantized tensor: listed, not packed, not carried through
+            unusable.append({"name": name, "reason": f"{exc}; not carried into the packed file"})
+    for entry in unusable:
+        del state[entry["name"]]
+    odd = [
+        {"name": name, "reason": reason}
+        for name, array in arrays.items()
+        if (reason := unpackable_reason(name, array, dtypes[name])) is not None
+    ]
+    layers = state_dict_layers(
+        {k: v for k, v in arrays.items() if k not in {e["name"] for e in odd}}, dtypes, source=str(path)
+    )
     matrices, skipped = gemm_matrices(layers, source=str(path))
+    skipped = unusable + odd + skipped
     notes = {
         "groups_from": "weight shapes (a state_dict does not record conv groups: a grouped conv is read as "
         "one dense conv unless --model or an .onnx file is given; depthwise convs are recognised by shape)"

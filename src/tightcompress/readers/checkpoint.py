@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +37,9 @@ def read_state_dict(path: str | os.PathLike[str], key: str | None = None) -> dic
     if not path.is_file():
         raise missing_file("checkpoint", path)
     suffix = path.suffix.lower()
+    from tightcompress.utils.memory import check_memory, file_size
+
+    check_memory(file_size(path), f"reading {path}")  # every tensor is loaded into memory
     if suffix == ".safetensors":
         from safetensors import SafetensorError, safe_open
         from safetensors.torch import load_file
@@ -59,7 +63,9 @@ def read_state_dict(path: str | os.PathLike[str], key: str | None = None) -> dic
             loaded = _unflatten_safetensors(loaded)
     elif suffix in (".pt", ".pth"):
         try:
-            loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's warnings (TorchScript archive, TypedStorage,
+                warnings.simplefilter("ignore")  # ComplexHalf, quantized tensors) are not for our user
+                loaded = torch.load(str(path), map_location="cpu", weights_only=True)
         except (
             RuntimeError,
             pickle.UnpicklingError,
@@ -68,6 +74,11 @@ def read_state_dict(path: str | os.PathLike[str], key: str | None = None) -> dic
             OSError,
             ValueError,
         ) as exc:
+            if "TorchScript" in str(exc):
+                raise TightCompressError(
+                    f"{path} is a TorchScript archive (torch.jit.save), not a state_dict of tensors: save "
+                    "model.state_dict() with torch.save instead"
+                ) from None
             if "Weights only load failed" in str(exc) and zipfile.is_zipfile(path):
                 raise TightCompressError(
                     f"{path} holds pickled objects (a whole model?), not a state_dict of tensors: save "
@@ -138,14 +149,26 @@ def normalize_state_dict(state: dict[str, Any], source: str = "checkpoint") -> d
 
 
 def tensor_to_numpy(tensor: Any) -> tuple[np.ndarray, str]:
-    """`(array, dtype name)` of a torch tensor: bfloat16 (which NumPy lacks) becomes float32, exactly."""
+    """`(array, dtype name)` of a torch tensor. Types NumPy lacks are widened exactly (bfloat16 and fp8 to
+    float32, complex32 to complex64; `format.dtypes.WIDENED`) and keep their name; a sparse tensor is made
+    dense. A quantized tensor (`qint8`, ...) is a one-line `TightCompressError`: its values mean nothing
+    without its scale and zero point (readers list it as skipped)."""
     import torch
+
+    from tightcompress.format.dtypes import WIDENED
 
     dtype = str(tensor.dtype).removeprefix("torch.")
     tensor = tensor.detach().cpu()
-    if tensor.dtype == torch.bfloat16:
-        tensor = tensor.float()
-    return tensor.numpy(), dtype
+    if tensor.is_quantized:
+        raise TightCompressError(f"quantized tensor ({dtype}): dequantize it before packing")
+    if tensor.layout != torch.strided:
+        tensor = tensor.to_dense()
+    if dtype in WIDENED:
+        tensor = tensor.to(getattr(torch, WIDENED[dtype]))
+    try:
+        return tensor.numpy(), dtype
+    except (TypeError, RuntimeError) as exc:
+        raise TightCompressError(f"dtype {dtype} has no NumPy equivalent ({_first_line(exc)})") from None
 
 
 def _is_state_dict(obj: Any) -> bool:

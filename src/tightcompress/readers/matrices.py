@@ -89,6 +89,19 @@ class GemmMatrix:
         return self.layer.dtype
 
 
+def unpackable_reason(name: str, array: np.ndarray, dtype: str) -> str | None:
+    """Why a state_dict tensor named like a layer weight (`...weight`, two or more dimensions) cannot be
+    packed, or None (also for every tensor that is not such a weight: those are carried through as they
+    are). Such a weight is listed as skipped and carried through unchanged, never fatal."""
+    if not name.split(".")[-1].endswith("weight") or array.ndim <= 1:
+        return None
+    if array.size == 0:
+        return f"empty weight (shape {tuple(array.shape)}): nothing to pack; carried through as it is"
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        return f"{dtype} weight: only real numbers are packed; carried through as it is"
+    return None
+
+
 def layer_weight(
     name: str, weight: np.ndarray, dtype: str, groups: int = 1, source: str = "model"
 ) -> LayerWeight:
@@ -101,6 +114,13 @@ def layer_weight(
         )
     if not (np.issubdtype(weight.dtype, np.floating) or np.issubdtype(weight.dtype, np.integer)):
         raise TightCompressError(f"{source}: weight {name!r} has non-numeric dtype {weight.dtype}")
+    if weight.dtype.itemsize > 8:  # float128: no packed storage (safetensors has no long double)
+        raise TightCompressError(
+            f"{source}: weight {name!r} has dtype {weight.dtype}, which cannot be stored packed; "
+            "convert it to float64 or float32"
+        )
+    if weight.size == 0:
+        raise TightCompressError(f"{source}: weight {name!r} is empty (shape {tuple(weight.shape)})")
     if groups < 1 or weight.shape[0] % groups:
         raise TightCompressError(
             f"{source}: {name!r} has {weight.shape[0]} output channels, not divisible by groups={groups}"

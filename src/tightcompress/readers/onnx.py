@@ -50,7 +50,14 @@ def read_onnx_layers(path: str | os.PathLike[str]) -> tuple[list[LayerWeight], l
             skipped.append({"name": name, "kind": node.op_type, "reason": "weight is not an initializer"})
             continue
         tensor = init[node.input[1]]
-        array = numpy_helper.to_array(tensor)
+        try:  # a truncated or padded raw_data, or an external file that is not there
+            array = numpy_helper.to_array(tensor, base_dir=str(path.parent))
+        except (ValueError, TypeError, OSError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise TightCompressError(
+                f"{path}: initializer {tensor.name!r} of {name!r} cannot be read ({first}): the file is "
+                "damaged (truncated raw_data?)"
+            ) from None
         dtype = _onnx_dtype(tensor.data_type, array)
         if dtype == "bfloat16":
             array = array.astype(np.float32)

@@ -48,6 +48,7 @@ HEADER = (
     "Num Filter",
     "Strides",
 )
+MAX_SIZE = 2**31 - 1  # a size SCALE-Sim (and any array) can index; 1e29 channels is a typo
 _FIELDS = ("ifmap_height", "ifmap_width", "filter_height", "filter_width", "channels", "filters", "stride")
 
 
@@ -69,8 +70,10 @@ class TopologyLayer:
             raise TightCompressError(f"topology layer name {self.name!r} must be non-empty, without commas")
         for key in _FIELDS:
             value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise TightCompressError(f"topology layer {self.name}: {key} must be an integer >= 1")
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_SIZE:
+                raise TightCompressError(
+                    f"topology layer {self.name}: {key} must be an integer >= 1 and <= 2**31 - 1, got {value}"
+                )
         if self.filter_height > self.ifmap_height or self.filter_width > self.ifmap_width:
             raise TightCompressError(
                 f"topology layer {self.name}: filter {self.filter_height}x{self.filter_width} is larger "

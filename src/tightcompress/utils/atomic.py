@@ -1,5 +1,10 @@
 """Atomic file writes: write to a temporary file beside the target, then rename over it.
 
+An output that is a symlink is written through: the file it points to is replaced atomically and the link
+stays a link. An output that is `/dev/null` is written (to a temporary file, removed) and discarded, as a
+shell redirection would; other special files are refused before any work (`utils.paths.check_paths`), and
+here again, so no device node or FIFO is ever replaced by a regular file.
+
 A new output gets the mode the user's umask gives an ordinary new file (`0666 & ~umask`, not `mkstemp`'s
 0600); a replaced file keeps its mode. `output_group` writes several outputs of one command all or none.
 """
@@ -8,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import stat
 import tempfile
@@ -36,7 +42,29 @@ def new_dir_mode() -> int:
     return 0o777 & ~current_umask()
 
 
+def write_target(target: str | os.PathLike[str]) -> Path:
+    """Where an output at `target` really goes: the file a symlink points to (so the link stays), else
+    `target`; a FIFO, device or socket (other than `/dev/null`) is refused."""
+    from tightcompress.utils.paths import refuse_special_output
+
+    target = Path(target)
+    refuse_special_output(target)
+    if target.is_symlink():
+        return Path(os.path.realpath(target))
+    return target
+
+
+def _discarded(target: Path) -> bool:
+    from tightcompress.utils.paths import is_null_device
+
+    return is_null_device(target)
+
+
 def _temporary_beside(target: Path, suffix: str) -> Path:
+    if _discarded(target):  # /dev/null: written in the temporary folder, then removed
+        fd, tmp_name = tempfile.mkstemp(prefix=".tightcompress-null.", suffix=suffix + ".tmp")
+        os.close(fd)
+        return Path(tmp_name)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
     os.close(fd)
@@ -49,10 +77,13 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
 
     A failure (or Ctrl-C) inside the block removes the temporary file, so no partial output is ever left.
     """
-    target = Path(target)
+    target = write_target(target)
     tmp = _temporary_beside(target, suffix)
     try:
         yield tmp
+        if _discarded(target):
+            tmp.unlink()
+            return
         os.chmod(tmp, new_file_mode(target))
         os.replace(tmp, target)
     except BaseException:
@@ -71,7 +102,7 @@ def output_group() -> Iterator[Callable[[str | os.PathLike[str]], Path]]:
     staged: list[tuple[Path, Path]] = []
 
     def stage(target: str | os.PathLike[str]) -> Path:
-        target = Path(target)
+        target = write_target(target)
         tmp = _temporary_beside(target, target.suffix)
         staged.append((tmp, target))
         return tmp
@@ -89,6 +120,8 @@ def _commit(staged: list[tuple[Path, Path]]) -> None:
     done: list[list[Any]] = []  # [target, backup or None, replaced]
     try:
         for tmp, target in staged:
+            if _discarded(target):
+                continue  # /dev/null: nothing to keep (the temporary file is removed by `output_group`)
             backup = None
             if target.exists():
                 backup = target.with_name(f".{target.name}.{os.getpid()}.backup")
@@ -111,7 +144,42 @@ def _commit(staged: list[tuple[Path, Path]]) -> None:
                 backup.unlink(missing_ok=True)
 
 
+def non_finite_field(payload: Any, where: str = "") -> str | None:
+    """The path (`layers[0].energy_pj`) of the first NaN or infinite number in `payload`, else None."""
+    if isinstance(payload, float):
+        return None if math.isfinite(payload) else (where or "<top>")
+    if isinstance(payload, dict):
+        items: Any = ((f"{where}.{k}" if where else str(k), v) for k, v in payload.items())
+    elif isinstance(payload, list | tuple):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(payload))
+    else:
+        return None
+    for path, value in items:
+        found = non_finite_field(value, path)
+        if found is not None:
+            return found
+    return None
+
+
+def json_text(payload: Any) -> str:
+    """`payload` as indented, strict JSON. A NaN or infinity (which `json.dumps` would write as the invalid
+    `NaN` / `Infinity`) is a one-line error naming the field, raised before anything is written."""
+    try:
+        return json.dumps(payload, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    except ValueError:
+        field = non_finite_field(payload)
+        if field is None:
+            raise
+        from tightcompress.errors import TightCompressError
+
+        raise TightCompressError(
+            f"the result's {field} is NaN or infinite (the input's values or the settings overflow); "
+            "nothing written"
+        ) from None
+
+
 def write_json_atomic(target: str | os.PathLike[str], payload: Any) -> None:
-    """Write `payload` as indented JSON to `target` atomically."""
+    """Write `payload` as indented, strict JSON (no NaN or Infinity: `json_text`) to `target` atomically."""
+    text = json_text(payload)
     with atomic_path(target, suffix=".json") as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+        tmp.write_text(text)

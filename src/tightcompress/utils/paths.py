@@ -1,5 +1,9 @@
 """Paths checked before any work: no output may be an input or another output, every output writable.
 
+Inputs and outputs that are FIFOs, devices, sockets or symlink loops are refused (reading one would hang or
+never end; an atomic write would replace the node with a regular file), except `/dev/null` itself as an
+output, which is written through. No option reads standard input, so `-` is an ordinary file name.
+
 Two paths are the same file when they resolve to the same place (symlinks followed) or, when both exist,
 name the same inode (hard links). Commands declare their inputs and outputs (`cli.common.declare_paths`);
 the CLI checks them with `check_paths` before running anything, so a mistake costs nothing.
@@ -7,9 +11,11 @@ the CLI checks them with `check_paths` before running anything, so a mistake cos
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,11 +31,59 @@ def _identity(path: Path) -> tuple:
         st = os.stat(path)
         return ("inode", st.st_dev, st.st_ino)
     except OSError:
-        return ("path", str(path.resolve()))
+        return ("path", os.path.realpath(path))
+
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def special_kind(path: str | os.PathLike[str]) -> str | None:
+    """What `path` is when it is not a regular file, a folder or nothing: `a FIFO (named pipe)`, `a
+    character device`, `a block device`, `a socket`, or `a symlink loop`; None otherwise (symlinks are
+    followed). Reading one would hang (a FIFO nobody writes), never end (`/dev/zero`) or fail later."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return "a symlink loop" if exc.errno == errno.ELOOP else None
+    for test, kind in _KINDS:
+        if test(mode):
+            return kind
+    return None
+
+
+def is_null_device(path: str | os.PathLike[str]) -> bool:
+    """True when `path` is this system's `/dev/null` itself (the same inode, not any node with its
+    numbers): an output there is written through, as a shell redirection would, and nothing is kept."""
+    try:
+        return os.path.samefile(path, os.devnull)
+    except OSError:
+        return False
+
+
+def refuse_special_input(path: str | os.PathLike[str], what: str = "input") -> None:
+    """A one-line error for an input that is a FIFO, device, socket or symlink loop (see `special_kind`)."""
+    kind = special_kind(path)
+    if kind is not None:
+        raise TightCompressError(f"{what} {path} is {kind}, not a regular file")
+
+
+def refuse_special_output(path: str | os.PathLike[str], what: str = "output") -> None:
+    """A one-line error for an output that exists as a FIFO, device, socket or symlink loop: an atomic
+    write would replace the node with a regular file. `/dev/null` itself is allowed (written through)."""
+    kind = special_kind(path)
+    if kind is not None and not is_null_device(path):
+        raise TightCompressError(
+            f"{what} {path} is {kind}; tightcompress writes regular files only (it would be replaced)"
+        )
 
 
 def _nearest_existing(path: Path) -> Path:
-    path = path.resolve()
+    path = Path(os.path.realpath(path))
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
@@ -38,6 +92,12 @@ def _nearest_existing(path: Path) -> Path:
 def _check_writable_location(path: Path, is_dir: bool) -> None:
     """An output can be created: it is not a folder (or not a file, for a folder output), and the nearest
     existing folder above it accepts a new file (probed with a temporary file, which is removed)."""
+    if is_dir:
+        refuse_special_output(path, "output folder")
+    else:
+        refuse_special_output(path)
+        if is_null_device(path):
+            return  # written through to /dev/null (see `utils.atomic`): nothing to create beside it
     if path.exists():
         if is_dir and not path.is_dir():
             raise TightCompressError(f"output folder {path} exists and is not a folder")
@@ -68,6 +128,8 @@ def check_paths(
     inputs = [Path(p) for p in inputs if p is not None]
     outputs = [Path(p) for p in outputs if p is not None]
     output_dirs = [Path(p) for p in output_dirs if p is not None]
+    for path in inputs:
+        refuse_special_input(path)
     seen: dict[tuple, tuple[str, Path]] = {}
     for role, path in [("input", p) for p in inputs]:
         seen.setdefault(_identity(path), (role, path))
@@ -80,9 +142,9 @@ def check_paths(
             raise TightCompressError(f"output {path} is {what}{same}; choose another output path")
         seen[key] = ("output", path)
     for folder in output_dirs:
-        root = folder.resolve()
+        root = Path(os.path.realpath(folder))
         for path in inputs:
-            if root in path.resolve().parents:
+            if root in Path(os.path.realpath(path)).parents:
                 raise TightCompressError(
                     f"input {path} is inside the output folder {folder}; move it or write elsewhere"
                 )

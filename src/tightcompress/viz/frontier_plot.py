@@ -73,9 +73,12 @@ def write_frontier_png(data: Mapping[str, Any], path: str | os.PathLike[str]) ->
     """Draw the frontier to a PNG file atomically."""
     import matplotlib.pyplot as plt
 
-    fig = frontier_figure(data)
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
-    finally:
-        plt.close(fig)
+    from tightcompress.viz.text import plain_text
+
+    with plain_text():
+        fig = frontier_figure(data)
+        try:
+            with atomic_path(path, suffix=".png") as tmp:
+                fig.savefig(tmp, format="png", dpi=110)
+        finally:
+            plt.close(fig)

@@ -643,6 +643,22 @@ def build_html(
     packed: PackedMatrix | None = None,
     title: str = "tightcompress report",
 ) -> str:
+    """The whole self-contained HTML page; names are drawn as plain text (`viz.text.plain_text`: a `$` in a
+    layer or file name is a dollar sign, not mathtext)."""
+    from tightcompress.viz.text import plain_text
+
+    with plain_text():
+        return _page(runs, frontiers=frontiers, sweep_rows=sweep_rows, packed=packed, title=title)
+
+
+def _page(
+    runs: Sequence[Run],
+    *,
+    frontiers: Sequence[tuple[str, dict]],
+    sweep_rows: Sequence[dict[str, Any]],
+    packed: PackedMatrix | None,
+    title: str,
+) -> str:
     """The whole self-contained HTML page."""
     import matplotlib
 
@@ -723,7 +739,8 @@ def build_html(
 
 
 def write_html(path: str | os.PathLike[str], runs: Sequence[Run], **kwargs: Any) -> None:
-    """Render and write the HTML atomically (nothing is written if any plot fails)."""
+    """Render and write the HTML atomically (nothing is written if any plot fails); names are drawn as
+    plain text (`viz.text.plain_text`)."""
     page = build_html(runs, **kwargs)
     with atomic_path(path, suffix=".html") as tmp:
         tmp.write_text(page, encoding="utf-8")

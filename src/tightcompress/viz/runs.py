@@ -147,6 +147,8 @@ def load_report_json(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise TightCompressError(f"report not found: {path}") from None
     except (OSError, ValueError) as exc:
         raise TightCompressError(f"{path}: not a readable JSON file ({exc})") from None
+    except RecursionError:  # nested deeper than Python's stack (100,000 levels)
+        raise TightCompressError(f"{path}: not a readable JSON file (nested too deeply)") from None
     if not isinstance(data, dict):
         raise TightCompressError(f"{path}: expected a JSON object, got {type(data).__name__}")
     kind = json_kind(data)
