@@ -172,7 +172,16 @@ NOTES = obj(
 
 # ------------------------------------------------------------------------------------- hardware fields
 HW_COMMON = {
-    "cycles": f(INT, "cycles", "cycles of the packed layer on the array (weight-stationary, no stalls)"),
+    "cycles": f(
+        INT, "cycles", "cycles of the packed layer on the array (weight-stationary), stall_cycles included"
+    ),
+    "stall_cycles": f(
+        INT,
+        "cycles",
+        "cycles added because a buffer's bandwidth (--arch) cannot feed the array; 0 by default",
+    ),
+    "dense_stall_cycles": f(INT, "cycles", "the same for the dense layer"),
+    "cc_stall_cycles": f(INT, "cycles", "the same for the column-combining packing"),
     "dense_cycles": f(INT, "cycles", "cycles of the dense layer on the same array and input vectors"),
     "speedup": f(NUM, "x", "dense_cycles / cycles"),
     "utilization_pe": f(NUM, "fraction 0-1", "useful MACs / (PEs x cycles)"),
@@ -185,7 +194,8 @@ HW_COMMON = {
     "energy_gain": f(NUM, "x", "dense_energy_pj / energy_pj"),
     "energy_breakdown_pj": {
         "type": OBJ,
-        "description": "energy by part: mac, mux, weight_reg, act_forward, sram_*, dram_weights",
+        "description": "energy by part: mac, mux, weight_reg, act_forward, sram_*, dram_weights, "
+        "dram_activations and dram_outputs (traffic of buffers too small, --arch; 0 by default)",
         "x-unit": "pJ",
         "additionalProperties": {"type": NUM},
     },
@@ -213,7 +223,9 @@ HW_COMMON = {
     "accesses": {
         "type": OBJ,
         "description": "memory accesses the energy model counts: sram_weight_reads, sram_index_reads, "
-        "sram_activation_reads, sram_output_writes, sram_output_reads (partial sums), dram_weight_reads",
+        "sram_activation_reads, sram_output_writes, sram_output_reads (partial sums), dram_weight_reads, "
+        "and for buffers too small (--arch) dram_activation_reads, dram_partial_sum_writes, "
+        "dram_partial_sum_reads, dram_output_writes",
         "x-unit": "accesses",
         "additionalProperties": {"type": NUM},
     },
@@ -238,11 +250,66 @@ HW_LAYER_REQUIRED = [
 ]
 HW_TOTAL_REQUIRED = ["cycles", "dense_cycles", "speedup", "energy_pj", "dense_energy_pj", "energy_gain"]
 
+ENERGY_FIELDS = (
+    "add8_pj", "mult8_pj", "add32_pj", "mult32_pj", "mux2_pj_per_bit", "reg_pj_per_bit",
+    "sram_weight_pj_per_bit", "sram_index_pj_per_bit", "sram_act_pj_per_bit", "sram_out_pj_per_bit",
+    "dram_pj_per_bit",
+)  # fmt: skip
 ENERGY_TABLE = {
     "type": OBJ,
     "description": "the per-operation energies used (hw/energy.py EnergyTable: pJ per op or bit) and source",
     "x-unit": "pJ",
 }
+
+ARCH_INF = "a number, or inf in the TOML file (null in a report): unlimited"
+
+
+def arch_sections(*, report: bool) -> dict[str, Any]:
+    """The sections of an architecture file (`hw/arch.py`); `report=True`: as `simulate` reports them."""
+    inf_type = [NUM, "null"] if report else NUM
+
+    def buffer(name: str, what: str) -> dict:
+        return obj(
+            f"the {name} buffer: {what}",
+            {
+                "size_kb": f(inf_type, "KiB", f"SRAM capacity ({ARCH_INF}: nothing spills to DRAM)"),
+                "bandwidth_bits_per_cycle": f(
+                    inf_type, "bits/cycle", f"bits per cycle to or from the array ({ARCH_INF}: no stalls)"
+                ),
+            },
+            additionalProperties=report,
+        )
+
+    return {
+        "array": obj(
+            "the PE array",
+            {
+                "rows": f(INT, "PEs", "PE rows R", minimum=1),
+                "cols": f(INT, "PEs", "PE columns C", minimum=1),
+                "clock_mhz": f(NUM, "MHz", "clock frequency (cycles to seconds)", exclusiveMinimum=0),
+            },
+            additionalProperties=report,
+        ),
+        "bits": obj(
+            "operand widths",
+            {
+                "weight": f(INT, "bits", "weight bits of a word-level slot", minimum=1),
+                "activation": f(INT, "bits", "activation bits", minimum=1),
+                "accumulator": f(INT, "bits", "partial-sum bits", minimum=1),
+            },
+            additionalProperties=report,
+        ),
+        "buffers": obj(
+            "on-chip SRAM buffers",
+            {
+                "weights": buffer("weights", "packed weights and lane indices"),
+                "activations": buffer("activations", "the layer's inputs the feeder reads"),
+                "outputs": buffer("outputs", "partial sums and the layer's outputs"),
+            },
+            additionalProperties=report,
+        ),
+    }
+
 
 VERSION_FIELDS = {
     "tightcompress_version": f(STR, "-", "version of tightcompress that wrote the file"),
@@ -300,11 +367,16 @@ def schemas() -> dict[str, dict]:
                 "array": f(STR, "PEs", "--array rows x columns"),
                 "m_source": f(STR, "-", "where M came from: topology, model, --vectors or assumed 1"),
                 "packed_file": f(STR, "-", "the packed input (its layers' options are in the layers)"),
+                "arch": f(STR, "file", "--arch: the architecture file"),
             },
             ["array", "m_source"],
         ),
         extra={
             "energy_table": ENERGY_TABLE,
+            "architecture": obj(
+                "the architecture simulated (--arch file or built-in; --array applied); unlimited as null",
+                arch_sections(report=True),
+            ),
             "notes": NOTES,
             "weights": f(STR, "-", "a topology alone: the seeded random weights used"),
         },
@@ -630,6 +702,43 @@ def schemas() -> dict[str, dict]:
         },
         "required": ["format", "format_version", "layers"],
     }
+    arch = {
+        "$schema": DRAFT,
+        "$id": "tightcompress/arch.schema.json",
+        "title": "arch",
+        "description": "An architecture file, `simulate --arch A.toml` (TOML; an input, described here like "
+        "the outputs; hw/arch.py). Every key is optional and defaults to the built-in architecture "
+        "(examples/arch.toml); unknown keys are errors. DRAM traffic and stalls: see the README.",
+        "type": OBJ,
+        "properties": {
+            **arch_sections(report=False),
+            "energy": {
+                "type": OBJ,
+                "description": "per-operation energies overriding hw/energy.py EnergyTable: the fields of "
+                "`energy_table` (pJ, *_per_bit per bit, >= 0) and `source`",
+                "x-unit": "pJ",
+                "additionalProperties": False,
+                "properties": {name: f(NUM, "pJ", "EnergyTable field", minimum=0) for name in ENERGY_FIELDS}
+                | {"source": f(STR, "-", "where the numbers come from")},
+            },
+            "cells": {
+                "type": OBJ,
+                "description": "standard-cell figures overriding hw/cells.py (Nangate45 X1) per gate type "
+                "(NOT, NAND, MUX, DFF, ...): area_um2, toggle_fj, and clock_fj for flip-flops",
+                "x-unit": "um^2, fJ",
+                "additionalProperties": {
+                    "type": OBJ,
+                    "additionalProperties": False,
+                    "properties": {
+                        "area_um2": {"type": NUM, "minimum": 0},
+                        "toggle_fj": {"type": NUM, "minimum": 0},
+                        "clock_fj": {"type": NUM, "minimum": 0},
+                    },
+                },
+            },
+        },
+        "additionalProperties": False,
+    }
     return {
         "pack": pack,
         "simulate": simulate,
@@ -638,6 +747,7 @@ def schemas() -> dict[str, dict]:
         "frontier": frontier,
         "sweep-row": sweep,
         "rtl-manifest": manifest,
+        "arch": arch,
     }
 
 
@@ -702,7 +812,7 @@ def render_doc(schema_dir: Path) -> str:
         "",
     ]
     names = sorted(p.name for p in schema_dir.glob("*.schema.json"))
-    order = ["pack", "simulate", "compress", "demo", "frontier", "sweep-row", "rtl-manifest"]
+    order = ["pack", "simulate", "compress", "demo", "frontier", "sweep-row", "rtl-manifest", "arch"]
     names = sorted(names, key=lambda n: order.index(n.split(".")[0]) if n.split(".")[0] in order else 99)
     out.append("Contents: " + ", ".join(f"[{n.split('.')[0]}](#{n.split('.')[0]})" for n in names))
     out.append("")

@@ -194,3 +194,31 @@ def test_array_from_the_file_and_overridden_by_the_option(weights, tmp_path, cap
     assert run([*base, "--array", "8x8", "--json", out], capsys)[0] == 0
     report = json.loads(out.read_text())
     assert report["config"]["array"] == "8x8" and report["architecture"]["array"]["rows"] == 8
+
+
+def test_the_schema_describes_the_file_and_the_report(weights, tmp_path, capsys) -> None:
+    import tomllib
+    from dataclasses import fields
+
+    import jsonschema
+
+    from tightcompress.hw.energy import EnergyTable
+    from tightcompress.schemas import load_schema
+
+    schema = load_schema("arch")
+    jsonschema.Draft202012Validator(schema).validate(tomllib.loads(EXAMPLE.read_text()))
+    assert set(schema["properties"]["energy"]["properties"]) == {f.name for f in fields(EnergyTable)}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(schema).validate({"buffers": {"activations": {"size": 1}}})
+    path = tmp_path / "a.toml"
+    path.write_text("[buffers.activations]\nsize_kb = 2\nbandwidth_bits_per_cycle = 128\n")
+    out = tmp_path / "s.json"
+    argv = ["simulate", weights, "--method", "tight", "--vectors", "20", "--arch", path, "--json", out]
+    assert run([*argv, *FAST], capsys)[0] == 0
+    report = json.loads(out.read_text())
+    jsonschema.Draft202012Validator(load_schema("simulate")).validate(report)
+    assert report["architecture"]["buffers"]["activations"] == {
+        "size_kb": 2.0,
+        "bandwidth_bits_per_cycle": 128.0,
+    }
+    assert report["total"]["stall_cycles"] > 0 and report["total"]["cc_stall_cycles"] >= 0
