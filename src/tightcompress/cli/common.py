@@ -104,7 +104,8 @@ EXIT_CODES = """exit status:
   0    success
   1    internal error (a bug): one line on stderr; TIGHTCOMPRESS_DEBUG=1 shows the traceback
   2    bad input or usage (a one-line message naming the problem)
-  3    the result missed a bar the command was given (compress --max-drop): the report is still written
+  3    the result missed a bar the command was given (compress --max-drop: the report is still written;
+       verify: a layer's simulated outputs or cycles differ)
   130  interrupted (Ctrl-C)
 
 output: results and summary lines go to stdout; progress bars, logs and warnings go to stderr

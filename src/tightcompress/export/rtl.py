@@ -9,6 +9,7 @@ Layout of `DIR` (one sub-folder per layer, named after the layer; `manifest.json
     LAYER/tile000_heights.hex   n_groups words: physical rows of each group in this tile
     LAYER/tile000_feeder.hex    K words: the input feature fed at each permuted position (`row_perm[t]`)
     LAYER/tile000_columns.hex   C words: the output column of each array column, all ones = unused
+    LAYER/groups.hex            n_groups + 1 words: where each group starts in the permuted order, then K
     LAYER/x.hex                 M*K words of 8 bits: int8 test activations, row-major (m, k)
     LAYER/y.hex                 M*N words of 32 bits: int32 expected outputs, row-major (m, n)
 
@@ -46,6 +47,7 @@ from tightcompress.utils.paths import safe_name
 
 RTL_FORMAT = "tightcompress.rtl"
 RTL_VERSION = 1
+DEFAULT_ARRAY = (32, 32)  # PE array rows x columns, as `simulate --array`
 MAX_VECTORS = 65536  # test vectors per layer: enough for any testbench, bounded so x.hex stays writable
 
 
@@ -203,6 +205,7 @@ def write_layer(layer: RtlLayer, folder: Path) -> dict[str, Any]:
             files["shifts"] = f"tile{t:03d}_shifts.hex"
             _write_hex(folder / files["shifts"], pack_words((layer.shifts[rows] > 0).astype(np.int64), 1))
         tiles.append({"tile": t, "rows": int(offsets[t + 1] - offsets[t]), "files": files})
+    _write_hex(folder / "groups.hex", pack_words(packed.group_offsets[:, None], _bits_for(packed.K)))
     _write_hex(folder / "x.hex", pack_words(layer.x.reshape(-1, 1), 8))
     _write_hex(folder / "y.hex", pack_words(layer.y.reshape(-1, 1), 32))
     return {
@@ -218,6 +221,7 @@ def write_layer(layer: RtlLayer, folder: Path) -> dict[str, Any]:
         "n_groups": packed.n_groups,
         "height_cap": packed.height_cap,
         "group_offsets": [int(v) for v in packed.group_offsets],
+        "groups": "groups.hex",
         "fields": {
             "weight_bits": weight_bits,
             "weight_signed": True,
@@ -226,6 +230,7 @@ def write_layer(layer: RtlLayer, folder: Path) -> dict[str, Any]:
             "height_bits": height_bits,
             "feeder_bits": feeder_bits,
             "column_bits": column_bits,
+            "group_bits": _bits_for(packed.K),
             "unused_column": format((1 << column_bits) - 1, "x"),
         },
         "scales": [float(s) for s in layer.scales],
@@ -242,9 +247,19 @@ def write_layer(layer: RtlLayer, folder: Path) -> dict[str, Any]:
 
 
 def export_rtl(
-    layers: Mapping[str, PackedMatrix], out_dir: str | os.PathLike[str], *, m: int = 4, seed: int = 0
+    layers: Mapping[str, PackedMatrix],
+    out_dir: str | os.PathLike[str],
+    *,
+    m: int = 4,
+    seed: int = 0,
+    array: tuple[int, int] | str = DEFAULT_ARRAY,
+    hdl: bool = False,
 ) -> dict[str, Any]:
     """Export packed layers to `out_dir`; returns the manifest.
+
+    `array` (`R x C`) is the PE array the layers are meant for; the manifest records it, and with `hdl`
+    the Verilog modules (`tightcompress.export.hdl`) and one testbench per layer for that array are
+    written too.
 
     `out_dir` must not exist (it is then created whole or not at all), be empty, or be a previous export
     (it holds this format's `manifest.json`). Into a previous export only the files that export wrote (its
@@ -255,6 +270,9 @@ def export_rtl(
         raise TightCompressError(f"test vectors per layer must be in [1, {MAX_VECTORS}], got {m}")
     if seed < 0:
         raise TightCompressError(f"the seed must be >= 0, got {seed}")
+    from tightcompress.hw.cycles import parse_array
+
+    rows, cols = parse_array(array)
     out_dir = Path(out_dir)
     previous = _previous_export_files(out_dir)
     quantized = {
@@ -272,11 +290,22 @@ def export_rtl(
             used.add(folder)
             layer.packed.info["name"] = name
             entries.append(write_layer(layer, staging / folder))
+        extra: dict[str, Any] = {}
+        if hdl:
+            from tightcompress.export import hdl as verilog
+
+            extra["hdl"] = {"modules": verilog.write_modules(staging), "testbench": verilog.TESTBENCH}
+            for entry in entries:
+                text = verilog.testbench(entry, (rows, cols))
+                (staging / entry["folder"] / verilog.TESTBENCH).write_text(text)
+                entry["testbench"] = verilog.TESTBENCH
         written = sorted(str(path.relative_to(staging)) for path in staging.rglob("*") if path.is_file())
         manifest = {
             "format": RTL_FORMAT,
             "format_version": RTL_VERSION,
             "word_layout": "one word per line, hex; column c of a multi-column word at bits [w*c+w-1 : w*c]",
+            "array": {"rows": rows, "cols": cols},
+            **extra,
             "layers": entries,
             "files": written,
         }

@@ -1,0 +1,29 @@
+// tc_delay: a WIDTH-bit signal delayed by DEPTH clock cycles (a chain of DEPTH registers).
+// DEPTH = 0 passes the signal straight through. Used for the array's systolic skew (row r of the
+// activations enters r cycles late) and deskew (column c of the outputs waits COLS-1-c cycles).
+// Parameters:
+//   WIDTH  bits of the signal
+//   DEPTH  cycles of delay (>= 0)
+module tc_delay #(
+    parameter WIDTH = 8,
+    parameter DEPTH = 1
+) (
+    input  wire             clk,
+    input  wire [WIDTH-1:0] d,
+    output wire [WIDTH-1:0] q
+);
+    generate
+        if (DEPTH == 0) begin : through
+            assign q = d;
+        end else begin : chain
+            reg [WIDTH-1:0] stage [0:DEPTH-1];
+            integer i;
+            always @(posedge clk) begin
+                stage[0] <= d;
+                for (i = 1; i < DEPTH; i = i + 1)
+                    stage[i] <= stage[i-1];
+            end
+            assign q = stage[DEPTH-1];
+        end
+    endgenerate
+endmodule
