@@ -702,6 +702,76 @@ def schemas() -> dict[str, dict]:
         },
         "required": ["format", "format_version", "layers"],
     }
+    counts = {"type": OBJ, "additionalProperties": {"type": INT}}
+    area = {
+        "$schema": DRAFT,
+        "$id": "tightcompress/area.schema.json",
+        "title": "area",
+        "description": "`tightcompress area --json`: cells and area of one PE and of the R x C array for a "
+        "method, synthesised by Yosys from the exported Verilog and charged Nangate45 cell areas "
+        "(hw/area.py, hw/cells.py), against the dense PE and array.",
+        "type": OBJ,
+        "properties": {
+            **VERSION_FIELDS,
+            "method": f(STR, "-", "packing method: dense, tight, nm, column-combining, tight-subword"),
+            "array": f(STR, "PEs", "array rows x columns"),
+            "lanes": f(INT, "lanes", "LANES of the PE: G, alpha for column combining, 1 for dense"),
+            "group": f([INT, "null"], "rows", "--group G (tight, nm, tight-subword)"),
+            "alpha": f([INT, "null"], "columns", "--alpha (column combining)"),
+            "parameters": {
+                "type": OBJ,
+                "description": "the Verilog parameters synthesised: LANES, A_BITS, W_BITS, ACC_BITS, SUBWORD",
+                "x-unit": "-",
+                "additionalProperties": {"type": INT},
+            },
+            "pe_module": f(STR, "-", "the PE module: tc_pe or tc_pe_subword"),
+            "pe_cells": f(INT, "cells", "standard cells of one PE"),
+            "pe_cells_by_type": {
+                **counts,
+                "description": "cells of one PE by gate type (hw/cells.py maps each to a Nangate45 cell)",
+                "x-unit": "cells",
+            },
+            "pe_flip_flops": f(INT, "cells", "flip-flops of one PE"),
+            "pe_area_um2": f(NUM, "um^2", "cell area of one PE"),
+            "array_cells": f(INT, "cells", "standard cells of the whole array (R x C PEs and the skew)"),
+            "array_cells_by_type": {
+                **counts,
+                "description": "cells of the whole array by gate type",
+                "x-unit": "cells",
+            },
+            "array_area_um2": f(NUM, "um^2", "cell area of the whole array"),
+            "array_area_mm2": f(NUM, "mm^2", "the same in mm^2"),
+            "array_parts_um2": {
+                "type": OBJ,
+                "description": "the array's area by part: pes, skew_deskew (input skew and output deskew "
+                "registers), other (top-level logic)",
+                "x-unit": "um^2",
+                "additionalProperties": {"type": NUM},
+            },
+            "dense_pe_area_um2": f(NUM, "um^2", "cell area of the dense PE (LANES = 1) on the same widths"),
+            "dense_array_area_um2": f(NUM, "um^2", "cell area of the dense array of the same size"),
+            "pe_area_vs_dense": f(NUM, "x", "pe_area_um2 / dense_pe_area_um2"),
+            "array_area_vs_dense": f(NUM, "x", "array_area_um2 / dense_array_area_um2"),
+            "library": f(STR, "-", "the cell library and file the areas come from"),
+            "gate_set": f(STR, "-", "the gates ABC maps onto (abc -g)"),
+            "yosys": f(STR, "-", "the Yosys that synthesised"),
+            "cached": f(BOOL, "-", "the synthesis result came from the cache"),
+            "arch": f(STR, "file", "--arch: the architecture file"),
+        },
+        "required": [
+            "tightcompress_version",
+            "report_version",
+            "method",
+            "array",
+            "pe_cells",
+            "pe_cells_by_type",
+            "pe_area_um2",
+            "array_cells",
+            "array_area_um2",
+            "dense_pe_area_um2",
+            "library",
+        ],
+    }
     arch = {
         "$schema": DRAFT,
         "$id": "tightcompress/arch.schema.json",
@@ -748,6 +818,7 @@ def schemas() -> dict[str, dict]:
         "sweep-row": sweep,
         "rtl-manifest": manifest,
         "arch": arch,
+        "area": area,
     }
 
 
@@ -812,7 +883,7 @@ def render_doc(schema_dir: Path) -> str:
         "",
     ]
     names = sorted(p.name for p in schema_dir.glob("*.schema.json"))
-    order = ["pack", "simulate", "compress", "demo", "frontier", "sweep-row", "rtl-manifest", "arch"]
+    order = ["pack", "simulate", "compress", "demo", "frontier", "sweep-row", "rtl-manifest", "arch", "area"]
     names = sorted(names, key=lambda n: order.index(n.split(".")[0]) if n.split(".")[0] in order else 99)
     out.append("Contents: " + ", ".join(f"[{n.split('.')[0]}](#{n.split('.')[0]})" for n in names))
     out.append("")
