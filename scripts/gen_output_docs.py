@@ -261,6 +261,38 @@ ENERGY_TABLE = {
     "x-unit": "pJ",
 }
 
+SIM_AREA_TOTAL = {
+    "area_mm2": f(NUM, "mm^2", "--area: cell area of the array that runs the network (hw/area.py)"),
+    "dense_area_mm2": f(NUM, "mm^2", "--area: cell area of the dense array"),
+    "cc_area_mm2": f(NUM, "mm^2", "--area: cell area of column combining's array (alpha lanes)"),
+    "throughput_gmacs": f(
+        NUM, "GMAC/s", "--area: the network's useful MACs (kept nonzeros x M) per second at the clock"
+    ),
+    "dense_throughput_gmacs": f(NUM, "GMAC/s", "--area: the same work on the dense array"),
+    "cc_throughput_gmacs": f(NUM, "GMAC/s", "--area: the same work at column combining's cycles"),
+    "throughput_gmacs_per_mm2": f(NUM, "GMAC/s/mm^2", "--area: throughput_gmacs / area_mm2"),
+    "dense_throughput_gmacs_per_mm2": f(NUM, "GMAC/s/mm^2", "--area: the dense array's"),
+    "cc_throughput_gmacs_per_mm2": f(NUM, "GMAC/s/mm^2", "--area: column combining's"),
+    "throughput_per_area_gain": f(NUM, "x", "--area: throughput per mm^2 over the dense array's"),
+    "throughput_per_area_gain_vs_cc": f(NUM, "x", "--area: throughput per mm^2 over column combining's"),
+}
+SIM_AREA = obj(
+    "--area: the arrays synthesised (one PE for every layer: the widest multiplexer any layer needs)",
+    {
+        "method": f(STR, "-", "the PE's method (tight, nm, column-combining, dense, tight-subword)"),
+        "lanes": f(INT, "lanes", "the PE's LANES (G)"),
+        "pe_area_um2": f(NUM, "um^2", "cell area of one PE"),
+        "array_area_um2": f(NUM, "um^2", "cell area of the array"),
+        "dense_pe_area_um2": f(NUM, "um^2", "the dense PE's"),
+        "dense_array_area_um2": f(NUM, "um^2", "the dense array's"),
+        "cc_alpha": f(INT, "lanes", "column combining's alpha (its PE's lanes)"),
+        "cc_pe_area_um2": f(NUM, "um^2", "column combining's PE"),
+        "cc_array_area_um2": f(NUM, "um^2", "column combining's array"),
+        "clock_mhz": f(NUM, "MHz", "the clock of the throughput figures (--arch)"),
+        "library": f(STR, "-", "the cell library of the areas"),
+    },
+)
+
 ARCH_INF = "a number, or inf in the TOML file (null in a report): unlimited"
 
 
@@ -357,7 +389,7 @@ def schemas() -> dict[str, dict]:
         layer=pack_layer(HW_LAYER, HW_LAYER_REQUIRED),
         total=obj(
             "sums over the layers; ratios over the sums",
-            {**PACK_TOTAL, **HW_COMMON},
+            {**PACK_TOTAL, **HW_COMMON, **SIM_AREA_TOTAL},
             PACK_TOTAL_REQUIRED + HW_TOTAL_REQUIRED,
         ),
         config=obj(
@@ -377,6 +409,7 @@ def schemas() -> dict[str, dict]:
                 "the architecture simulated (--arch file or built-in; --array applied); unlimited as null",
                 arch_sections(report=True),
             ),
+            "area": SIM_AREA,
             "notes": NOTES,
             "weights": f(STR, "-", "a topology alone: the seeded random weights used"),
         },

@@ -118,3 +118,32 @@ def test_bad_input_is_one_line(tmp_path, capsys, argv, message) -> None:
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and message in lines[0], err
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_simulate_reports_area_and_throughput_per_area(tmp_path, capsys) -> None:
+    import jsonschema
+    import numpy as np
+
+    from tightcompress.schemas import load_schema
+
+    rng = np.random.default_rng(0)
+    w = (rng.normal(size=(48, 16)) * (rng.random((48, 16)) < 0.2)).astype(np.float32)
+    np.save(tmp_path / "w.npy", w)
+    out = tmp_path / "s.json"
+    argv = ["simulate", tmp_path / "w.npy", "--method", "tight", "--group", "8", "--array", "4x4"]
+    argv += ["--vectors", "10", "--area", "--iterations", "2000", "--jobs", "1", "--quiet", "--json", out]
+    code, stdout, _ = run(argv, capsys)
+    assert code == 0
+    report = json.loads(out.read_text())
+    jsonschema.Draft202012Validator(load_schema("simulate")).validate(report)
+    total, area = report["total"], report["area"]
+    assert area["method"] == "tight" and area["lanes"] == 8
+    assert total["area_mm2"] == pytest.approx(method_area("tight", (4, 4), group=8)["array_area_mm2"])
+    assert total["area_mm2"] > total["dense_area_mm2"]
+    expected = total["useful_macs"] * 1e9 / total["cycles"] / 1e9 / total["area_mm2"]  # 1 GHz clock
+    assert total["throughput_gmacs_per_mm2"] == pytest.approx(expected)
+    assert total["throughput_per_area_gain"] == pytest.approx(
+        total["dense_cycles"] / total["cycles"] * total["dense_area_mm2"] / total["area_mm2"]
+    )
+    assert "GMAC/s/mm2" in stdout.splitlines()[-1]

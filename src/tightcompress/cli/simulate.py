@@ -130,6 +130,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--check-bitexact", action="store_true", help="also run the int8 array simulation on random inputs"
     )
+    parser.add_argument(
+        "--area",
+        action="store_true",
+        help="also synthesise the arrays (Yosys, cached; `tightcompress area`) and report area and "
+        "throughput per mm2 against dense and column combining",
+    )
     parser.add_argument("--json", metavar="REPORT.json", help="write the full report here")
     add_skip_bad_layers(parser)
     add_quiet(parser)
@@ -250,6 +256,13 @@ def run_simulate(args: argparse.Namespace) -> int:
         report["total"]["bitexact"] = all(hw["bitexact"] for hw in hw_layers)
     report["energy_table"] = table.to_dict()
     report["architecture"] = arch.to_dict()
+    if args.area:
+        from tightcompress.hw.area import throughput_per_area
+
+        cc_alpha = cc_config.alpha if cc_config is not None else None
+        figures = throughput_per_area(report["total"], packed, arch, cc_alpha=cc_alpha)
+        report["area"] = figures.pop("area")
+        report["total"].update(figures)
     with output_group() as stage:  # the topology and the report are written all or none
         if args.emit_topology:
             write_topology(stage(args.emit_topology), emitted_topology(packed, vectors, rows))
@@ -548,6 +561,15 @@ def format_summary(report: dict[str, Any], args: argparse.Namespace, m_source: s
     line += ")"
     if "bitexact" in total:
         line += f", bit-exact {'yes' if total['bitexact'] else 'NO'}"
+    if "area_mm2" in total:
+        line += (
+            f", array {total['area_mm2']:.3f} mm2 (dense {total['dense_area_mm2']:.3f}), "
+            f"{total['throughput_gmacs_per_mm2']:.2f} GMAC/s/mm2 at {report['area']['clock_mhz']:g} MHz "
+            f"({total['throughput_per_area_gain']:.2f}x dense"
+        )
+        if "throughput_per_area_gain_vs_cc" in total:
+            line += f", {total['throughput_per_area_gain_vs_cc']:.2f}x column combining"
+        line += ")"
     if args.json:
         line += f" -> {args.json}"
     out.append(line)

@@ -119,3 +119,90 @@ def method_area(
         "yosys": synth["yosys"],
         "cached": synth["cached"],
     }
+
+
+def pe_for_layers(packed: dict[str, Any]) -> tuple[str, int]:
+    """`(method, lanes)` of the one PE that runs every packed layer: the widest multiplexer any layer needs
+    (a file whose layers use different G runs on an array built for the largest); the subword PE when
+    every layer is subword-packed. A mix of subword and word layers is refused (two different PEs)."""
+    from tightcompress.prune.subword_pack import is_subword
+
+    layers = list(packed.values())
+    subword = [is_subword(p) for p in layers]
+    if any(subword) and not all(subword):
+        raise TightCompressError(
+            "--area: subword and word layers need two different PEs; simulate them apart"
+        )
+    lanes = max(int(p.group) for p in layers)
+    if all(subword):
+        return "tight-subword", lanes
+    methods = {p.method for p in layers}
+    if lanes == 1:
+        return "dense", 1
+    if methods == {"column-combining"}:
+        return "column-combining", lanes
+    return ("nm" if methods == {"nm"} else "tight"), lanes
+
+
+def throughput_per_area(
+    total: dict[str, Any],
+    packed: dict[str, Any],
+    arch: Architecture,
+    *,
+    cc_alpha: int | None = None,
+    use_cache: bool = True,
+) -> dict[str, Any]:
+    """Area of the arrays that run the network (the method's, dense, column combining's) and the
+    throughput per unit area of each: the network's useful MACs (kept nonzeros x M, the same work for
+    all three) per second at `arch.clock_mhz`, over the array's cell area.
+
+    Returns `(area block, total fields)` merged as one dict: `area` (what was synthesised) and the totals
+    `area_mm2`, `dense_area_mm2`, `throughput_gmacs`, `throughput_gmacs_per_mm2`, the dense ones,
+    `throughput_per_area_gain` (over dense) and, with `cc_alpha` and `cc_cycles` in `total`, the cc ones.
+    """
+    method, lanes = pe_for_layers(packed)
+    options: dict[str, Any] = {"arch": arch, "use_cache": use_cache}
+    if method == "column-combining":
+        own = method_area(method, arch.array, alpha=lanes, **options)
+    elif method == "dense":
+        own = method_area(method, arch.array, **options)
+    else:
+        own = method_area(method, arch.array, group=lanes, **options)
+    dense = method_area("dense", arch.array, **options)
+    hertz = arch.clock_mhz * 1e6
+    work = total["useful_macs"]
+
+    def gmacs(cycles: int) -> float:
+        return work * hertz / cycles / 1e9 if cycles else 0.0
+
+    out: dict[str, Any] = {
+        "area_mm2": own["array_area_mm2"],
+        "dense_area_mm2": dense["array_area_mm2"],
+        "throughput_gmacs": gmacs(total["cycles"]),
+        "dense_throughput_gmacs": gmacs(total["dense_cycles"]),
+    }
+    out["throughput_gmacs_per_mm2"] = out["throughput_gmacs"] / out["area_mm2"]
+    out["dense_throughput_gmacs_per_mm2"] = out["dense_throughput_gmacs"] / out["dense_area_mm2"]
+    out["throughput_per_area_gain"] = out["throughput_gmacs_per_mm2"] / out["dense_throughput_gmacs_per_mm2"]
+    block = {
+        "method": method,
+        "lanes": lanes,
+        "pe_area_um2": own["pe_area_um2"],
+        "array_area_um2": own["array_area_um2"],
+        "dense_pe_area_um2": dense["pe_area_um2"],
+        "dense_array_area_um2": dense["array_area_um2"],
+        "clock_mhz": arch.clock_mhz,
+        "library": own["library"],
+    }
+    if cc_alpha is not None and "cc_cycles" in total:
+        cc = method_area("column-combining", arch.array, alpha=cc_alpha, **options)
+        out["cc_area_mm2"] = cc["array_area_mm2"]
+        out["cc_throughput_gmacs"] = gmacs(total["cc_cycles"])
+        out["cc_throughput_gmacs_per_mm2"] = out["cc_throughput_gmacs"] / out["cc_area_mm2"]
+        out["throughput_per_area_gain_vs_cc"] = (
+            out["throughput_gmacs_per_mm2"] / out["cc_throughput_gmacs_per_mm2"]
+        )
+        block.update(
+            cc_alpha=cc_alpha, cc_pe_area_um2=cc["pe_area_um2"], cc_array_area_um2=cc["array_area_um2"]
+        )
+    return {"area": block, **out}
