@@ -6,7 +6,8 @@ One file holds what the cycle, energy and area models assume about the hardware:
     [bits]               weight, activation, accumulator (bits)
     [buffers.weights]    size_kb, bandwidth_bits_per_cycle   (and the same for activations, outputs)
     [energy]             per-operation energies, the fields of `hw.energy.EnergyTable` (pJ)
-    [cells]              the standard-cell table of the area and netlist-energy models (`hw.cells`)
+    [cells]              the standard-cell table of the area and netlist-energy models (`hw.cells`);
+                         the energy table's mux2/reg entries follow it (`hw.netlist_energy`)
 
 Every key is optional; a missing one keeps the built-in value, and the built-in values are exactly what
 `simulate` assumes without `--arch` (a 32 x 32 array, 8-bit weights and activations, 32-bit accumulators,
@@ -168,9 +169,17 @@ def architecture_from_dict(data: dict[str, Any], *, where: str = "architecture")
         )
     cells = _section(data, "cells", where)
     if cells:
-        from tightcompress.hw.cells import check_cell_overrides
+        from tightcompress.hw.cells import cell_table, check_cell_overrides
+        from tightcompress.hw.netlist_energy import derived_entries
 
         values["cells"] = check_cell_overrides(cells, where)
+        # the netlist-derived entries follow the cells unless [energy] sets them
+        derived = {k: v for k, v in derived_entries(cell_table(values["cells"])).items() if k not in energy}
+        base = values.get("energy", DEFAULT_ENERGY)
+        if any(getattr(base, k) != v for k, v in derived.items()):
+            values["energy"] = replace(
+                base, **derived, source=f"{base.source}; mux2/reg from the [cells] of {where}"
+            )
     arch = Architecture(**values)
     if arch.acc_bits < arch.weight_bits + arch.act_bits:
         raise TightCompressError(

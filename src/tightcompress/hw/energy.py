@@ -9,12 +9,13 @@ multiply 3.1 pJ; a 64-bit read from an 8 KB / 32 KB / 1 MB SRAM 10 / 20 / 100 pJ
   an array multiplier's partial-product array grows with the product of the operand widths (ASSUMPTION
   "multiplier energy ~ b_w * b_a", i.e. bit-width squared for equal widths), so a 4 x 8-bit multiply
   costs half an 8 x 8 one; the accumulator is a 32-bit add.
-- a G:1 multiplexer of `b_a`-bit activations is a tree of `G - 1` 2:1 muxes per bit; one 2:1 mux bit is
-  charged half a full-adder bit, `add8 / 8 / 2` (ASSUMPTION "mux bit = half an adder bit"; it counts the
-  whole tree switching, an upper bound, which is against the methods that use muxes).
-- a register bit read or written (stationary weight and lane index read each MAC; activation lanes
-  forwarded PE to PE each cycle) is charged one full-adder bit, `add8 / 8` (ASSUMPTION "flip-flop bit =
-  adder bit").
+- a G:1 multiplexer of `b_a`-bit activations is charged as `G - 1` 2:1-mux bits per activation bit, and
+  a register bit read or written (stationary weight and lane index read each MAC; activation lanes
+  forwarded PE to PE each cycle) as one register bit: `mux2_pj_per_bit` and `reg_pj_per_bit` come from
+  the synthesised PE's cells times Nangate45 cell energies, scaled to 0.9 V (`hw.netlist_energy` says
+  how; 0.00158 and 0.00720 pJ). They replace the first model's assumptions "a 2:1 mux bit is half an
+  adder bit" (`add8 / 16` = 0.001875 pJ, the whole tree switching) and "a flip-flop bit is an adder bit"
+  (`add8 / 8` = 0.00375 pJ): the mux is 16 % cheaper, a register bit 1.9x dearer.
 - all on-chip buffers default to 32 KB SRAMs (20 pJ per 64 bits); DRAM is the middle of Horowitz's range,
   1.95 nJ per 64 bits.
 
@@ -64,8 +65,13 @@ from typing import Any
 from tightcompress.errors import TightCompressError, missing_file
 from tightcompress.format.packed import PackedMatrix
 from tightcompress.hw.cycles import array_passes, check_vectors, parse_array
+from tightcompress.hw.netlist_energy import derived_entries
 
-SOURCE = "Horowitz, ISSCC 2014, 45 nm, 0.9 V (derived entries: see tightcompress.hw.energy)"
+SOURCE = (
+    "Horowitz, ISSCC 2014, 45 nm, 0.9 V (derived entries: see tightcompress.hw.energy); mux2 and reg: "
+    "synthesised PE x Nangate45 cell energies at 0.9 V (tightcompress.hw.netlist_energy)"
+)
+_NETLIST = derived_entries()
 
 
 @dataclass(frozen=True)
@@ -76,8 +82,8 @@ class EnergyTable:
     mult8_pj: float = 0.2
     add32_pj: float = 0.1
     mult32_pj: float = 3.1
-    mux2_pj_per_bit: float = 0.03 / 8 / 2
-    reg_pj_per_bit: float = 0.03 / 8
+    mux2_pj_per_bit: float = _NETLIST["mux2_pj_per_bit"]
+    reg_pj_per_bit: float = _NETLIST["reg_pj_per_bit"]
     sram_weight_pj_per_bit: float = 20.0 / 64
     sram_index_pj_per_bit: float = 20.0 / 64
     sram_act_pj_per_bit: float = 20.0 / 64

