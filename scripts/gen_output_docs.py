@@ -673,6 +673,23 @@ def schemas() -> dict[str, dict]:
             "format": f(STR, "-", "always `tightcompress.rtl`", const="tightcompress.rtl"),
             "format_version": f(INT, "-", "export format version; readers refuse others", const=1),
             "word_layout": f(STR, "-", "how words and multi-column fields are laid out in the hex files"),
+            "array": obj(
+                "the PE array the export is for (`export --array`, default 32x32)",
+                {
+                    "rows": f(INT, "PEs", "array rows R"),
+                    "cols": f(INT, "PEs", "array columns C"),
+                },
+                ["rows", "cols"],
+            ),
+            "hdl": obj(
+                "present with `export --hdl`: the Verilog written (export/hdl.py)",
+                {
+                    "modules": arr("the shared Verilog modules, one per file", {"type": STR}, "file"),
+                    "testbench": f(STR, "file", "each layer folder's testbench"),
+                },
+                ["modules", "testbench"],
+            ),
+            "files": arr("every file this export wrote, relative to DIR", {"type": STR}, "file"),
             "layers": arr(
                 "one entry per exported layer",
                 obj(
@@ -690,6 +707,8 @@ def schemas() -> dict[str, dict]:
                         "n_groups": f(INT, "groups", "row groups"),
                         "height_cap": f([INT, "null"], "slots", "height cap (null: lossless)"),
                         "group_offsets": arr("start row of each group, then K", {"type": INT}, "rows"),
+                        "groups": f(STR, "file", "group_offsets as n_groups + 1 hex words"),
+                        "testbench": f(STR, "file", "with --hdl: the layer's Verilog testbench"),
                         "fields": obj(
                             "bit widths of the hex fields",
                             {
@@ -700,6 +719,7 @@ def schemas() -> dict[str, dict]:
                                 "height_bits": f(INT, "bits", "bits of a group height word"),
                                 "feeder_bits": f(INT, "bits", "bits of a feeder word"),
                                 "column_bits": f(INT, "bits", "bits of a column word"),
+                                "group_bits": f(INT, "bits", "bits of a groups.hex word"),
                                 "unused_column": f(STR, "hex", "the column word marking an unused column"),
                             },
                         ),
@@ -733,7 +753,7 @@ def schemas() -> dict[str, dict]:
                 ),
             ),
         },
-        "required": ["format", "format_version", "layers"],
+        "required": ["format", "format_version", "array", "layers"],
     }
     counts = {"type": OBJ, "additionalProperties": {"type": INT}}
     area = {

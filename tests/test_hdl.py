@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+from importlib import resources
 
 import numpy as np
 import pytest
@@ -147,6 +148,12 @@ def test_verify_refuses_an_export_without_hdl(tmp_path, capsys):
 def test_export_hdl_files_listed_and_replaced(tmp_path):
     out = _small_export(tmp_path)
     manifest = json.loads((out / "manifest.json").read_text())
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(
+        resources.files("tightcompress.schemas").joinpath("rtl-manifest.schema.json").read_text()
+    )
+    jsonschema.Draft202012Validator(schema).validate(manifest)
+    assert manifest["array"] == {"rows": 4, "cols": 4}
     assert manifest["hdl"]["modules"] == [f"hdl/{name}" for name in MODULES]
     assert "conv/tc_layer_tb.v" in manifest["files"] and "conv/groups.hex" in manifest["files"]
     for name in MODULES:
@@ -219,3 +226,17 @@ def test_cli_export_hdl_on_a_checkpoint_nobody_made(tmp_path, iverilog, capsys):
     capsys.readouterr()
     assert main(["verify", str(out)]) == 0
     assert "PASS  2/2 vectors" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("stream", ["M + ROWS + COLS - 3", "M + ROWS + COLS - 1"])
+def test_the_cycle_count_is_the_arrays_latency(tmp_path, iverilog, stream):
+    """The stream phase of M + R + C - 2 cycles is exactly the array's latency: one cycle shorter and the
+    last outputs leave too late (timing check), one longer and a cycle is wasted (timing check too)."""
+    out = _small_export(tmp_path)
+    testbench = out / "conv" / "tc_layer_tb.v"
+    text = testbench.read_text()
+    assert text.count("s < M + ROWS + COLS - 2;") == 1
+    testbench.write_text(text.replace("s < M + ROWS + COLS - 2;", f"s < {stream};"))
+    (verdict,) = verify_export(out)
+    assert not verdict.timing_ok and not verdict.ok
+    assert verdict.cycles != verdict.model_cycles

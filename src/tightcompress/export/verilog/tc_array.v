@@ -42,49 +42,53 @@ module tc_array #(
 );
     localparam BUS = LANES * A_BITS;
 
-    // Horizontal nets: bus and valid entering PE (r, c) at index r*(COLS+1)+c; c = COLS leaves the array.
-    wire [ROWS*(COLS+1)*BUS-1:0]      a_h;
-    wire [ROWS*(COLS+1)-1:0]          v_h;
-    // Vertical nets: entering PE (r, c) at index r*COLS+c; r = ROWS leaves the bottom.
-    wire [(ROWS+1)*COLS*ACC_BITS-1:0] p_v;
-    wire [(ROWS+1)*COLS*W_BITS-1:0]   w_v;
-    wire [(ROWS+1)*COLS*LANE_BITS-1:0] l_v;
-    wire [(ROWS+1)*COLS-1:0]          s_v;
-
-    assign p_v[COLS*ACC_BITS-1:0]  = {COLS*ACC_BITS{1'b0}};
-    assign w_v[COLS*W_BITS-1:0]    = w_row;
-    assign l_v[COLS*LANE_BITS-1:0] = lane_row;
-    assign s_v[COLS-1:0]           = shift_row;
-
+    // Each PE's outputs are wires of its own generate block, row[r].col[c]; its neighbours read them there
+    // (left: row[r].col[c-1], above: row[r-1].col[c]).
     genvar r, c;
     generate
         for (r = 0; r < ROWS; r = r + 1) begin : skew
+            wire [BUS-1:0] a;
+            wire           v;
             tc_delay #(.WIDTH(BUS + 1), .DEPTH(r)) row_delay (
-                .clk(clk),
-                .d({a_valid, a_rows[r*BUS +: BUS]}),
-                .q({v_h[r*(COLS+1)], a_h[r*(COLS+1)*BUS +: BUS]})
+                .clk(clk), .d({a_valid, a_rows[r*BUS +: BUS]}), .q({v, a})
             );
         end
         for (r = 0; r < ROWS; r = r + 1) begin : row
             for (c = 0; c < COLS; c = c + 1) begin : col
+                wire        [BUS-1:0]       a_in, a_out;
+                wire                        v_in, v_out;
+                wire signed [ACC_BITS-1:0]  p_in, p_out;
+                wire        [W_BITS-1:0]    w_in, w_out;
+                wire        [LANE_BITS-1:0] l_in, l_out;
+                wire                        s_in, s_out;
+                if (c == 0) begin : left_edge
+                    assign a_in = skew[r].a;
+                    assign v_in = skew[r].v;
+                end else begin : from_left
+                    assign a_in = row[r].col[c-1].a_out;
+                    assign v_in = row[r].col[c-1].v_out;
+                end
+                if (r == 0) begin : top_edge
+                    assign p_in = {ACC_BITS{1'b0}};
+                    assign w_in = w_row[c*W_BITS +: W_BITS];
+                    assign l_in = lane_row[c*LANE_BITS +: LANE_BITS];
+                    assign s_in = shift_row[c];
+                end else begin : from_above
+                    assign p_in = row[r-1].col[c].p_out;
+                    assign w_in = row[r-1].col[c].w_out;
+                    assign l_in = row[r-1].col[c].l_out;
+                    assign s_in = row[r-1].col[c].s_out;
+                end
                 if (SUBWORD) begin : pe_subword
                     tc_pe_subword #(
                         .LANES(LANES), .A_BITS(A_BITS), .W_BITS(W_BITS), .ACC_BITS(ACC_BITS),
                         .LANE_BITS(LANE_BITS)
                     ) pe (
                         .clk(clk), .rst(rst), .load(load),
-                        .w_in(w_v[(r*COLS+c)*W_BITS +: W_BITS]),
-                        .shift_in(s_v[r*COLS+c]),
-                        .lane_in(l_v[(r*COLS+c)*LANE_BITS +: LANE_BITS]),
-                        .w_out(w_v[((r+1)*COLS+c)*W_BITS +: W_BITS]),
-                        .shift_out(s_v[(r+1)*COLS+c]),
-                        .lane_out(l_v[((r+1)*COLS+c)*LANE_BITS +: LANE_BITS]),
-                        .a_in(a_h[(r*(COLS+1)+c)*BUS +: BUS]),
-                        .a_valid_in(v_h[r*(COLS+1)+c]),
-                        .a_out(a_h[(r*(COLS+1)+c+1)*BUS +: BUS]),
-                        .a_valid_out(v_h[r*(COLS+1)+c+1]),
-                        .psum_in(p_v[(r*COLS+c)*ACC_BITS +: ACC_BITS]),
-                        .psum_out(p_v[((r+1)*COLS+c)*ACC_BITS +: ACC_BITS])
+                        .w_in(w_in), .shift_in(s_in), .lane_in(l_in),
+                        .w_out(w_out), .shift_out(s_out), .lane_out(l_out),
+                        .a_in(a_in), .a_valid_in(v_in), .a_out(a_out), .a_valid_out(v_out),
+                        .psum_in(p_in), .psum_out(p_out)
                     );
                 end else begin : pe_word
                     tc_pe #(
@@ -92,33 +96,24 @@ module tc_array #(
                         .LANE_BITS(LANE_BITS)
                     ) pe (
                         .clk(clk), .rst(rst), .load(load),
-                        .w_in(w_v[(r*COLS+c)*W_BITS +: W_BITS]),
-                        .lane_in(l_v[(r*COLS+c)*LANE_BITS +: LANE_BITS]),
-                        .w_out(w_v[((r+1)*COLS+c)*W_BITS +: W_BITS]),
-                        .lane_out(l_v[((r+1)*COLS+c)*LANE_BITS +: LANE_BITS]),
-                        .a_in(a_h[(r*(COLS+1)+c)*BUS +: BUS]),
-                        .a_valid_in(v_h[r*(COLS+1)+c]),
-                        .a_out(a_h[(r*(COLS+1)+c+1)*BUS +: BUS]),
-                        .a_valid_out(v_h[r*(COLS+1)+c+1]),
-                        .psum_in(p_v[(r*COLS+c)*ACC_BITS +: ACC_BITS]),
-                        .psum_out(p_v[((r+1)*COLS+c)*ACC_BITS +: ACC_BITS])
+                        .w_in(w_in), .lane_in(l_in), .w_out(w_out), .lane_out(l_out),
+                        .a_in(a_in), .a_valid_in(v_in), .a_out(a_out), .a_valid_out(v_out),
+                        .psum_in(p_in), .psum_out(p_out)
                     );
-                    assign s_v[(r+1)*COLS+c] = 1'b0;
+                    assign s_out = 1'b0;
                 end
             end
         end
         // Deskew: the bottom of column c (with the valid of the bottom-row PE that produced it) waits
         // COLS-1-c cycles so that all columns of one vector leave together.
         for (c = 0; c < COLS; c = c + 1) begin : deskew
-            wire valid_c;
+            wire valid;
             tc_delay #(.WIDTH(ACC_BITS + 1), .DEPTH(COLS - 1 - c)) col_delay (
                 .clk(clk),
-                .d({v_h[(ROWS-1)*(COLS+1)+c+1], p_v[(ROWS*COLS+c)*ACC_BITS +: ACC_BITS]}),
-                .q({valid_c, y_row[c*ACC_BITS +: ACC_BITS]})
+                .d({row[ROWS-1].col[c].v_out, row[ROWS-1].col[c].p_out}),
+                .q({valid, y_row[c*ACC_BITS +: ACC_BITS]})
             );
-            if (c == COLS - 1) begin : last
-                assign y_valid = valid_c;
-            end
         end
     endgenerate
+    assign y_valid = deskew[COLS-1].valid;
 endmodule

@@ -16,14 +16,10 @@ module tc_delay #(
         if (DEPTH == 0) begin : through
             assign q = d;
         end else begin : chain
-            reg [WIDTH-1:0] stage [0:DEPTH-1];
-            integer i;
-            always @(posedge clk) begin
-                stage[0] <= d;
-                for (i = 1; i < DEPTH; i = i + 1)
-                    stage[i] <= stage[i-1];
-            end
-            assign q = stage[DEPTH-1];
+            reg [DEPTH*WIDTH-1:0] stage;  // stage i at bits [i*WIDTH +: WIDTH]; the oldest on top
+            always @(posedge clk)
+                stage <= {stage, d};      // shift up by one word; the oldest drops out
+            assign q = stage[(DEPTH-1)*WIDTH +: WIDTH];
         end
     endgenerate
 endmodule

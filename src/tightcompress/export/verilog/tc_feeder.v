@@ -30,28 +30,28 @@ module tc_feeder #(
     output wire [ROWS*LANES*A_BITS-1:0] a_rows,
     output wire                         a_valid
 );
-    reg [LANES*FEAT_BITS-1:0] feature [0:ROWS-1];
-    reg [LANES-1:0]           lane_on [0:ROWS-1];
-
-    integer i;
-    always @(posedge clk) begin
-        if (load) begin
-            feature[0] <= feature_in;
-            lane_on[0] <= lane_on_in;
-            for (i = 1; i < ROWS; i = i + 1) begin
-                feature[i] <= feature[i-1];
-                lane_on[i] <= lane_on[i-1];
-            end
-        end
-    end
-
     genvar r, j;
     generate
         for (r = 0; r < ROWS; r = r + 1) begin : row
+            reg [LANES*FEAT_BITS-1:0] feature;  // input feature of each lane
+            reg [LANES-1:0]           lane_on;  // lane in use
+            if (r == 0) begin : top
+                always @(posedge clk)
+                    if (load) begin
+                        feature <= feature_in;
+                        lane_on <= lane_on_in;
+                    end
+            end else begin : below
+                always @(posedge clk)
+                    if (load) begin
+                        feature <= row[r-1].feature;
+                        lane_on <= row[r-1].lane_on;
+                    end
+            end
             for (j = 0; j < LANES; j = j + 1) begin : lane
-                wire [FEAT_BITS-1:0] f = feature[r][j*FEAT_BITS +: FEAT_BITS];
+                wire [FEAT_BITS-1:0] f = feature[j*FEAT_BITS +: FEAT_BITS];
                 assign a_rows[(r*LANES+j)*A_BITS +: A_BITS] =
-                    lane_on[r][j] ? x_vec[f*A_BITS +: A_BITS] : {A_BITS{1'b0}};
+                    lane_on[j] ? x_vec[f*A_BITS +: A_BITS] : {A_BITS{1'b0}};
             end
         end
     endgenerate
