@@ -88,6 +88,11 @@ PACK_LAYER = {
     "search_initial_cost": f(NUM, "cost", "search cost before annealing (slots, or dropped |w| when capped)"),
     "search_final_cost": f(NUM, "cost", "search cost after annealing"),
     "search_seconds": f(NUM, "s", "wall time of the permutation search"),
+    "search_improved": f(
+        BOOL,
+        "-",
+        "the annealer found an arrangement better than its greedy start (false: the start was packed)",
+    ),
     "seed": f(INT, "-", "seed of the search"),
     "objective": f(STR, "-", "capped search objective: magnitude (|w|) or squared (w^2)"),
     "alpha": f(INT, "rows", "column combining: rows per group at most"),
@@ -154,7 +159,11 @@ NOTES = obj(
         "zoo": f(STR, "-", "zoo model name"),
         "weights": f(STR, "-", "checkpoint path, or the seeded init used"),
         "groups_from": f(STR, "-", "where conv groups were read from (the model class, ONNX, or not known)"),
-        "messages": arr("simulate: the `note:` lines (tile cost, baseline pruning)", {"type": STR}),
+        "messages": arr(
+            "the `note:` lines (simulate: tile cost, baseline pruning; "
+            "pack and simulate: layers the search did not improve)",
+            {"type": STR},
+        ),
         "skipped_layers": arr(
             "layers not packed, and why",
             obj(
@@ -185,7 +194,10 @@ HW_COMMON = {
     "dense_cycles": f(INT, "cycles", "cycles of the dense layer on the same array and input vectors"),
     "speedup": f(NUM, "x", "dense_cycles / cycles"),
     "utilization_pe": f(NUM, "fraction 0-1", "useful MACs / (PEs x cycles)"),
-    "dense_utilization_pe": f(NUM, "fraction 0-1", "the same for the dense layer"),
+    "dense_utilization_pe": f(
+        NUM, "fraction 0-1", "the same for the dense layer running every nonzero the method was given"
+    ),
+    "dense_useful_macs": f(INT, "MACs", "useful MACs of the dense layer: the input's nonzeros x M"),
     "useful_macs": f(INT, "MACs", "multiply-accumulates with a nonzero weight"),
     "pe_cycles": f(INT, "PE-cycles", "PEs x cycles of the packed layer"),
     "dense_pe_cycles": f(INT, "PE-cycles", "PEs x cycles of the dense layer"),
@@ -219,7 +231,10 @@ HW_COMMON = {
     "cc_utilization_pe": f(NUM, "fraction 0-1", "PE utilization of the column-combining packing"),
     "cc_nnz": f(INT, "weights", "nonzero weights given to column combining"),
     "cc_dropped_nnz": f(INT, "weights", "weights column combining prunes to reach its cycles and energy"),
-    "cc_dropped_magnitude_fraction": f(NUM, "fraction 0-1", "their share of the kept |w|"),
+    "cc_dropped_magnitude_fraction": f(
+        NUM, "fraction 0-1", "their share of the |w| given to column combining"
+    ),
+    "cc_input_magnitude": f(NUM, "|w|", "summed |w| given to column combining"),
     "accesses": {
         "type": OBJ,
         "description": "memory accesses the energy model counts: sram_weight_reads, sram_index_reads, "
@@ -266,7 +281,7 @@ SIM_AREA_TOTAL = {
     "dense_area_mm2": f(NUM, "mm^2", "--area: cell area of the dense array"),
     "cc_area_mm2": f(NUM, "mm^2", "--area: cell area of column combining's array (alpha lanes)"),
     "throughput_gmacs": f(
-        NUM, "GMAC/s", "--area: the network's useful MACs (kept nonzeros x M) per second at the clock"
+        NUM, "GMAC/s", "--area: the network's MACs (nonzeros given x M) per second at the clock"
     ),
     "dense_throughput_gmacs": f(NUM, "GMAC/s", "--area: the same work on the dense array"),
     "cc_throughput_gmacs": f(NUM, "GMAC/s", "--area: the same work at column combining's cycles"),
@@ -400,6 +415,12 @@ def schemas() -> dict[str, dict]:
                 "m_source": f(STR, "-", "where M came from: topology, model, --vectors or assumed 1"),
                 "packed_file": f(STR, "-", "the packed input (its layers' options are in the layers)"),
                 "arch": f(STR, "file", "--arch: the architecture file"),
+                "match": f(
+                    [STR, "null"],
+                    "-",
+                    "--match dropped: each layer's height is the least whose dropped |w| is at most column "
+                    "combining's; null: the heights given",
+                ),
             },
             ["array", "m_source"],
         ),

@@ -277,6 +277,7 @@ def test_torch_exported_onnx_packs_like_its_checkpoint(tmp_path, monkeypatch):
     import sys
 
     monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("net", None)  # another test's `net` module must not stand in for this one
     from net import Net  # type: ignore[import-not-found]
 
     sys.modules.pop("net", None)

@@ -71,3 +71,64 @@ def test_lossless_reaches_bound_on_an_easy_matrix():
     W = W[rng.permutation(64)]
     packed = tc.pack(W, method="tight", group=8, height="auto", tile=8, iterations=50_000)
     assert packed.packed_slots == packed.report()["lower_bound_slots"] == 8 * 8
+
+
+def _greedy(weights: np.ndarray, group: int, height: int, exact_groups: int, tile: int = 1) -> np.ndarray:
+    from tightcompress.permute import kernels
+    from tightcompress.permute.search import greedy_col_perm
+
+    K = weights.shape[0]
+    offsets = np.minimum(np.arange(0, K + group, group), K).astype(np.int64)
+    cost = np.ascontiguousarray(np.abs(weights).T)
+    tile_cols = greedy_col_perm(weights, tile).reshape(-1, tile)
+    return kernels.greedy_rows(cost, tile_cols, offsets, height, exact_groups, kernels.GREEDY_CANDIDATES)
+
+
+@pytest.mark.parametrize("height", [-1, 1, 2])
+def test_tall_greedy_equals_the_exact_scan_with_one_column(height):
+    """Above GREEDY_EXACT_GROUPS a row is scored against a few candidate groups; with one column per tile
+    (a tall K x 1 layer) the candidate rule is the exact greedy's choice, row for row."""
+    rng = np.random.default_rng(3)
+    W = rng.standard_normal((6000, 1))
+    W[rng.random(W.shape) < 0.6] = 0.0
+    exact = _greedy(W, 8, height, exact_groups=10**9)
+    candidates = _greedy(W, 8, height, exact_groups=0)
+    np.testing.assert_array_equal(candidates, exact)
+
+
+def test_tall_greedy_with_several_columns_is_near_the_exact_scan():
+    """With several columns the candidate rule is a heuristic: its lossless start stays within 5 % of the
+    exact scan's packed rows (measured 0.96-1.01x on 8192 x 32 and 20000 x 8) and is a valid permutation."""
+    rng = np.random.default_rng(4)
+    W = rng.standard_normal((4096, 16))
+    W[rng.random(W.shape) < 0.85] = 0.0
+
+    def rows(perm: np.ndarray) -> int:
+        nz = (W != 0)[perm[0]]
+        return int(sum(nz[g : g + 8].sum(axis=0).max() for g in range(0, 4096, 8)))
+
+    exact = _greedy(W, 8, -1, exact_groups=10**9, tile=16)
+    candidates = _greedy(W, 8, -1, exact_groups=0, tile=16)
+    assert sorted(candidates[0]) == list(range(4096))
+    assert rows(candidates) <= 1.05 * rows(exact)
+
+
+def test_tall_layer_packs_lossless_and_exact():
+    """A 200,000 x 1 layer (25,000 groups: the candidate greedy) packs at its lossless bound, exactly."""
+    rng = np.random.default_rng(5)
+    W = rng.standard_normal((200_000, 1)).astype(np.float32)
+    W[rng.random(W.shape) < 0.9] = 0.0
+    packed = tc.pack(W, method="tight", group=8, height="auto", tile=32)
+    np.testing.assert_array_equal(packed.to_dense(), W)
+    assert packed.report()["packed_slots"] == packed.report()["lower_bound_slots"]
+
+
+def test_shared_row_search_costs_no_more_work_than_tight():
+    """N:M with a channel permutation: each move re-scores all N columns, so its default budget is tight's
+    budget on the same layer times C / N (a 120 x 6625 classifier took 20 minutes with 700 K moves)."""
+    rng = np.random.default_rng(6)
+    W = rng.standard_normal((120, 2048))
+    nm = tc.pack(W, method="nm", permute=True, group=8, height=4, tile=32).report()
+    tight = tc.pack(W, method="tight", group=8, height=4, tile=32).report()
+    assert nm["search_iterations"] * 2048 <= max(tight["search_iterations"] * 32, 500 * 2048)
+    assert nm["search_final_cost"] <= nm["search_initial_cost"]

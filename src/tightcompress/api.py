@@ -55,8 +55,6 @@ class PackConfig:
                 raise TightCompressError(f"height must be an integer >= 1 or 'auto', got {self.height!r}")
             if self.method in ("tight", "nm") and self.height > self.group:
                 raise TightCompressError(f"height h={self.height} exceeds group G={self.group}")
-        if self.method == "nm" and self.height == "auto":
-            raise TightCompressError("method nm needs an integer height (N of N:M)")
         if not _is_int(self.tile) or self.tile < 1:
             raise TightCompressError(f"tile C must be an integer >= 1, got {self.tile!r}")
         if not _is_int(self.alpha) or not 1 <= self.alpha <= 256:
@@ -210,9 +208,9 @@ def pack(
     if config.method == "dense":
         packed = pack_dense(weights, tile=config.tile)
     elif config.method == "nm" and config.permute:
-        packed = _pack_searched(weights, config, int(config.height), shared_rows=True)
+        packed = _pack_searched(weights, config, height_cap, shared_rows=True)
     elif config.method == "nm":
-        packed = pack_nm(weights, group=config.group, height=int(config.height), tile=config.tile)
+        packed = pack_nm(weights, group=config.group, height=config.height, tile=config.tile)
         packed.info.setdefault("extra", {})["permute"] = False
     elif config.method == "column-combining":
         packed = pack_column_combining(
@@ -267,12 +265,17 @@ def _pack_searched(
         shared_rows=shared_rows,
     )
     extra = {"permute": True} if shared_rows else {}
+    build_cap = height_cap
+    if shared_rows and height_cap is None:  # lossless N:M: the least uniform N the found order allows
+        from tightcompress.baselines.structured import lossless_nm_height
+
+        build_cap = lossless_nm_height(weights, config.group, result.row_perm[0])
     packed = build_packed(
         weights,
         method="nm" if shared_rows else "tight",
         group=config.group,
         tile=config.tile,
-        height_cap=height_cap,
+        height_cap=build_cap,
         row_perm=result.row_perm,
         col_perm=result.col_perm,
         group_offsets=offsets,
@@ -285,6 +288,8 @@ def _pack_searched(
                 "search_accepted": result.accepted,
                 "search_initial_cost": result.initial_cost,
                 "search_final_cost": result.final_cost,
+                # False: the annealer found nothing better than its greedy start (which was packed)
+                "search_improved": bool(result.final_cost < result.initial_cost),
                 "search_seconds": result.seconds,
                 "seed": config.seed,
                 "objective": config.objective,

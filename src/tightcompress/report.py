@@ -54,3 +54,20 @@ def build_report(layers: list[dict[str, Any]], config: dict[str, Any] | None = N
         "layers": layers,
         "total": total_report(layers),
     }
+
+
+def unimproved_search_note(layers: Iterable[dict[str, Any]]) -> str | None:
+    """One line naming the layers where the annealer ran but did not improve on its greedy start (their
+    packing is the greedy arrangement), or None."""
+    names = [
+        layer["name"]
+        for layer in layers
+        if layer.get("search_iterations", 0) > 0 and layer.get("search_improved") is False
+    ]
+    if not names:
+        return None
+    shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    return (
+        f"the annealer did not improve on its greedy start on {len(names)} layer(s): {shown} "
+        "(at its floor already, or give more --iterations)"
+    )

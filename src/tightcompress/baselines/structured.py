@@ -32,13 +32,29 @@ def pack_dense(weights: np.ndarray, *, tile: int) -> PackedMatrix:
     return packed
 
 
-def pack_nm(weights: np.ndarray, *, group: int, height: int, tile: int) -> PackedMatrix:
+def lossless_nm_height(weights: np.ndarray, group: int, row_order: np.ndarray | None = None) -> int:
+    """The least N of N:M that drops no weight: the most nonzeros any `group` consecutive rows (in
+    `row_order`, natural if None) hold in one column; at least 1. N:M's `height="auto"`."""
+    nonzero = np.asarray(weights) != 0
+    if row_order is not None:
+        nonzero = nonzero[row_order]
+    K, N = nonzero.shape
+    padded = np.zeros((-(-K // group) * group, N), dtype=np.int32)
+    padded[:K] = nonzero
+    return max(int(padded.reshape(-1, group, N).sum(axis=1).max(initial=0)), 1)
+
+
+def pack_nm(weights: np.ndarray, *, group: int, height: int | str, tile: int) -> PackedMatrix:
     """`height:group` structured sparsity on the natural row order; weights beyond it are dropped.
+    `height="auto"`: the least N that drops nothing (`lossless_nm_height`), so N:M is lossless like tight's
+    auto and the comparison is at equal (zero) loss.
 
     This is what sparse tensor cores (2:4) and SCALE-Sim v3's sparse mode execute: no permutation.
     """
     start = time.perf_counter()
     K, N = weights.shape
+    if height == "auto":
+        height = lossless_nm_height(weights, group)
     packed = build_packed(
         weights,
         method="nm",

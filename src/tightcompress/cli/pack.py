@@ -31,7 +31,7 @@ from tightcompress.parallel import default_jobs, pack_layers
 from tightcompress.prune.subword_pack import is_subword, weight_matrix
 from tightcompress.readers import INPUT_HELP, ModelWeights, model_weights, read_model
 from tightcompress.readers.matrices import DEPTHWISE_REASON, weight_source
-from tightcompress.report import build_report
+from tightcompress.report import build_report, unimproved_search_note
 from tightcompress.utils.atomic import atomic_path, output_group, write_json_atomic
 from tightcompress.zoo import ZOO, ZooLayer, zoo_matrices
 
@@ -140,7 +140,8 @@ def add_pack_options(parser: argparse.ArgumentParser) -> None:
         type=height_arg,
         default="auto",
         metavar="K|auto",
-        help="slots per group per column, or auto for lossless",
+        help="slots per group per column, or auto for lossless (tight: each group as tall as its densest "
+        "column; nm: the least N that drops nothing)",
     )
     parser.add_argument("--tile", type=int, default=32, metavar="C", help="array columns per tile")
     parser.add_argument("--alpha", type=int, default=8, help="column combining: rows per group at most")
@@ -306,6 +307,9 @@ def run_pack(args: argparse.Namespace) -> int:
     if bad_layers:  # beside the layers the readers skip (depthwise), one list of what was not packed
         notes = report.setdefault("notes", {})
         notes["skipped_layers"] = [*notes.get("skipped_layers", []), *bad_layers]
+    unimproved = unimproved_search_note(layers)
+    if unimproved:
+        report.setdefault("notes", {})["messages"] = [unimproved]
     with output_group() as stage:  # --out and --json are written both or neither
         if args.out:
             state, state_dtypes = passthrough_state(found, packed_layers)
@@ -318,6 +322,8 @@ def run_pack(args: argparse.Namespace) -> int:
         f"utilization {total['utilization']:.1%}, dropped {total['dropped_nnz']} nnz "
         f"({total['dropped_magnitude_fraction']:.2%} of |w|) -> {args.json}"
     )
+    if unimproved:
+        print(f"note: {unimproved}")
     return 0
 
 

@@ -16,6 +16,7 @@ stdout, progress to stderr, the full report to `--json`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
@@ -58,7 +59,7 @@ from tightcompress.readers.topology import (
     topology_name,
     write_topology,
 )
-from tightcompress.report import build_report
+from tightcompress.report import build_report, unimproved_search_note
 from tightcompress.utils.atomic import output_group, write_json_atomic
 
 # Packing options: None when not given, so a packed input can refuse them and a topology pick its method.
@@ -86,10 +87,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_key_option(parser, model=False)
     add_pack_options(parser)
-    parser.set_defaults(**dict.fromkeys(_PACK_OPTIONS))
+    parser.set_defaults(**dict.fromkeys(_PACK_OPTIONS))  # None: "not given" (a packed file refuses them)
+    shown = {f.name: f.default for f in fields(PackConfig)}
     for action in parser._actions:
         if action.dest == "tile":
             action.help = f"{action.help} (default: the array's column count)"
+        elif action.dest in shown and action.help and "default" not in action.help:
+            action.help = f"{action.help} (default: {shown[action.dest]})"
     add_parallel_options(parser)
     parser.add_argument(
         "--array", metavar="RxC", help="PE array rows x columns (default: the --arch file's, else 32x32)"
@@ -135,6 +139,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also synthesise the arrays (Yosys, cached; `tightcompress area`) and report area and "
         "throughput per mm2 against dense and column combining",
+    )
+    parser.add_argument(
+        "--match",
+        choices=("dropped",),
+        help="dropped: compare at matched loss; each layer of tight or nm gets the least height whose "
+        "dropped |w| is at most column combining's on that layer (not with a packed file)",
     )
     parser.add_argument("--json", metavar="REPORT.json", help="write the full report here")
     add_skip_bad_layers(parser)
@@ -192,9 +202,21 @@ def run_simulate(args: argparse.Namespace) -> int:
         else:
             sources = matrices if config.method != "column-combining" else {}
         tasks += [Task((name, "cc"), name, source, cc_config) for name, source in sources.items()]
+    if args.match and (kind == "packed" or cc_config is None or config.method not in ("tight", "nm")):
+        raise TightCompressError(
+            "--match dropped caps tight's or nm's height per layer to column combining's loss: it needs "
+            "--method tight or nm on a checkpoint or a topology with --sparsity, and the column-combining "
+            "baseline (no --no-vs-cc)"
+        )
     if tasks:
         compile_kernels_once(args)
     results = _pack(tasks, args)
+    if args.match:
+        _match_dropped(matrices, config, results, args)
+        notes.append(
+            f"--match dropped: each layer's {config.method} height is the least whose dropped |w| is at most "
+            "column combining's on that layer (the height column of the JSON)"
+        )
     if kind != "packed":
         packed = {
             name: store_dtype(results[(name, "method")], dtypes.get(name, str(matrix.dtype)))
@@ -226,12 +248,16 @@ def run_simulate(args: argparse.Namespace) -> int:
             hw["cc_nnz"] = cc_report["nnz"]
             hw["cc_dropped_nnz"] = cc_report["dropped_nnz"]
             hw["cc_dropped_magnitude_fraction"] = cc_report["dropped_magnitude_fraction"]
+            hw["cc_input_magnitude"] = cc_report["input_magnitude"]
         hw_layers.append(hw)
         layers.append({**layer.report(), "name": name, **hw})
     note = _tile_note(packed, array)
     if note:
         notes.append(note)
-    report_config: dict[str, Any] = {"array": args.array, "m_source": m_source}
+    unimproved = unimproved_search_note(layers)
+    if unimproved:
+        notes.append(unimproved)
+    report_config: dict[str, Any] = {"array": args.array, "m_source": m_source, "match": args.match}
     if args.arch is not None:
         report_config["arch"] = str(args.arch)
     if kind == "packed":
@@ -243,6 +269,13 @@ def run_simulate(args: argparse.Namespace) -> int:
     if cc_config is not None:
         dropped = sum(hw["cc_dropped_nnz"] for hw in hw_layers)
         report["total"]["cc_dropped_nnz"] = dropped
+        cc_magnitude = sum(hw["cc_input_magnitude"] for hw in hw_layers)
+        report["total"]["cc_dropped_magnitude_fraction"] = (
+            sum(hw["cc_dropped_magnitude_fraction"] * hw["cc_input_magnitude"] for hw in hw_layers)
+            / cc_magnitude
+            if cc_magnitude
+            else 0.0
+        )
         if dropped:
             nnz = sum(hw["cc_nnz"] for hw in hw_layers)
             notes.append(
@@ -439,6 +472,35 @@ def _pack(tasks: list[Task], args: argparse.Namespace) -> dict:
         return run_tasks(tasks, jobs=args.jobs, ray_address=args.ray, progress=lambda _name: bar.update())
 
 
+def _match_dropped(
+    matrices: dict[str, np.ndarray], config: PackConfig, results: dict, args: argparse.Namespace
+) -> None:
+    """`--match dropped`: replace each layer's packing by the least height (1..G) whose dropped |w| is at
+    most column combining's on that layer, found by bisection, all layers at once each round (dropped
+    |w| falls as the height grows; h = G drops nothing, since a group holds G rows)."""
+    target = {name: results[(name, "cc")].report()["dropped_magnitude_fraction"] for name in matrices}
+    low = dict.fromkeys(matrices, 1)
+    high = dict.fromkeys(matrices, config.group)
+    while any(low[name] < high[name] for name in matrices):
+        tasks = []
+        for name in matrices:
+            if low[name] < high[name]:
+                height = (low[name] + high[name]) // 2
+                tasks.append(
+                    Task((name, height), name, matrices[name], dataclasses.replace(config, height=height))
+                )
+        for (name, height), packed in _pack(tasks, args).items():
+            if packed.report()["dropped_magnitude_fraction"] <= target[name] + 1e-12:
+                high[name] = height
+            else:
+                low[name] = height + 1
+    final = [
+        Task(name, name, matrices[name], dataclasses.replace(config, height=high[name])) for name in matrices
+    ]
+    for name, packed in _pack(final, args).items():
+        results[(name, "method")] = packed
+
+
 def emitted_topology(
     packed: dict[str, PackedMatrix], vectors: dict[str, int], rows: dict[str, TopologyLayer]
 ) -> list[TopologyLayer]:
@@ -506,7 +568,8 @@ def format_summary(report: dict[str, Any], args: argparse.Namespace, m_source: s
     """The per-layer table, the energy by component and one summary line (what stdout shows)."""
     layers, total = report["layers"], report["total"]
     has_cc = "cc_cycles" in total
-    head = ["layer", "M", "cycles", "vs dense"] + (["vs CC"] if has_cc else [])
+    # Each method's dropped |w| stands beside its speed-up: a lossy method's gains are not free.
+    head = ["layer", "M", "cycles", "vs dense", "dropped"] + (["vs CC", "CC dropped"] if has_cc else [])
     head += ["PE util", "energy uJ", "compute", "SRAM", "DRAM", "E vs dense"] + (
         ["E vs CC"] if has_cc else []
     )
@@ -514,8 +577,9 @@ def format_summary(report: dict[str, Any], args: argparse.Namespace, m_source: s
     for layer in [*layers, {**total, "name": "total", "m": ""}]:
         parts = _energy_parts(layer["energy_breakdown_pj"])
         row = [layer["name"], str(layer["m"]), str(layer["cycles"]), f"{layer['speedup']:.2f}x"]
+        row.append(f"{layer['dropped_magnitude_fraction']:.1%}")
         if has_cc:
-            row.append(f"{layer['speedup_vs_cc']:.2f}x")
+            row += [f"{layer['speedup_vs_cc']:.2f}x", f"{layer['cc_dropped_magnitude_fraction']:.1%}"]
         row += [f"{layer['utilization_pe']:.1%}", f"{layer['energy_pj'] / 1e6:.3f}"]
         row += [f"{value / 1e6:.3f}" for value in parts]
         row.append(f"{layer['energy_gain']:.2f}x")
@@ -552,6 +616,9 @@ def format_summary(report: dict[str, Any], args: argparse.Namespace, m_source: s
     )
     if has_cc:
         line += f", {total['speedup_vs_cc']:.2f}x over column combining"
+    line += f"; dropped |w| {total['dropped_magnitude_fraction']:.1%}"
+    if has_cc:
+        line += f", column combining's {total['cc_dropped_magnitude_fraction']:.1%}"
     line += (
         f"), PE utilization {total['utilization_pe']:.1%} (dense {total['dense_utilization_pe']:.1%}), "
         f"energy {total['energy_pj'] / 1e6:.3f} uJ (gain {total['energy_gain']:.2f}x over dense"

@@ -88,6 +88,11 @@ class PackedMatrix:
         return int(np.count_nonzero(self.values))
 
     @property
+    def input_nnz(self) -> int:
+        """Nonzeros of the matrix given to the packer, before the method dropped any (`nnz` are kept)."""
+        return int(self.info.get("input_nnz", self.nnz))
+
+    @property
     def compression_rate(self) -> float:
         return self.K * self.N / max(self.packed_slots, 1)
 
@@ -216,7 +221,7 @@ class PackedMatrix:
             "name": info.get("name", "matrix"),
             "K": self.K,
             "N": self.N,
-            "nnz": int(info.get("input_nnz", self.nnz)),
+            "nnz": self.input_nnz,
             "kept_nnz": self.nnz,
             "method": self.method,
             "group": self.group,

@@ -153,8 +153,9 @@ def throughput_per_area(
     use_cache: bool = True,
 ) -> dict[str, Any]:
     """Area of the arrays that run the network (the method's, dense, column combining's) and the
-    throughput per unit area of each: the network's useful MACs (kept nonzeros x M, the same work for
-    all three) per second at `arch.clock_mhz`, over the array's cell area.
+    throughput per unit area of each: the network's MACs (every nonzero weight given to the packer x M,
+    `dense_useful_macs`: the same work for all three) per second at `arch.clock_mhz`, over the array's
+    cell area.
 
     Returns `(area block, total fields)` merged as one dict: `area` (what was synthesised) and the totals
     `area_mm2`, `dense_area_mm2`, `throughput_gmacs`, `throughput_gmacs_per_mm2`, the dense ones,
@@ -170,7 +171,7 @@ def throughput_per_area(
         own = method_area(method, arch.array, group=lanes, **options)
     dense = method_area("dense", arch.array, **options)
     hertz = arch.clock_mhz * 1e6
-    work = total["useful_macs"]
+    work = total.get("dense_useful_macs", total["useful_macs"])  # the network as given, for all three
 
     def gmacs(cycles: int) -> float:
         return work * hertz / cycles / 1e9 if cycles else 0.0

@@ -115,6 +115,7 @@ def simulate_packed(
         packed, array, m, trim=trim, arch=arch, weight_bits=weight_bits, slot_extra_bits=slot_extra_bits
     )
     dense_cyc = layer_cycles(dense, array, m, trim=trim, arch=arch, weight_bits=weight_bits)
+    dense_useful = packed.input_nnz * int(m)
     en = layer_energy(packed, array, m, table=table, arch=arch, input_features=input_features, **options)
     # The dense baseline is the conventional 8-bit array: same operand widths, no mux, no index.
     dense_en = layer_energy(
@@ -134,7 +135,10 @@ def simulate_packed(
         "dense_cycles": dense_cyc.cycles,
         "speedup": dense_cyc.cycles / cyc.cycles if cyc.cycles else 0.0,
         "utilization_pe": cyc.utilization_pe,
-        "dense_utilization_pe": dense_cyc.utilization_pe,
+        # The dense array runs the layer as given: every nonzero the method was handed, also those it dropped,
+        # so the dense baseline is the same whatever the method.
+        "dense_utilization_pe": dense_useful / dense_cyc.pe_cycles if dense_cyc.pe_cycles else 0.0,
+        "dense_useful_macs": dense_useful,
         "passes": cyc.passes,
         "folds": cyc.folds,
         "dense_folds": dense_cyc.folds,
@@ -224,9 +228,10 @@ def total_simulation(layers: Iterable[dict[str, Any]]) -> dict[str, Any]:
     for key in ("stall_cycles", "dense_stall_cycles", "cc_stall_cycles"):
         if layers and all(key in layer for layer in layers):
             total[key] = sum(layer[key] for layer in layers)
-    dense_useful = total["useful_macs"]
+    dense_useful = sum(layer.get("dense_useful_macs", layer["useful_macs"]) for layer in layers)
     total["speedup"] = total["dense_cycles"] / total["cycles"] if total["cycles"] else 0.0
     total["utilization_pe"] = total["useful_macs"] / total["pe_cycles"] if total["pe_cycles"] else 0.0
+    total["dense_useful_macs"] = dense_useful
     total["dense_utilization_pe"] = (
         dense_useful / total["dense_pe_cycles"] if total["dense_pe_cycles"] else 0.0
     )

@@ -778,15 +778,186 @@ def lossless_finish(s, run):
 
 
 # ------------------------------------------------------------------------------------------ greedy
+# Up to this many groups a row is scored against every open group (exact greedy). Above it (tall layers:
+# K / G groups, e.g. 125,000 for K = 1e6 at G = 8) a full scan per row is O(K^2 / G): rows are scored
+# against a few candidate groups drawn from two priority trees instead (`_place_by_candidates`).
+GREEDY_EXACT_GROUPS = 512
+# Candidates per row above GREEDY_EXACT_GROUPS: the least-filled groups by nonzeros, and by rows.
+GREEDY_CANDIDATES = 64
+_NO_KEY = np.iinfo(np.int64).max
+
+
+@nb.njit(cache=True, inline="always")
+def _tree_set(tree, size, i, value):
+    """Set leaf i of a min segment tree (`tree[1]` is the minimum of all leaves) and update its ancestors."""
+    p = i + size
+    tree[p] = value
+    p //= 2
+    while p >= 1:
+        tree[p] = min(tree[2 * p], tree[2 * p + 1])
+        p //= 2
+
+
+@nb.njit(cache=True, inline="always")
+def _row_keys(g, lo, hi, row_cols, row_cost, counts, tallest, k):
+    """The greedy's score of putting a row (its nonzeros `row_cols[lo:hi]`) into group g: (cost pushed
+    over the height k, or 1.0 if it raises the group's tallest column when k <= 0; overlap)."""
+    key0 = 0.0
+    key1 = 0
+    for n in range(lo, hi):
+        count = counts[row_cols[n], g]
+        key1 += count
+        if k > 0:
+            if count >= k:
+                key0 += row_cost[n]
+        elif count + 1 > tallest[g]:
+            key0 = 1.0
+    return key0, key1
+
+
+@nb.njit(cache=True, inline="always")
+def _better(key0, key1, heads_g, g, best0, best1, best_heads, best_g):
+    """Lexicographic (key0, key1, fill, group index) comparison of the greedy's scores."""
+    if best_g < 0:
+        return True
+    if key0 != best0:
+        return key0 < best0
+    if key1 != best1:
+        return key1 < best1
+    if heads_g != best_heads:
+        return heads_g < best_heads
+    return g < best_g
+
+
+@nb.njit(cache=True, inline="always")
+def _place(t, r, g, lo, hi, row_cols, perm, offsets, heads, counts, tallest):
+    """Put row r into group g of tile t and update the group's tables."""
+    perm[t, offsets[g] + heads[g]] = r
+    heads[g] += 1
+    for n in range(lo, hi):
+        c = row_cols[n]
+        counts[c, g] += 1
+        if counts[c, g] > tallest[g]:
+            tallest[g] = counts[c, g]
+
+
 @nb.njit(cache=True)
-def greedy_rows(cost, tile_cols, offsets, k):
+def _place_exact(t, order, row_start, row_cols, row_cost, sizes, offsets, k, perm, heads, counts, tallest):
+    """Each row into the open group with the least score, every open group scored (O(rows x groups))."""
+    n_groups = sizes.shape[0]
+    for r in order:
+        lo = row_start[r]
+        hi = row_start[r + 1]
+        best_g = -1
+        best0 = 0.0
+        best1 = 0
+        for g in range(n_groups):
+            if heads[g] >= sizes[g]:
+                continue
+            key0, key1 = _row_keys(g, lo, hi, row_cols, row_cost, counts, tallest, k)
+            if _better(key0, key1, heads[g], g, best0, best1, heads[best_g] if best_g >= 0 else 0, best_g):
+                best_g, best0, best1 = g, key0, key1
+        _place(t, r, best_g, lo, hi, row_cols, perm, offsets, heads, counts, tallest)
+
+
+@nb.njit(cache=True)
+def _place_by_candidates(
+    t, order, row_start, row_cols, row_cost, sizes, offsets, k, n_candidates, perm, heads, counts, tallest
+):
+    """Each row into the best of a few candidate groups: O(rows x candidates x log groups).
+
+    Three min segment trees over the open groups give the candidates, `n_candidates` from each:
+    - by fill (rows held, index): a group holding no nonzero in the row's columns has overlap 0, the least
+      there is, and the least-filled such group is the exact greedy's choice; a row with no nonzeros
+      takes this tree's minimum, as the exact greedy does;
+    - by load (nonzeros held, rows held, index): with one column per tile its minimum is the exact
+      greedy's choice (the score is monotone in the nonzeros held);
+    - by room (most free slots below the group's height: the capped k, or the tallest column when
+      lossless): the groups a row fits into without pushing anything over.
+    """
+    n_groups = sizes.shape[0]
+    C = counts.shape[0]
+    size = 1
+    while size < n_groups:
+        size *= 2
+    span = np.int64(sizes.max() + 1)
+    room_span = np.int64(span * C + 1)
+    by_fill = np.full(2 * size, _NO_KEY, dtype=np.int64)
+    by_load = np.full(2 * size, _NO_KEY, dtype=np.int64)
+    by_room = np.full(2 * size, _NO_KEY, dtype=np.int64)
+    held = np.zeros(n_groups, dtype=np.int64)  # nonzeros held per group
+    room = np.zeros(n_groups, dtype=np.int64)  # free (column, slot) pairs below the group's height
+    for g in range(n_groups):
+        if sizes[g] > 0:
+            if k > 0:
+                room[g] = k * C
+            _tree_set(by_fill, size, g, np.int64(g))
+            _tree_set(by_load, size, g, np.int64(g))
+            _tree_set(by_room, size, g, ((room_span - room[g]) * span) * n_groups + g)
+    popped = np.empty(n_candidates, dtype=np.int64)
+    popped_key = np.empty(n_candidates, dtype=np.int64)
+    for r in order:
+        lo = row_start[r]
+        hi = row_start[r + 1]
+        best_g = -1
+        best0 = 0.0
+        best1 = 0
+        for which in range(3):
+            # One column per tile: the first group by load is the exact choice; no nonzeros: by fill.
+            if which == 0 and C == 1 and hi > lo:
+                continue
+            tree = by_fill if which == 0 else (by_load if which == 1 else by_room)
+            n_popped = 0
+            for _ in range(n_candidates if hi > lo and C > 1 else 1):
+                key = tree[1]
+                if key == _NO_KEY:
+                    break
+                g = key % n_groups
+                popped[n_popped] = g
+                popped_key[n_popped] = key
+                n_popped += 1
+                _tree_set(tree, size, g, _NO_KEY)
+                key0, key1 = _row_keys(g, lo, hi, row_cols, row_cost, counts, tallest, k)
+                if _better(
+                    key0, key1, heads[g], g, best0, best1, heads[best_g] if best_g >= 0 else 0, best_g
+                ):
+                    best_g, best0, best1 = g, key0, key1
+                if which == 0 and key0 == 0.0 and key1 == 0:
+                    break  # no overlap and nothing pushed over, at the least fill: nothing can beat it
+            for i in range(n_popped):  # put this tree's candidates back
+                _tree_set(tree, size, popped[i], popped_key[i])
+            if hi == lo or C == 1 or (best0 == 0.0 and best1 == 0):
+                break
+        g = best_g
+        if k > 0:
+            for n in range(lo, hi):
+                if counts[row_cols[n], g] < k:
+                    room[g] -= 1
+        _place(t, r, g, lo, hi, row_cols, perm, offsets, heads, counts, tallest)
+        held[g] += hi - lo
+        if k <= 0:
+            room[g] = tallest[g] * C - held[g]
+        if heads[g] >= sizes[g]:
+            _tree_set(by_fill, size, g, _NO_KEY)
+            _tree_set(by_load, size, g, _NO_KEY)
+            _tree_set(by_room, size, g, _NO_KEY)
+        else:
+            _tree_set(by_fill, size, g, heads[g] * n_groups + g)
+            _tree_set(by_load, size, g, (held[g] * span + heads[g]) * n_groups + g)
+            _tree_set(by_room, size, g, ((room_span - room[g]) * span + heads[g]) * n_groups + g)
+
+
+@nb.njit(cache=True)
+def greedy_rows(
+    cost, tile_cols, offsets, k, exact_groups=GREEDY_EXACT_GROUPS, n_candidates=GREEDY_CANDIDATES
+):
     """Greedy start, per tile: rows by descending nnz, each into the open group where it adds the least.
 
-    "Least" is lexicographic: first the cost it would push over the height k (k <= 0: the rise of the
-    group's tallest column), then its overlap with the group's nonzeros, then the group's fill.
-    Each row's nonzero columns are listed once per tile (read column by column, contiguous in `cost`),
-    and the counts are stored `(C, groups)` so that one row's keys for all groups are a few sweeps of
-    contiguous memory; the keys are summed in the same order as a row-by-row scan, so ties break alike.
+    "Least" is lexicographic: first the cost it would push over the height k (k <= 0: whether it raises
+    the group's tallest column), then its overlap with the group's nonzeros, then the group's fill, then
+    the group's index. Up to `exact_groups` groups every open group is scored; above, a few candidates
+    per row (`_place_by_candidates`), so a tall layer costs O(K log K), not O(K^2 / G).
+    Each row's nonzero columns are listed once per tile (read column by column, contiguous in `cost`).
     """
     n_tiles, C = tile_cols.shape
     K = cost.shape[1]
@@ -798,13 +969,9 @@ def greedy_rows(cost, tile_cols, offsets, k):
     row_nnz = np.empty(K, dtype=np.int64)
     row_start = np.empty(K + 1, dtype=np.int64)
     fill = np.empty(K, dtype=np.int64)
-    row_cols = np.empty(K * C, dtype=np.int64)  # the nonzero columns of row r: row_start[r]:row_start[r+1]
-    row_cost = np.empty(K * C, dtype=np.float64)
     counts = np.empty((C, n_groups), dtype=np.int64)
     heads = np.empty(n_groups, dtype=np.int64)
     tallest = np.empty(n_groups, dtype=np.int64)
-    key0 = np.empty(n_groups, dtype=np.float64)
-    key1 = np.empty(n_groups, dtype=np.int64)
     for t in range(n_tiles):
         counts[:, :] = 0
         heads[:] = 0
@@ -821,7 +988,10 @@ def greedy_rows(cost, tile_cols, offsets, k):
         for r in range(K):
             row_start[r + 1] = row_start[r] + row_nnz[r]
             fill[r] = row_start[r]
-        for c in range(C):  # ascending c, so each row's list is in column order
+        # the nonzero columns of row r and their costs: row_start[r]:row_start[r+1], in column order
+        row_cols = np.empty(row_start[K], dtype=np.int64)
+        row_cost = np.empty(row_start[K], dtype=np.float64)
+        for c in range(C):
             j = tile_cols[t, c]
             if j < 0:
                 continue
@@ -832,42 +1002,24 @@ def greedy_rows(cost, tile_cols, offsets, k):
                     row_cost[fill[r]] = v
                     fill[r] += 1
         order = np.argsort(-row_nnz, kind="mergesort")
-        for r in order:
-            lo = row_start[r]
-            hi = row_start[r + 1]
-            key0[:] = 0.0
-            key1[:] = 0
-            for n in range(lo, hi):
-                c = row_cols[n]
-                v = row_cost[n]
-                if k > 0:
-                    for g in range(n_groups):
-                        count = counts[c, g]
-                        key1[g] += count
-                        if count >= k:
-                            key0[g] += v
-                else:
-                    for g in range(n_groups):
-                        count = counts[c, g]
-                        key1[g] += count
-                        if count + 1 > tallest[g]:
-                            key0[g] = 1.0
-            best_g = -1
-            for g in range(n_groups):
-                if heads[g] >= sizes[g]:
-                    continue
-                if (
-                    best_g < 0
-                    or key0[g] < key0[best_g]
-                    or (key0[g] == key0[best_g] and key1[g] < key1[best_g])
-                    or (key0[g] == key0[best_g] and key1[g] == key1[best_g] and heads[g] < heads[best_g])
-                ):
-                    best_g = g
-            perm[t, offsets[best_g] + heads[best_g]] = r
-            heads[best_g] += 1
-            for n in range(lo, hi):
-                c = row_cols[n]
-                counts[c, best_g] += 1
-                if counts[c, best_g] > tallest[best_g]:
-                    tallest[best_g] = counts[c, best_g]
+        if n_groups <= exact_groups:
+            _place_exact(
+                t, order, row_start, row_cols, row_cost, sizes, offsets, k, perm, heads, counts, tallest
+            )
+        else:
+            _place_by_candidates(
+                t,
+                order,
+                row_start,
+                row_cols,
+                row_cost,
+                sizes,
+                offsets,
+                k,
+                n_candidates,
+                perm,
+                heads,
+                counts,
+                tallest,
+            )
     return perm
