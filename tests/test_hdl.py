@@ -136,6 +136,14 @@ def test_verify_without_a_simulator_says_how_to_install_one(tmp_path, monkeypatc
     assert len(err) == 1 and "apt-get install iverilog" in err[0]
 
 
+def test_verify_refuses_a_damaged_hex_file_in_one_line(tmp_path, capsys):
+    out = _small_export(tmp_path)
+    (out / "conv" / "tile000_lanes.hex").write_text("zz\n")
+    assert main(["verify", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "damaged" in err[0]
+
+
 def test_verify_refuses_an_export_without_hdl(tmp_path, capsys):
     w = _conv_matrix(5, 0.6)
     export_rtl({"conv": pack(w, method="dense", tile=4)}, tmp_path / "plain", m=1)
@@ -213,11 +221,11 @@ def test_cli_export_hdl_on_a_checkpoint_nobody_made(tmp_path, iverilog, capsys):
     """An odd conv shape, packed from a state dict, exported with --hdl via the CLI, verified."""
     torch = pytest.importorskip("torch")
     torch.manual_seed(11)
-    conv = torch.nn.Conv2d(5, 7, (3, 2))  # K = 30, N = 7
+    conv = torch.nn.Conv2d(5, 7, (3, 2))  # K = 30 (not a multiple of G = 4), N = 7
     ckpt = tmp_path / "odd.pt"
     torch.save({"odd.weight": conv.weight.detach()}, ckpt)
     packed = tmp_path / "p.safetensors"
-    assert main(["pack", str(ckpt), "--method", "tight", "--group", "3", "--tile", "2", "--sparsity",
+    assert main(["pack", str(ckpt), "--method", "tight", "--group", "4", "--tile", "2", "--sparsity",
                  "0.75", "--iterations", "300", "--out", str(packed),
                  "--json", str(tmp_path / "p.json")]) == 0  # fmt: skip
     out = tmp_path / "rtl"
@@ -240,3 +248,17 @@ def test_the_cycle_count_is_the_arrays_latency(tmp_path, iverilog, stream):
     (verdict,) = verify_export(out)
     assert not verdict.timing_ok and not verdict.ok
     assert verdict.cycles != verdict.model_cycles
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("verilator") is None, reason="Verilator is not installed (optional)")
+def test_verilator_runs_the_same_testbenches(tmp_path):
+    """Verilator 5 (`--binary --timing`) gives the same verdicts and cycles as Icarus Verilog."""
+    layers = _all_methods()
+    layers = {name: layers[name] for name in ("tight_wide", "subword")}
+    out = tmp_path / "rtl"
+    export_rtl(layers, out, m=2, array=(4, 4), hdl=True)
+    verdicts = verify_export(out, simulator="verilator")
+    assert all(v.ok for v in verdicts), verdicts
+    if HAVE_IVERILOG:
+        assert [v.cycles for v in verdicts] == [v.cycles for v in verify_export(out, simulator="iverilog")]

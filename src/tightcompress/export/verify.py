@@ -129,7 +129,10 @@ def verify_export(
     for path in modules:
         if not path.is_file():
             raise TightCompressError(f"missing Verilog module {path}")
-    parsed = load_rtl(out_dir)
+    try:
+        parsed = load_rtl(out_dir)
+    except (ValueError, KeyError, IndexError, TypeError) as exc:  # a damaged hex file or manifest
+        raise TightCompressError(f"{out_dir}: a hex file or the manifest is damaged ({exc})") from None
     entries = manifest["layers"]
     if layers is not None:
         unknown = sorted(set(layers) - {e["name"] for e in entries})
