@@ -181,7 +181,16 @@ NOTES = obj(
 
 # ------------------------------------------------------------------------------------- hardware fields
 HW_COMMON = {
-    "cycles": f(INT, "cycles", "cycles of the packed layer on the array (weight-stationary, no stalls)"),
+    "cycles": f(
+        INT, "cycles", "cycles of the packed layer on the array (weight-stationary), stall_cycles included"
+    ),
+    "stall_cycles": f(
+        INT,
+        "cycles",
+        "cycles added because a buffer's bandwidth (--arch) cannot feed the array; 0 by default",
+    ),
+    "dense_stall_cycles": f(INT, "cycles", "the same for the dense layer"),
+    "cc_stall_cycles": f(INT, "cycles", "the same for the column-combining packing"),
     "dense_cycles": f(INT, "cycles", "cycles of the dense layer on the same array and input vectors"),
     "speedup": f(NUM, "x", "dense_cycles / cycles"),
     "utilization_pe": f(NUM, "fraction 0-1", "useful MACs / (PEs x cycles)"),
@@ -197,7 +206,8 @@ HW_COMMON = {
     "energy_gain": f(NUM, "x", "dense_energy_pj / energy_pj"),
     "energy_breakdown_pj": {
         "type": OBJ,
-        "description": "energy by part: mac, mux, weight_reg, act_forward, sram_*, dram_weights",
+        "description": "energy by part: mac, mux, weight_reg, act_forward, sram_*, dram_weights, "
+        "dram_activations and dram_outputs (traffic of buffers too small, --arch; 0 by default)",
         "x-unit": "pJ",
         "additionalProperties": {"type": NUM},
     },
@@ -228,7 +238,9 @@ HW_COMMON = {
     "accesses": {
         "type": OBJ,
         "description": "memory accesses the energy model counts: sram_weight_reads, sram_index_reads, "
-        "sram_activation_reads, sram_output_writes, sram_output_reads (partial sums), dram_weight_reads",
+        "sram_activation_reads, sram_output_writes, sram_output_reads (partial sums), dram_weight_reads, "
+        "and for buffers too small (--arch) dram_activation_reads, dram_partial_sum_writes, "
+        "dram_partial_sum_reads, dram_output_writes",
         "x-unit": "accesses",
         "additionalProperties": {"type": NUM},
     },
@@ -260,11 +272,98 @@ HW_LAYER_REQUIRED = [
 ]
 HW_TOTAL_REQUIRED = ["cycles", "dense_cycles", "speedup", "energy_pj", "dense_energy_pj", "energy_gain"]
 
+ENERGY_FIELDS = (
+    "add8_pj", "mult8_pj", "add32_pj", "mult32_pj", "mux2_pj_per_bit", "reg_pj_per_bit",
+    "sram_weight_pj_per_bit", "sram_index_pj_per_bit", "sram_act_pj_per_bit", "sram_out_pj_per_bit",
+    "dram_pj_per_bit",
+)  # fmt: skip
 ENERGY_TABLE = {
     "type": OBJ,
     "description": "the per-operation energies used (hw/energy.py EnergyTable: pJ per op or bit) and source",
     "x-unit": "pJ",
 }
+
+SIM_AREA_TOTAL = {
+    "area_mm2": f(NUM, "mm^2", "--area: cell area of the array that runs the network (hw/area.py)"),
+    "dense_area_mm2": f(NUM, "mm^2", "--area: cell area of the dense array"),
+    "cc_area_mm2": f(NUM, "mm^2", "--area: cell area of column combining's array (alpha lanes)"),
+    "throughput_gmacs": f(
+        NUM, "GMAC/s", "--area: the network's MACs (nonzeros given x M) per second at the clock"
+    ),
+    "dense_throughput_gmacs": f(NUM, "GMAC/s", "--area: the same work on the dense array"),
+    "cc_throughput_gmacs": f(NUM, "GMAC/s", "--area: the same work at column combining's cycles"),
+    "throughput_gmacs_per_mm2": f(NUM, "GMAC/s/mm^2", "--area: throughput_gmacs / area_mm2"),
+    "dense_throughput_gmacs_per_mm2": f(NUM, "GMAC/s/mm^2", "--area: the dense array's"),
+    "cc_throughput_gmacs_per_mm2": f(NUM, "GMAC/s/mm^2", "--area: column combining's"),
+    "throughput_per_area_gain": f(NUM, "x", "--area: throughput per mm^2 over the dense array's"),
+    "throughput_per_area_gain_vs_cc": f(NUM, "x", "--area: throughput per mm^2 over column combining's"),
+}
+SIM_AREA = obj(
+    "--area: the arrays synthesised (one PE for every layer: the widest multiplexer any layer needs)",
+    {
+        "method": f(STR, "-", "the PE's method (tight, nm, column-combining, dense, tight-subword)"),
+        "lanes": f(INT, "lanes", "the PE's LANES (G)"),
+        "pe_area_um2": f(NUM, "um^2", "cell area of one PE"),
+        "array_area_um2": f(NUM, "um^2", "cell area of the array"),
+        "dense_pe_area_um2": f(NUM, "um^2", "the dense PE's"),
+        "dense_array_area_um2": f(NUM, "um^2", "the dense array's"),
+        "cc_alpha": f(INT, "lanes", "column combining's alpha (its PE's lanes)"),
+        "cc_pe_area_um2": f(NUM, "um^2", "column combining's PE"),
+        "cc_array_area_um2": f(NUM, "um^2", "column combining's array"),
+        "clock_mhz": f(NUM, "MHz", "the clock of the throughput figures (--arch)"),
+        "library": f(STR, "-", "the cell library of the areas"),
+    },
+)
+
+ARCH_INF = "a number, or inf in the TOML file (null in a report): unlimited"
+
+
+def arch_sections(*, report: bool) -> dict[str, Any]:
+    """The sections of an architecture file (`hw/arch.py`); `report=True`: as `simulate` reports them."""
+    inf_type = [NUM, "null"] if report else NUM
+
+    def buffer(name: str, what: str) -> dict:
+        return obj(
+            f"the {name} buffer: {what}",
+            {
+                "size_kb": f(inf_type, "KiB", f"SRAM capacity ({ARCH_INF}: nothing spills to DRAM)"),
+                "bandwidth_bits_per_cycle": f(
+                    inf_type, "bits/cycle", f"bits per cycle to or from the array ({ARCH_INF}: no stalls)"
+                ),
+            },
+            additionalProperties=report,
+        )
+
+    return {
+        "array": obj(
+            "the PE array",
+            {
+                "rows": f(INT, "PEs", "PE rows R", minimum=1),
+                "cols": f(INT, "PEs", "PE columns C", minimum=1),
+                "clock_mhz": f(NUM, "MHz", "clock frequency (cycles to seconds)", exclusiveMinimum=0),
+            },
+            additionalProperties=report,
+        ),
+        "bits": obj(
+            "operand widths",
+            {
+                "weight": f(INT, "bits", "weight bits of a word-level slot", minimum=1),
+                "activation": f(INT, "bits", "activation bits", minimum=1),
+                "accumulator": f(INT, "bits", "partial-sum bits", minimum=1),
+            },
+            additionalProperties=report,
+        ),
+        "buffers": obj(
+            "on-chip SRAM buffers",
+            {
+                "weights": buffer("weights", "packed weights and lane indices"),
+                "activations": buffer("activations", "the layer's inputs the feeder reads"),
+                "outputs": buffer("outputs", "partial sums and the layer's outputs"),
+            },
+            additionalProperties=report,
+        ),
+    }
+
 
 VERSION_FIELDS = {
     "tightcompress_version": f(STR, "-", "version of tightcompress that wrote the file"),
@@ -312,7 +411,7 @@ def schemas() -> dict[str, dict]:
         layer=pack_layer(HW_LAYER, HW_LAYER_REQUIRED),
         total=obj(
             "sums over the layers; ratios over the sums",
-            {**PACK_TOTAL, **HW_COMMON},
+            {**PACK_TOTAL, **HW_COMMON, **SIM_AREA_TOTAL},
             PACK_TOTAL_REQUIRED + HW_TOTAL_REQUIRED,
         ),
         config=obj(
@@ -322,6 +421,7 @@ def schemas() -> dict[str, dict]:
                 "array": f(STR, "PEs", "--array rows x columns"),
                 "m_source": f(STR, "-", "where M came from: topology, model, --vectors or assumed 1"),
                 "packed_file": f(STR, "-", "the packed input (its layers' options are in the layers)"),
+                "arch": f(STR, "file", "--arch: the architecture file"),
                 "match": f(
                     [STR, "null"],
                     "-",
@@ -333,6 +433,11 @@ def schemas() -> dict[str, dict]:
         ),
         extra={
             "energy_table": ENERGY_TABLE,
+            "architecture": obj(
+                "the architecture simulated (--arch file or built-in; --array applied); unlimited as null",
+                arch_sections(report=True),
+            ),
+            "area": SIM_AREA,
             "notes": NOTES,
             "weights": f(STR, "-", "a topology alone: the seeded random weights used"),
         },
@@ -749,6 +854,113 @@ def schemas() -> dict[str, dict]:
         },
         "required": ["format", "format_version", "array", "layers"],
     }
+    counts = {"type": OBJ, "additionalProperties": {"type": INT}}
+    area = {
+        "$schema": DRAFT,
+        "$id": "tightcompress/area.schema.json",
+        "title": "area",
+        "description": "`tightcompress area --json`: cells and area of one PE and of the R x C array for a "
+        "method, synthesised by Yosys from the exported Verilog and charged Nangate45 cell areas "
+        "(hw/area.py, hw/cells.py), against the dense PE and array.",
+        "type": OBJ,
+        "properties": {
+            **VERSION_FIELDS,
+            "method": f(STR, "-", "packing method: dense, tight, nm, column-combining, tight-subword"),
+            "array": f(STR, "PEs", "array rows x columns"),
+            "lanes": f(INT, "lanes", "LANES of the PE: G, alpha for column combining, 1 for dense"),
+            "group": f([INT, "null"], "rows", "--group G (tight, nm, tight-subword)"),
+            "alpha": f([INT, "null"], "columns", "--alpha (column combining)"),
+            "parameters": {
+                "type": OBJ,
+                "description": "the Verilog parameters synthesised: LANES, A_BITS, W_BITS, ACC_BITS, SUBWORD",
+                "x-unit": "-",
+                "additionalProperties": {"type": INT},
+            },
+            "pe_module": f(STR, "-", "the PE module: tc_pe or tc_pe_subword"),
+            "pe_cells": f(INT, "cells", "standard cells of one PE"),
+            "pe_cells_by_type": {
+                **counts,
+                "description": "cells of one PE by gate type (hw/cells.py maps each to a Nangate45 cell)",
+                "x-unit": "cells",
+            },
+            "pe_flip_flops": f(INT, "cells", "flip-flops of one PE"),
+            "pe_area_um2": f(NUM, "um^2", "cell area of one PE"),
+            "array_cells": f(INT, "cells", "standard cells of the whole array (R x C PEs and the skew)"),
+            "array_cells_by_type": {
+                **counts,
+                "description": "cells of the whole array by gate type",
+                "x-unit": "cells",
+            },
+            "array_area_um2": f(NUM, "um^2", "cell area of the whole array"),
+            "array_area_mm2": f(NUM, "mm^2", "the same in mm^2"),
+            "array_parts_um2": {
+                "type": OBJ,
+                "description": "the array's area by part: pes, skew_deskew (input skew and output deskew "
+                "registers), other (top-level logic)",
+                "x-unit": "um^2",
+                "additionalProperties": {"type": NUM},
+            },
+            "dense_pe_area_um2": f(NUM, "um^2", "cell area of the dense PE (LANES = 1) on the same widths"),
+            "dense_array_area_um2": f(NUM, "um^2", "cell area of the dense array of the same size"),
+            "pe_area_vs_dense": f(NUM, "x", "pe_area_um2 / dense_pe_area_um2"),
+            "array_area_vs_dense": f(NUM, "x", "array_area_um2 / dense_array_area_um2"),
+            "library": f(STR, "-", "the cell library and file the areas come from"),
+            "gate_set": f(STR, "-", "the gates ABC maps onto (abc -g)"),
+            "yosys": f(STR, "-", "the Yosys that synthesised"),
+            "cached": f(BOOL, "-", "the synthesis result came from the cache"),
+            "arch": f(STR, "file", "--arch: the architecture file"),
+        },
+        "required": [
+            "tightcompress_version",
+            "report_version",
+            "method",
+            "array",
+            "pe_cells",
+            "pe_cells_by_type",
+            "pe_area_um2",
+            "array_cells",
+            "array_area_um2",
+            "dense_pe_area_um2",
+            "library",
+        ],
+    }
+    arch = {
+        "$schema": DRAFT,
+        "$id": "tightcompress/arch.schema.json",
+        "title": "arch",
+        "description": "An architecture file, `simulate --arch A.toml` (TOML; an input, described here like "
+        "the outputs; hw/arch.py). Every key is optional and defaults to the built-in architecture "
+        "(examples/arch.toml); unknown keys are errors. DRAM traffic and stalls: see the README.",
+        "type": OBJ,
+        "properties": {
+            **arch_sections(report=False),
+            "energy": {
+                "type": OBJ,
+                "description": "per-operation energies overriding hw/energy.py EnergyTable: the fields of "
+                "`energy_table` (pJ, *_per_bit per bit, >= 0) and `source`",
+                "x-unit": "pJ",
+                "additionalProperties": False,
+                "properties": {name: f(NUM, "pJ", "EnergyTable field", minimum=0) for name in ENERGY_FIELDS}
+                | {"source": f(STR, "-", "where the numbers come from")},
+            },
+            "cells": {
+                "type": OBJ,
+                "description": "standard-cell figures overriding hw/cells.py (Nangate45 X1) per gate type "
+                "(NOT, NAND, MUX, DFF, ...): area_um2, toggle_fj, and clock_fj for flip-flops",
+                "x-unit": "um^2, fJ",
+                "additionalProperties": {
+                    "type": OBJ,
+                    "additionalProperties": False,
+                    "properties": {
+                        "area_um2": {"type": NUM, "minimum": 0},
+                        "toggle_fj": {"type": NUM, "minimum": 0},
+                        "clock_fj": {"type": NUM, "minimum": 0},
+                    },
+                },
+            },
+        },
+        "additionalProperties": False,
+    }
     return {
         "pack": pack,
         "simulate": simulate,
@@ -757,6 +969,8 @@ def schemas() -> dict[str, dict]:
         "frontier": frontier,
         "sweep-row": sweep,
         "rtl-manifest": manifest,
+        "arch": arch,
+        "area": area,
     }
 
 
@@ -821,7 +1035,7 @@ def render_doc(schema_dir: Path) -> str:
         "",
     ]
     names = sorted(p.name for p in schema_dir.glob("*.schema.json"))
-    order = ["pack", "simulate", "compress", "demo", "frontier", "sweep-row", "rtl-manifest"]
+    order = ["pack", "simulate", "compress", "demo", "frontier", "sweep-row", "rtl-manifest", "arch", "area"]
     names = sorted(names, key=lambda n: order.index(n.split(".")[0]) if n.split(".")[0] in order else 99)
     out.append("Contents: " + ", ".join(f"[{n.split('.')[0]}](#{n.split('.')[0]})" for n in names))
     out.append("")

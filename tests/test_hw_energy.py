@@ -34,8 +34,11 @@ def test_table_is_horowitz_and_derivations() -> None:
     assert t.mac_pj(8, 8) == pytest.approx(0.3)
     assert t.mac_pj(4, 8) == pytest.approx(0.1 + 0.1)  # 4 x 8 multiplier: half the 8 x 8 one
     assert t.mux_pj(1) == 0.0
-    assert t.mux_pj(8) == pytest.approx(7 * 8 * 0.03 / 16)
-    assert "Horowitz" in t.source
+    assert t.mux_pj(8) == pytest.approx(7 * 8 * t.mux2_pj_per_bit)
+    # from the synthesised PE and Nangate45 cell energies (tests/test_hw_netlist_energy.py), not assumed
+    assert t.mux2_pj_per_bit == pytest.approx(0.0015826, rel=1e-4)
+    assert t.reg_pj_per_bit == pytest.approx(0.0071980, rel=1e-4)
+    assert "Horowitz" in t.source and "Nangate45" in t.source
 
 
 def test_dense_single_fold_hand_count() -> None:

@@ -30,6 +30,7 @@ SUBCOMMANDS = [
     "tightcompress.cli.sweep",
     "tightcompress.cli.export",
     "tightcompress.cli.verify",
+    "tightcompress.cli.area",
     "tightcompress.cli.report",
 ]
 # Commands registered by a module of another name; every other command `X` lives in `tightcompress.cli.X`.

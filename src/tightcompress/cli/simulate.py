@@ -48,6 +48,7 @@ from tightcompress.errors import TightCompressError
 from tightcompress.format.dtypes import store_dtype
 from tightcompress.format.io import PACKED_FILE_FORMATS, load_packed, load_packed_state
 from tightcompress.format.packed import PackedMatrix
+from tightcompress.hw.arch import DEFAULT_ARCH, Architecture, load_architecture
 from tightcompress.hw.bitexact import check_bitexact, random_activations
 from tightcompress.hw.cycles import column_occupancy, parse_array
 from tightcompress.hw.energy import load_energy_table
@@ -97,7 +98,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         elif action.dest in shown and action.help and "default" not in action.help:
             action.help = f"{action.help} (default: {shown[action.dest]})"
     add_parallel_options(parser)
-    parser.add_argument("--array", default="32x32", metavar="RxC", help="PE array rows x columns")
+    parser.add_argument(
+        "--array", metavar="RxC", help="PE array rows x columns (default: the --arch file's, else 32x32)"
+    )
+    parser.add_argument(
+        "--arch",
+        metavar="A.toml",
+        help="architecture file: array, buffer sizes and bandwidths, operand bits, clock, energy table "
+        "(examples/arch.toml; unlimited buffers by default)",
+    )
     vectors = parser.add_argument_group("input vectors per layer, M = output pixels x batch (default 1)")
     vectors.add_argument(
         "--topology", metavar="NET.csv", help="SCALE-Sim topology giving each layer's M (matched by name)"
@@ -118,13 +127,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="OUT.csv",
         help="write the SCALE-Sim topology of the simulated layers (dense shapes, same names)",
     )
-    parser.add_argument("--energy-table", metavar="FILE", help=".toml/.json overriding per-op energies (pJ)")
+    parser.add_argument(
+        "--energy-table", metavar="FILE", help=".toml/.json overriding per-op energies (pJ), over --arch's"
+    )
     parser.add_argument("--gate-zeros", action="store_true", help="PEs skip MACs on zero weights")
     parser.add_argument(
         "--no-vs-cc", action="store_true", help="skip packing by column combining as a second baseline"
     )
     parser.add_argument(
         "--check-bitexact", action="store_true", help="also run the int8 array simulation on random inputs"
+    )
+    parser.add_argument(
+        "--area",
+        action="store_true",
+        help="also synthesise the arrays (Yosys, cached; `tightcompress area`) and report area and "
+        "throughput per mm2 against dense and column combining",
     )
     parser.add_argument(
         "--match",
@@ -138,7 +155,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_simulate)
     declare_paths(
         parser,
-        inputs=("input", "topology", "energy_table", "model"),
+        inputs=("input", "topology", "energy_table", "model", "arch"),
         outputs=("json", "emit_topology"),
     )
 
@@ -147,8 +164,9 @@ def run_simulate(args: argparse.Namespace) -> int:
     """Read the layers, find each layer's M, pack what needs packing, simulate, report."""
     from tightcompress.hw.simulate import simulate_packed, total_simulation  # numba: not at start-up
 
-    array = parse_array(args.array)
-    table = load_energy_table(args.energy_table) if args.energy_table else None
+    arch = resolve_architecture(args)
+    array = arch.array
+    table = load_energy_table(args.energy_table, base=arch.energy) if args.energy_table else arch.energy
     kind = input_kind(args.input)
     notes: list[str] = []
     weights_note = None
@@ -217,7 +235,14 @@ def run_simulate(args: argparse.Namespace) -> int:
             hw = simulate_subword_layer(layer, name, args, array, vectors[name], table, cc)
         else:
             hw = simulate_packed(
-                layer, array=array, m=vectors[name], energy=table, gate_zeros=args.gate_zeros, cc_baseline=cc
+                layer,
+                array=array,
+                m=vectors[name],
+                energy=table,
+                gate_zeros=args.gate_zeros,
+                cc_baseline=cc,
+                weight_bits=arch.weight_bits,
+                arch=arch,
             )
             if args.check_bitexact:
                 x = random_activations(min(vectors[name], 4), layer.K, args.seed)
@@ -237,6 +262,8 @@ def run_simulate(args: argparse.Namespace) -> int:
     if unimproved:
         notes.append(unimproved)
     report_config: dict[str, Any] = {"array": args.array, "m_source": m_source, "match": args.match}
+    if args.arch is not None:
+        report_config["arch"] = str(args.arch)
     if kind == "packed":
         report_config["packed_file"] = str(args.input)
     else:
@@ -264,7 +291,15 @@ def run_simulate(args: argparse.Namespace) -> int:
         report["weights"] = weights_note
     if args.check_bitexact:
         report["total"]["bitexact"] = all(hw["bitexact"] for hw in hw_layers)
-    report["energy_table"] = (table or load_energy_table()).to_dict()
+    report["energy_table"] = table.to_dict()
+    report["architecture"] = arch.to_dict()
+    if args.area:
+        from tightcompress.hw.area import throughput_per_area
+
+        cc_alpha = cc_config.alpha if cc_config is not None else None
+        figures = throughput_per_area(report["total"], packed, arch, cc_alpha=cc_alpha)
+        report["area"] = figures.pop("area")
+        report["total"].update(figures)
     with output_group() as stage:  # the topology and the report are written all or none
         if args.emit_topology:
             write_topology(stage(args.emit_topology), emitted_topology(packed, vectors, rows))
@@ -272,6 +307,18 @@ def run_simulate(args: argparse.Namespace) -> int:
             write_json_atomic(stage(args.json), report)
     print(format_summary(report, args, m_source), end="")
     return 0
+
+
+def resolve_architecture(args: argparse.Namespace) -> Architecture:
+    """The `--arch` file's architecture (built-in without), its array replaced by `--array` when given;
+    sets `args.array` to the array used and `args.architecture` to the result."""
+    arch = load_architecture(args.arch) if args.arch is not None else DEFAULT_ARCH
+    if args.array is not None:
+        rows, cols = parse_array(args.array)
+        arch = replace(arch, rows=rows, cols=cols)
+    args.array = f"{arch.rows}x{arch.cols}"
+    args.architecture = arch
+    return arch
 
 
 def input_kind(path: str) -> str:
@@ -525,7 +572,8 @@ def simulate_subword_layer(
     if args.gate_zeros:
         raise TightCompressError(f"{name}: --gate-zeros is not modelled for subword-packed layers")
     subwords = SubwordPacked.from_packed(layer)
-    hw = simulate_subword(subwords, array=array, m=m, energy=table, cc_baseline=cc)
+    arch = getattr(args, "architecture", None)
+    hw = simulate_subword(subwords, array=array, m=m, energy=table, cc_baseline=cc, arch=arch)
     if args.check_bitexact:
         x = random_activations(min(m, 4), subwords.K, args.seed)
         reference = x.astype(np.int64) @ subwords.to_int8_dense().astype(np.int64)
@@ -621,6 +669,15 @@ def format_summary(report: dict[str, Any], args: argparse.Namespace, m_source: s
     line += ")"
     if "bitexact" in total:
         line += f", bit-exact {'yes' if total['bitexact'] else 'NO'}"
+    if "area_mm2" in total:
+        line += (
+            f", array {total['area_mm2']:.3f} mm2 (dense {total['dense_area_mm2']:.3f}), "
+            f"{total['throughput_gmacs_per_mm2']:.2f} GMAC/s/mm2 at {report['area']['clock_mhz']:g} MHz "
+            f"({total['throughput_per_area_gain']:.2f}x dense"
+        )
+        if "throughput_per_area_gain_vs_cc" in total:
+            line += f", {total['throughput_per_area_gain_vs_cc']:.2f}x column combining"
+        line += ")"
     if args.json:
         line += f" -> {args.json}"
     out.append(line)

@@ -29,10 +29,14 @@ _LAZY = {
         ("DEFAULT_ENERGY", "EnergyTable", "load_energy_table", "packed_energy"), "tightcompress.hw.energy"
     ),
     **dict.fromkeys(("dense_baseline", "simulate_packed", "total_simulation"), "tightcompress.hw.simulate"),
+    **dict.fromkeys(("Architecture", "DEFAULT_ARCH", "load_architecture"), "tightcompress.hw.arch"),
+    "method_area": "tightcompress.hw.area",
 }
 
 __all__ = [
+    "DEFAULT_ARCH",
     "DEFAULT_ENERGY",
+    "Architecture",
     "CycleReport",
     "EnergyTable",
     "array_passes",
@@ -40,7 +44,9 @@ __all__ = [
     "dense_baseline",
     "dense_gemm_cycles",
     "fold_cycles",
+    "load_architecture",
     "load_energy_table",
+    "method_area",
     "packed_cycles",
     "packed_energy",
     "parse_array",
@@ -53,6 +59,8 @@ __all__ = [
 __getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 if TYPE_CHECKING:
+    from tightcompress.hw.arch import DEFAULT_ARCH, Architecture, load_architecture
+    from tightcompress.hw.area import method_area
     from tightcompress.hw.cycles import (
         CycleReport,
         array_passes,

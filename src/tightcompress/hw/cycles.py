@@ -114,11 +114,26 @@ class ArrayPass:
     width: int
     inputs: int
     tiles: tuple[int, ...]
+    fold_inputs: tuple[int, ...] = ()  # activations per input vector each row fold streams (see below)
+
+
+def fold_inputs(heights: np.ndarray, sizes: np.ndarray, rows: int) -> tuple[int, ...]:
+    """Activations per input vector each row fold of a pass streams: the lanes (group size) of every
+    non-empty group with a physical row in the fold. Groups are stacked in order; a group cut by a fold
+    boundary feeds its G lanes to both folds."""
+    heights = np.asarray(heights, dtype=np.int64)
+    ends = np.cumsum(heights)
+    starts = ends - heights
+    total = int(ends[-1]) if len(ends) else 0
+    lows = np.arange(0, total, rows)
+    live = heights > 0
+    hits = live[None, :] & (starts[None, :] < lows[:, None] + rows) & (ends[None, :] > lows[:, None])
+    return tuple(int(v) for v in (hits * np.asarray(sizes, dtype=np.int64)[None, :]).sum(axis=1))
 
 
 def array_passes(packed: PackedMatrix, array: tuple[int, int]) -> list[ArrayPass]:
     """How the packed tiles map onto passes of an `R x C` array (see the module docstring)."""
-    _, cols = array
+    rows, cols = array
     tile = packed.tile
     live_cols = (packed.col_perm.reshape(packed.n_tiles, tile) >= 0).sum(axis=1)
     sizes = packed.group_sizes
@@ -128,7 +143,8 @@ def array_passes(packed: PackedMatrix, array: tuple[int, int]) -> list[ArrayPass
             h = int(packed.tile_rows[t])
             for start in range(0, int(live_cols[t]), cols):
                 inputs = int(sizes[packed.heights[:, t] > 0].sum())
-                passes.append(ArrayPass(h, min(cols, int(live_cols[t]) - start), inputs, (t,)))
+                per_fold = fold_inputs(packed.heights[:, t], sizes, rows)
+                passes.append(ArrayPass(h, min(cols, int(live_cols[t]) - start), inputs, (t,), per_fold))
         return passes
     per_pass = cols // tile
     t = 0
@@ -143,7 +159,8 @@ def array_passes(packed: PackedMatrix, array: tuple[int, int]) -> list[ArrayPass
         heights = packed.heights[:, members].max(axis=1)
         width = int(sum(tile if i < len(members) - 1 else live_cols[j] for i, j in enumerate(members)))
         inputs = int(sizes[heights > 0].sum())
-        passes.append(ArrayPass(int(heights.sum()), width, inputs, tuple(members)))
+        per_fold = fold_inputs(heights, sizes, rows)
+        passes.append(ArrayPass(int(heights.sum()), width, inputs, tuple(members), per_fold))
         t = members[-1] + 1
     return passes
 
@@ -174,6 +191,7 @@ class CycleReport:
     useful_macs: int
     occupied_macs: int
     utilization_pe: float
+    stall_cycles: int = 0  # included in `cycles`: buffers that cannot feed the array (`bandwidth_stalls`)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON fields."""
@@ -206,3 +224,54 @@ def packed_cycles(
         occupied_macs=occupied,
         utilization_pe=useful / pe_cycles if pe_cycles else 0.0,
     )
+
+
+def bandwidth_stalls(
+    packed: PackedMatrix,
+    array: tuple[int, int],
+    m: int,
+    *,
+    act_bits: int,
+    slot_bits: int,
+    acc_bits: int,
+    act_bandwidth: float,
+    weight_bandwidth: float,
+    out_bandwidth: float,
+    trim: bool = False,
+) -> dict[str, int]:
+    """Stall cycles of a layer whose buffers deliver fewer bits per cycle than the array consumes.
+
+    Bandwidths are bits per cycle (`math.inf`: never a stall, the built-in architecture). Per row fold:
+    - loading its weights (`h x w` slots of `slot_bits`) takes `ceil(h * w * slot_bits / weight_bandwidth)`
+      cycles where the cycle model charges R (h with `trim`); the excess stalls;
+    - streaming M input vectors needs, every cycle, the G lanes of each group in the fold (`fold_inputs`,
+      R for a dense fold) of `act_bits` each from the activation buffer, and `w` partial sums of
+      `acc_bits` written to the output buffer (and read back, for every fold after a pass's first);
+      the stream takes `ceil(M * bits per vector / bandwidth)` cycles when that exceeds M, and the slower
+      of the two buffers sets it.
+    Returns `{"activations": ..., "weights": ..., "outputs": ..., "total": ...}`; each stream stall goes to
+    the buffer that set it.
+    """
+    rows, cols = parse_array(array)
+    out = {"activations": 0, "weights": 0, "outputs": 0}
+    if math.isinf(act_bandwidth) and math.isinf(weight_bandwidth) and math.isinf(out_bandwidth):
+        return {**out, "total": 0}
+    for p in array_passes(packed, (rows, cols)):
+        for f, inputs in enumerate(p.fold_inputs):
+            used = min(rows, p.height - f * rows)
+            load = used if trim else rows
+            if not math.isinf(weight_bandwidth):
+                out["weights"] += max(0, math.ceil(used * p.width * slot_bits / weight_bandwidth) - load)
+            act = _stream_cycles(m, inputs * act_bits, act_bandwidth)
+            psums = p.width * acc_bits * (2 if f > 0 else 1)
+            outs = _stream_cycles(m, psums, out_bandwidth)
+            if max(act, outs) > m:
+                out["activations" if act >= outs else "outputs"] += max(act, outs) - m
+    return {**out, "total": sum(out.values())}
+
+
+def _stream_cycles(m: int, bits_per_vector: int, bandwidth: float) -> int:
+    """Cycles to move M vectors of `bits_per_vector` at `bandwidth` bits per cycle, at least M."""
+    if math.isinf(bandwidth) or bits_per_vector == 0:
+        return m
+    return max(m, math.ceil(m * bits_per_vector / bandwidth))

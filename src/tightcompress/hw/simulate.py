@@ -8,17 +8,81 @@ baseline (`cc_baseline`), giving `speedup_vs_cc` and `energy_gain_vs_cc`.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from tightcompress.baselines import pack_dense
 from tightcompress.format.packed import PackedMatrix
-from tightcompress.hw.cycles import packed_cycles, parse_array
+from tightcompress.hw.cycles import CycleReport, bandwidth_stalls, packed_cycles, parse_array
 from tightcompress.hw.energy import DEFAULT_ENERGY, EnergyTable, packed_energy
+
+if TYPE_CHECKING:
+    from tightcompress.hw.arch import Architecture
 
 
 def dense_baseline(packed: PackedMatrix, array: tuple[int, int] = (32, 32)) -> PackedMatrix:
     """The kept weights of `packed` packed dense, one tile per array width."""
     return pack_dense(packed.to_dense(), tile=parse_array(array)[1])
+
+
+def layer_cycles(
+    packed: PackedMatrix,
+    array: tuple[int, int],
+    m: int,
+    *,
+    trim: bool = False,
+    arch: Architecture | None = None,
+    weight_bits: int = 8,
+    slot_extra_bits: int = 0,
+) -> CycleReport:
+    """`packed_cycles` plus the stalls of `arch`'s buffer bandwidths (none for the built-in one)."""
+    cyc = packed_cycles(packed, array, m, trim=trim)
+    if arch is None or arch.unlimited_bandwidth:
+        return cyc
+    stalls = bandwidth_stalls(
+        packed,
+        array,
+        m,
+        act_bits=arch.act_bits,
+        slot_bits=weight_bits + slot_extra_bits + packed.index_bits,
+        acc_bits=arch.acc_bits,
+        act_bandwidth=arch.activations.bandwidth_bits_per_cycle,
+        weight_bandwidth=arch.weights.bandwidth_bits_per_cycle,
+        out_bandwidth=arch.outputs.bandwidth_bits_per_cycle,
+        trim=trim,
+    )["total"]
+    cycles = cyc.cycles + stalls
+    pe_cycles = cycles * array[0] * array[1]
+    return replace(
+        cyc,
+        cycles=cycles,
+        pe_cycles=pe_cycles,
+        utilization_pe=cyc.useful_macs / pe_cycles if pe_cycles else 0.0,
+        stall_cycles=stalls,
+    )
+
+
+def layer_energy(
+    packed: PackedMatrix,
+    array: tuple[int, int],
+    m: int,
+    *,
+    table: EnergyTable | None = None,
+    arch: Architecture | None = None,
+    input_features: int | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """`packed_energy` with `arch`'s activation/accumulator widths and buffer sizes (unlimited without)."""
+    if arch is not None:
+        options.update(
+            act_bits=arch.act_bits,
+            acc_bits=arch.acc_bits,
+            act_buffer_bits=arch.activations.size_bits,
+            out_buffer_bits=arch.outputs.size_bits,
+        )
+    return packed_energy(
+        packed, array, m, table=table or DEFAULT_ENERGY, input_features=input_features, **options
+    )
 
 
 def simulate_packed(
@@ -33,6 +97,8 @@ def simulate_packed(
     trim: bool = False,
     dense: PackedMatrix | None = None,
     cc_baseline: PackedMatrix | None = None,
+    arch: Architecture | None = None,
+    input_features: int | None = None,
 ) -> dict[str, Any]:
     """Hardware figures of one packed layer on an `R x C` array with M input vectors (see module doc).
 
@@ -41,17 +107,30 @@ def simulate_packed(
     `min_folds` is the fewest folds the layer's passes can take (one each: a pass needs at least one load
     of the array, whatever its height); `at_min_folds` says every pass already fits in one fold of `R`
     rows, so a higher compression rate saves slots but no more cycles on this array.
+    `arch` (`hw.arch`) adds its buffers' DRAM traffic and bandwidth stalls to the layer and its baselines;
+    `energy` overrides its energy table. `input_features`: see `hw.energy.packed_energy`.
     """
     array = parse_array(array)
-    table = energy or DEFAULT_ENERGY
+    table = energy or (arch.energy if arch is not None else DEFAULT_ENERGY)
     options = {"weight_bits": weight_bits, "slot_extra_bits": slot_extra_bits, "gate_zeros": gate_zeros}
     dense = dense if dense is not None else dense_baseline(packed, array)
-    cyc = packed_cycles(packed, array, m, trim=trim)
-    dense_cyc = packed_cycles(dense, array, m, trim=trim)
+    cyc = layer_cycles(
+        packed, array, m, trim=trim, arch=arch, weight_bits=weight_bits, slot_extra_bits=slot_extra_bits
+    )
+    dense_cyc = layer_cycles(dense, array, m, trim=trim, arch=arch, weight_bits=weight_bits)
     dense_useful = packed.input_nnz * int(m)
-    en = packed_energy(packed, array, m, table=table, **options)
+    en = layer_energy(packed, array, m, table=table, arch=arch, input_features=input_features, **options)
     # The dense baseline is the conventional 8-bit array: same operand widths, no mux, no index.
-    dense_en = packed_energy(dense, array, m, table=table, weight_bits=weight_bits, gate_zeros=gate_zeros)
+    dense_en = layer_energy(
+        dense,
+        array,
+        m,
+        table=table,
+        arch=arch,
+        input_features=input_features,
+        weight_bits=weight_bits,
+        gate_zeros=gate_zeros,
+    )
     result: dict[str, Any] = {
         "array": f"{array[0]}x{array[1]}",
         "m": int(m),
@@ -77,11 +156,22 @@ def simulate_packed(
         "energy_breakdown_pj": en["breakdown_pj"],
         "dense_energy_breakdown_pj": dense_en["breakdown_pj"],
         "accesses": en["accesses"],
+        "stall_cycles": cyc.stall_cycles,
+        "dense_stall_cycles": dense_cyc.stall_cycles,
     }
     if cc_baseline is not None:
         result.update(
             versus_cc(
-                result, cc_baseline, array, m, table=table, weight_bits=weight_bits, gate_zeros=gate_zeros
+                result,
+                cc_baseline,
+                array,
+                m,
+                table=table,
+                weight_bits=weight_bits,
+                gate_zeros=gate_zeros,
+                trim=trim,
+                arch=arch,
+                input_features=input_features,
             )
         )
     return result
@@ -97,12 +187,21 @@ def versus_cc(
     weight_bits: int = 8,
     gate_zeros: bool = False,
     trim: bool = False,
+    arch: Architecture | None = None,
+    input_features: int | None = None,
 ) -> dict[str, Any]:
     """The `*_vs_cc` fields of a layer's `result`: column combining's `cc_baseline` on the same array with
     `weight_bits`-bit weights (8 for a subword layer's baseline, whose own slots hold 4 bits)."""
-    cc_cyc = packed_cycles(cc_baseline, array, m, trim=trim)
-    cc_en = packed_energy(
-        cc_baseline, array, m, table=table or DEFAULT_ENERGY, weight_bits=weight_bits, gate_zeros=gate_zeros
+    cc_cyc = layer_cycles(cc_baseline, array, m, trim=trim, arch=arch, weight_bits=weight_bits)
+    cc_en = layer_energy(
+        cc_baseline,
+        array,
+        m,
+        table=table,
+        arch=arch,
+        input_features=input_features,
+        weight_bits=weight_bits,
+        gate_zeros=gate_zeros,
     )
     cycles, energy = result["cycles"], result["energy_pj"]
     return {
@@ -114,6 +213,7 @@ def versus_cc(
         "cc_energy_pj": cc_en["energy_pj"],
         "cc_energy_breakdown_pj": cc_en["breakdown_pj"],
         "energy_gain_vs_cc": cc_en["energy_pj"] / energy if energy else 0.0,
+        "cc_stall_cycles": cc_cyc.stall_cycles,
     }
 
 
@@ -130,6 +230,9 @@ def total_simulation(layers: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "dense_energy_pj",
     )
     total: dict[str, Any] = {key: sum(layer[key] for layer in layers) for key in keys}
+    for key in ("stall_cycles", "dense_stall_cycles", "cc_stall_cycles"):
+        if layers and all(key in layer for layer in layers):
+            total[key] = sum(layer[key] for layer in layers)
     dense_useful = sum(layer.get("dense_useful_macs", layer["useful_macs"]) for layer in layers)
     total["speedup"] = total["dense_cycles"] / total["cycles"] if total["cycles"] else 0.0
     total["utilization_pe"] = total["useful_macs"] / total["pe_cycles"] if total["pe_cycles"] else 0.0

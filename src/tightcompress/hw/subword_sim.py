@@ -12,12 +12,17 @@ result must equal the int8 reference GEMM `x @ W` (int32) of the recomposed weig
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from tightcompress.errors import TightCompressError
 from tightcompress.format.packed import PackedMatrix
 from tightcompress.hw.bitexact import run_array
 from tightcompress.hw.energy import EnergyTable
+
+if TYPE_CHECKING:
+    from tightcompress.hw.arch import Architecture
 from tightcompress.prune.subword_pack import SHIFT_BITS, VALUE_BITS, SubwordPacked
 
 INT32_MAX = np.iinfo(np.int32).max
@@ -88,6 +93,7 @@ def simulate_subword(
     m: int = 1,
     energy: EnergyTable | None = None,
     cc_baseline: PackedMatrix | None = None,
+    arch: Architecture | None = None,
 ) -> dict:
     """Cycles and energy of a packed subword layer with 4-bit x 8-bit multipliers, against dense int8 (and
     against `cc_baseline`, column combining of the int8 weights, with 8-bit weights: `*_vs_cc` fields).
@@ -96,12 +102,13 @@ def simulate_subword(
     lane index); the dense baseline is the recomposed `K x N` int8 matrix packed dense (method dense, tile =
     the array's columns) on the same array with 8-bit weights. Fields: cycles, dense_cycles, speedup,
     utilization_pe, dense_utilization_pe, energy_pj, dense_energy_pj, energy_gain, energy_breakdown_pj,
-    dense_energy_breakdown_pj, weight_bits, slot_extra_bits, useful_macs (kept subwords x M).
+    dense_energy_breakdown_pj, weight_bits, slot_extra_bits, useful_macs (kept subwords x M). `arch`
+    (`hw.arch`): buffers and bandwidths for the layer and both baselines (its `bits.weight` is the
+    baselines' weight width; the subword slots keep 4 bits).
     """
     from tightcompress.baselines import pack_dense
-    from tightcompress.hw.cycles import packed_cycles, parse_array
-    from tightcompress.hw.energy import packed_energy
-    from tightcompress.hw.simulate import simulate_packed, versus_cc
+    from tightcompress.hw.cycles import parse_array
+    from tightcompress.hw.simulate import layer_cycles, layer_energy, simulate_packed, versus_cc
 
     shape = parse_array(array)
     dense = pack_dense(sp.to_int8_dense().astype(np.float32), tile=shape[1])
@@ -113,10 +120,14 @@ def simulate_subword(
         weight_bits=VALUE_BITS,
         slot_extra_bits=SHIFT_BITS,
         dense=dense,
+        arch=arch,
+        input_features=sp.K,
     )
     # simulate_packed charges its dense baseline with the same weight width; the baseline here is int8.
-    dense_cyc = packed_cycles(dense, shape, m)
-    dense_en = packed_energy(dense, shape, m, table=energy, weight_bits=8)
+    base_bits = arch.weight_bits if arch is not None else 8
+    table = energy or (arch.energy if arch is not None else None)
+    dense_cyc = layer_cycles(dense, shape, m, arch=arch, weight_bits=base_bits)
+    dense_en = layer_energy(dense, shape, m, table=table, arch=arch, weight_bits=base_bits)
     result.update(
         {
             "dense_cycles": dense_cyc.cycles,
@@ -125,10 +136,11 @@ def simulate_subword(
             "dense_energy_pj": dense_en["energy_pj"],
             "energy_gain": dense_en["energy_pj"] / result["energy_pj"] if result["energy_pj"] else 0.0,
             "dense_energy_breakdown_pj": dense_en["breakdown_pj"],
+            "dense_stall_cycles": dense_cyc.stall_cycles,
             "weight_bits": VALUE_BITS,
             "slot_extra_bits": SHIFT_BITS,
         }
     )
     if cc_baseline is not None:
-        result.update(versus_cc(result, cc_baseline, shape, m, table=energy, weight_bits=8))
+        result.update(versus_cc(result, cc_baseline, shape, m, table=table, weight_bits=base_bits, arch=arch))
     return result

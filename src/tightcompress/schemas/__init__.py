@@ -10,7 +10,7 @@ import json
 from importlib import resources
 from typing import Any
 
-SCHEMAS = ("pack", "simulate", "compress", "demo", "frontier", "sweep-row", "rtl-manifest")
+SCHEMAS = ("pack", "simulate", "compress", "demo", "frontier", "sweep-row", "rtl-manifest", "arch", "area")
 
 
 def load_schema(name: str) -> dict[str, Any]:
