@@ -274,3 +274,36 @@ def test_non_finite_activations_are_one_line(tmp_path):
     with pytest.raises(TightCompressError, match="non-finite activations"):
         prune_onnx(tmp_path / "m.onnx", tmp_path / "p.onnx", method="nm", rate=1.5, calibration={"x": x})
     assert not (tmp_path / "p.onnx").exists()
+
+
+def test_sparsify_and_pack_weight_take_calibration():
+    torch = pytest.importorskip("torch")
+    import copy
+
+    from torch import nn
+
+    import tightcompress as tc
+
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 16))
+    dense = copy.deepcopy(model)
+    x = torch.randn(40, 3, 6, 6)
+    options = {"method": "nm", "group": 4, "height": 2, "tile": 8}
+    report = tc.sparsify_(model, calibration=x, **options)
+    assert report["relative_output_error"] is not None and len(report["layers"]) == 2
+    with torch.no_grad():
+        err = float((model(x) - dense(x)).norm() / dense(x).norm())
+    assert err == pytest.approx(report["relative_output_error"], rel=1e-3)
+    plain = copy.deepcopy(dense)
+    tc.sparsify_(plain, **options)
+    with torch.no_grad():
+        assert err < float((plain(x) - dense(x)).norm() / dense(x).norm())
+    # one layer: its input rows
+    rows = torch.randn(200, 12) @ torch.randn(12, 12)
+    weight = torch.randn(5, 12)
+    packed = tc.pack_weight(weight, calibration=rows, **options)
+    kept = torch.from_numpy(packed.to_dense())
+    target = rows @ weight.T
+    assert float((rows @ kept - target).norm()) < float((rows @ (weight.T * (kept != 0)) - target).norm())
+    with pytest.raises(TightCompressError, match=r"input rows \(M, 12\)"):
+        tc.pack_weight(weight, calibration=rows[:, :5], **options)

@@ -468,3 +468,58 @@ def _layer_report(
         **facts,
     )
     return report
+
+
+def pack_module_calibrated(
+    model: Any, found: list[tuple[str, Any, LayerWeight]], config: PackConfig, calibration: Any
+) -> tuple[dict[str, PackedMatrix], dict[str, Any]]:
+    """`sparsify_(..., calibration=)`: the model's `found` layers pruned one-shot in place with `config`
+    (kept weights solved again), `(packed layers by GEMM name, the one-shot report)`."""
+    from tightcompress.pipeline.calibration import TorchCalibration
+
+    if config.method == "dense":
+        raise TightCompressError("calibration prunes: choose tight, nm or column-combining")
+    if config.sparsity is not None:
+        raise TightCompressError("with calibration what is kept is chosen by saliency: drop sparsity")
+    runner = TorchCalibration(model, calibration, found)
+    method = PERMUTED_NM if config.permute else config.method
+    result = one_shot(
+        [lw for _, _, lw in found], runner, OneShotOptions(method=method, seed=config.seed), config=config
+    )
+    return result.packed, result.report
+
+
+def pack_weight_calibrated(
+    weight: Any, config: PackConfig, calibration: Any, *, groups: int, name: str
+) -> PackedMatrix | list[PackedMatrix]:
+    """`pack_weight(..., calibration=X)`: one layer pruned by saliency and solved again on its input rows
+    `X` (`(M, in)`; a conv's im2col rows), which are both the pruned and the dense input here."""
+    from tightcompress.readers.checkpoint import tensor_to_numpy
+    from tightcompress.readers.matrices import layer_weight
+
+    if config.method == "dense":
+        raise TightCompressError("calibration prunes: choose tight, nm or column-combining")
+    array, dtype = tensor_to_numpy(weight) if hasattr(weight, "detach") else (np.asarray(weight), None)
+    layer = layer_weight(name, array, dtype or str(array.dtype), groups=groups, source=name)
+    matrices, _ = gemm_matrices([layer], source=name)
+    rows = calibration.detach().cpu().float().numpy() if hasattr(calibration, "detach") else calibration
+    rows = np.asarray(rows, dtype=np.float32)
+    K_total = int(np.prod(array.shape[1:])) * groups
+    if rows.ndim != 2 or rows.shape[1] != K_total:
+        raise TightCompressError(
+            f"{name}: calibration must be the layer's input rows (M, {K_total}), got shape {rows.shape}"
+        )
+    if not np.all(np.isfinite(rows)):
+        raise TightCompressError(f"{name}: the calibration rows hold NaN or infinite values")
+    options = OneShotOptions(method=PERMUTED_NM if config.permute else config.method, seed=config.seed)
+    out = []
+    per_group = K_total // groups
+    for g, gemm in enumerate(matrices.values()):
+        block = rows[:, g * per_group : (g + 1) * per_group]
+        stats = GramStats(per_group)
+        stats.add(block, block)
+        _, packed, facts = _prune_gemm(gemm.matrix, stats, config, options, gemm.name)
+        assert packed is not None
+        packed.info.setdefault("extra", {})["relative_output_error"] = facts["relative_output_error"]
+        out.append(store_dtype(packed, gemm.dtype))
+    return out[0] if groups == 1 else out
