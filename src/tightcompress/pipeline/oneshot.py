@@ -108,20 +108,22 @@ def prune_onnx(
     out_path: str | os.PathLike[str],
     *,
     method: str,
-    rate: float,
+    rate: float | None,
     calibration: Mapping[str, np.ndarray] | None = None,
     seed: int = 0,
+    config: PackConfig | None = None,
 ) -> dict:
     """Prune every packable layer of the ONNX model one-shot at `rate`, write the pruned model (same graph,
     names and dtypes; each packed weight replaced by its kept values) to `out_path`; return the report.
 
     `calibration` maps the model's input names to arrays whose first axis is the samples; without it,
-    what is kept is chosen by `|w|` and the kept weights are not changed."""
+    what is kept is chosen by `|w|` and the kept weights are not changed. `config` (with `rate=None`) packs
+    every layer with that one `PackConfig` instead of planning per-layer options for `rate`."""
     from tightcompress.readers.onnx import read_onnx
 
     options = OneShotOptions(method=method, rate=rate, seed=seed)
     graph = read_onnx(onnx_path)
-    result = one_shot_onnx(graph, options, calibration=calibration)
+    result = one_shot_onnx(graph, options, calibration=calibration, config=config)
     write_pruned_onnx(graph, result.weights, out_path)
     return result.report
 
@@ -130,13 +132,14 @@ def prune_module(
     model: Any,
     *,
     method: str,
-    rate: float,
+    rate: float | None,
     calibration: Any = None,
     seed: int = 0,
+    config: PackConfig | None = None,
 ) -> dict:
     """The same for a PyTorch model, in place: its `nn.Linear`, `nn.Conv1d` and `nn.Conv2d` layers keep their
     class and hold the kept values (zeros elsewhere). `calibration`: a tensor (first axis samples) or a
-    DataLoader of the model's inputs."""
+    DataLoader of the model's inputs; `config` as for `prune_onnx`."""
     from torch import nn
 
     from tightcompress.readers import module_layers
@@ -153,7 +156,7 @@ def prune_module(
         from tightcompress.pipeline.calibration import TorchCalibration
 
         runner = TorchCalibration(model, calibration, found)
-    result = one_shot(layers, runner, options, source=type(model).__name__)
+    result = one_shot(layers, runner, options, config=config, source=type(model).__name__)
     if runner is None:
         import torch
 
@@ -219,6 +222,10 @@ def one_shot(
     matrices, skipped = gemm_matrices(layers, source=source)
     if config is None and options.rate is None:
         raise TightCompressError("give a rate or a packing config")
+    if config is not None:
+        named = PERMUTED_NM if config.permute else config.method
+        if named != options.method:
+            raise TightCompressError(f"method {options.method!r} but the packing config is {named!r}")
     norms = runner.dense_input_norms() if runner is not None and config is None else None
     plan = _plan(matrices, options, config, norms, quiet=quiet)
     packed: dict[str, PackedMatrix] = {}
@@ -393,7 +400,7 @@ def _prune_gemm(
         mask = arrangement.to_dense() != 0
         facts["option"] = _describe(choice)
     else:
-        keep = max(1, math.ceil(choice * W.size))
+        keep = max(1, math.floor(choice * W.size + 1e-9))
         order = np.argsort(-S, axis=None, kind="stable")[:keep]
         mask = np.zeros(W.size, dtype=bool)
         mask[order] = True
