@@ -307,3 +307,23 @@ def test_sparsify_and_pack_weight_take_calibration():
     assert float((rows @ kept - target).norm()) < float((rows @ (weight.T * (kept != 0)) - target).norm())
     with pytest.raises(TightCompressError, match=r"input rows \(M, 12\)"):
         tc.pack_weight(weight, calibration=rows[:, :5], **options)
+
+
+def test_pack_without_calibration_unpacks_to_onnx_too(tmp_path, monkeypatch, capsys):
+    import tightcompress as tc
+
+    monkeypatch.chdir(tmp_path)
+    build_model(tmp_path / "m.onnx")
+    options = ["--method", "nm", "--group", "4", "--height", "2", "--tile", "8"]
+    assert main(["pack", "m.onnx", *options, "--json", "r.json", "--out", "p.st"]) == 0
+    assert main(["unpack", "p.st", "out.onnx", "--onnx", "m.onnx"]) == 0
+    packed = tc.load_packed("p.st")
+    for w in read_onnx("out.onnx").weights:
+        expected = packed[w.layer.name].to_dense().T.reshape(w.layer.weight.shape)
+        assert np.array_equal(w.layer.weight.astype(np.float32), expected.astype(np.float32)), w.layer.name
+    np.save("w.npy", np.ones((4, 3), np.float32))
+    assert main(["pack", "w.npy", *options, "--json", "r2.json", "--out", "q.st"]) == 0
+    capsys.readouterr()
+    assert main(["unpack", "q.st", "o.onnx", "--onnx", "m.onnx"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not packed from an ONNX file" in err[0]
