@@ -32,6 +32,16 @@ import ddddocr_task  # the task: model, evaluation lines, calibration
 
 METHODS = ("tight", "tight-subword", "nm", "nm-permuted", "column-combining", "unstructured")
 RATES = {"1.33x": 4.0 / 3.0, "2x": 2.0, "4x": 4.0}
+LAYER_FIELDS = (
+    "name",
+    "K",
+    "N",
+    "compression_rate",
+    "kept_nnz",
+    "dropped_weight_fraction",
+    "relative_output_error",
+    "option",
+)
 FIRST = [(m, "2x", c) for m in ("tight", "nm", "unstructured") for c in (True, False)]
 
 
@@ -88,9 +98,11 @@ def run_cell(
         record["prune_seconds"] = time.perf_counter() - start
         record["compression_rate"] = report.get("compression_rate")
         record["relative_output_error"] = report.get("relative_output_error")
+        total = report.get("total") or {}
+        record["dropped_weight_fraction"] = total.get("dropped_magnitude_fraction")
+        record["skipped_layers"] = len((report.get("notes") or {}).get("skipped_layers") or [])
         layers = report.get("layers") or []
-        record["layers"] = len(layers)
-        record["dropped_weight_fraction"] = _mean_dropped(layers)
+        record["layers"] = [{key: layer[key] for key in LAYER_FIELDS if key in layer} for layer in layers]
     start = time.perf_counter()
     metrics = ddddocr_task.evaluate_metrics(path, threads=threads)
     record["score_seconds"] = time.perf_counter() - start
@@ -99,12 +111,6 @@ def run_cell(
     if path != dense:
         path.unlink(missing_ok=True)
     return record
-
-
-def _mean_dropped(layers: list[dict]) -> float | None:
-    values = [layer.get("dropped_weight_fraction") for layer in layers]
-    values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else None
 
 
 def _write_json(path: Path, data: dict) -> None:
