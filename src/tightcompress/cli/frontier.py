@@ -70,12 +70,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def config_from_args(args: argparse.Namespace) -> FrontierConfig:
     """The frontier settings of the command line."""
-    from tightcompress.pipeline.frontier import FrontierConfig, parse_methods
+    from tightcompress.pipeline.frontier import DemoKind, FrontierConfig, parse_methods
 
     compress = budget_config(args)
     demo = DemoConfig(widths=args.widths, dense_epochs=args.dense_epochs, compress=compress)
     return FrontierConfig(
-        methods=parse_methods(args.methods), rates=tuple(args.rates), seeds=tuple(args.seeds), demo=demo
+        methods=parse_methods(args.methods),
+        rates=tuple(args.rates),
+        seeds=tuple(args.seeds),
+        model=DemoKind(demo),
     )
 
 
