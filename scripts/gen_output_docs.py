@@ -108,6 +108,21 @@ PACK_LAYER = {
     "bit_rate": f(NUM, "x", "subword layers: 8*K*N / (4 * packed slots) (value bits only)"),
     "bit_rate_with_index": f(NUM, "x", "subword layers: dense bits / packed bits (index and shift included)"),
     "choice": f(STR, "-", "compress: the format chosen for this layer (`tight G=64 h=12`)"),
+    "relative_output_error": f(
+        [NUM, "null"], "fraction",
+        "--calibration: ||X_p W_kept - X_d W|| / ||X_d W|| on the calibration set (X_p: the layer's input in "
+        "the model pruned so far, X_d: in the dense model)",
+    ),
+    "relative_output_error_unreconstructed": f(
+        NUM, "fraction", "--calibration: the same with the kept weights as they were (before the solve)"
+    ),
+    "dropped_weight_fraction": f(NUM, "fraction 0-1", "one-shot: dropped |w| / |w| of the original weights"),
+    "dropped_saliency_fraction": f(
+        NUM, "fraction 0-1", "one-shot: dropped |w| x ||x|| / all of it (|w| without calibration)"
+    ),
+    "solver": f(STR, "-", "--calibration: exact (per output column), obs-sweep (SparseGPT's), or none"),
+    "calibration_rows": f(INT, "rows", "--calibration: rows of X (samples x positions) the layer saw"),
+    "option": f(STR, "-", "one-shot: the packing option of this layer (`nm G=16 h=8`)"),
 }
 PACK_LAYER_REQUIRED = [
     "name", "K", "N", "nnz", "kept_nnz", "method", "group", "height", "tile", "n_tiles", "packed_rows",
@@ -146,6 +161,17 @@ PACK_CONFIG = {
     "seed": f(INT, "-", "--seed"),
     "iterations": f([INT, "null"], "moves", "--iterations (null: scaled to the matrix)"),
     "objective": f(STR, "-", "--objective"),
+}
+
+ONE_SHOT_FIELDS = {
+    "method": f(STR, "-", "--calibration: the one-shot method"),
+    "compression_rate": f(NUM, "x", "--calibration: total.compression_rate, repeated at the top"),
+    "calibrated": f(BOOL, "-", "--calibration: whether calibration samples were used"),
+    "calibration_samples": f([INT, "null"], "samples", "--calibration: samples in the calibration file"),
+    "relative_output_error": f(
+        [NUM, "null"], "fraction", "--calibration: ||f_pruned - f_dense|| / ||f_dense|| of the model outputs"
+    ),
+    "seconds": f(NUM, "s", "--calibration: wall time of the whole one-shot run"),
 }
 
 NOTES = obj(
@@ -279,8 +305,12 @@ def schemas() -> dict[str, dict]:
         "`tightcompress pack --json`: every packed layer and the totals.",
         layer=pack_layer(),
         total=obj("sums over the layers", PACK_TOTAL, PACK_TOTAL_REQUIRED),
-        config=obj("the packing options", PACK_CONFIG, ["method"]),
-        extra={"notes": NOTES},
+        config=obj(
+            "the packing options",
+            {**PACK_CONFIG, "one_shot": {"type": OBJ, "description": "--calibration: the one-shot settings"}},
+            ["method"],
+        ),
+        extra={"notes": NOTES, **ONE_SHOT_FIELDS},
         required=[],
     )
     simulate = report_schema(

@@ -60,10 +60,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_parallel_options(parser)
     parser.add_argument("--json", required=True, metavar="REPORT.json", help="write the report here")
     parser.add_argument("--out", metavar="PACKED.safetensors", help="also write the packed layers here")
+    parser.add_argument(
+        "--calibration",
+        metavar="CALIB.npz",
+        help="ONNX input: calibrated one-shot pruning. An .npz of the model's inputs keyed by input name "
+        "(first axis: samples); what is kept is chosen by |w| x ||x|| and the kept weights are solved again, "
+        "layer by layer, to reproduce the dense model's layer outputs (the report adds output errors)",
+    )
     add_skip_bad_layers(parser)
     add_quiet(parser)
     parser.set_defaults(func=run_pack)
-    declare_paths(parser, inputs=("input", "checkpoint"), outputs=("json", "out"))
+    declare_paths(parser, inputs=("input", "checkpoint", "calibration"), outputs=("json", "out"))
 
     unpack = subparsers.add_parser(
         "unpack", help="rebuild the K x N matrices, or a PyTorch state_dict, from a packed file"
@@ -75,9 +82,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "a PyTorch-layout state_dict (conv weights 4-D, biases and the other tensors of the checkpoint)",
     )
     unpack.add_argument("--layer", help="which layer to write to a .npy when the file holds several")
+    unpack.add_argument(
+        "--onnx",
+        metavar="IN.onnx",
+        help="with OUT.onnx: the ONNX file that was packed; OUT is IN with every packed layer's weight "
+        "replaced by its kept values (same graph, names and dtypes)",
+    )
     add_quiet(unpack)
     unpack.set_defaults(func=run_unpack)
-    declare_paths(unpack, inputs=("packed",), outputs=("output",))
+    declare_paths(unpack, inputs=("packed", "onnx"), outputs=("output",))
 
 
 def add_key_option(parser: argparse.ArgumentParser, *, model: bool = True) -> None:
@@ -280,6 +293,8 @@ def config_from_args(args: argparse.Namespace) -> PackConfig:
 
 def run_pack(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    if getattr(args, "calibration", None) is not None:
+        return run_pack_calibrated(args, config)
     matrices, notes, zoo, found = matrices_from_args(args)
     matrices, bad_layers = split_bad_layers(matrices, skip=args.skip_bad_layers)
     compile_kernels_once(args)
@@ -321,15 +336,61 @@ def run_pack(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_pack_calibrated(args: argparse.Namespace, config: PackConfig) -> int:
+    """`pack IN.onnx --calibration CALIB.npz`: calibrated one-shot pruning with the given packing options."""
+    from tightcompress.pipeline.calibration import read_calibration_npz
+    from tightcompress.pipeline.oneshot import OneShotOptions, one_shot_onnx
+    from tightcompress.readers.onnx import read_onnx
+
+    if args.zoo is not None or args.input is None or Path(args.input).suffix.lower() != ".onnx":
+        raise TightCompressError("--calibration goes with an .onnx input (its .npz is keyed by input name)")
+    if config.sparsity is not None:
+        raise TightCompressError("--calibration chooses what is kept by saliency: drop --sparsity")
+    if config.method == "dense":
+        raise TightCompressError("--calibration prunes: choose tight, nm or column-combining")
+    calibration = read_calibration_npz(args.calibration)
+    graph = read_onnx(args.input)
+    compile_kernels_once(args)
+    method = "nm-permuted" if config.permute else config.method
+    result = one_shot_onnx(
+        graph,
+        OneShotOptions(method=method, seed=config.seed),
+        calibration=calibration,
+        config=config,
+        quiet=args.quiet,
+    )
+    report = result.report
+    with output_group() as stage:  # --out and --json are written both or neither
+        if args.out:
+            save_packed(stage(args.out), result.packed)
+        write_json_atomic(stage(args.json), report)
+    total = report["total"]
+    label = f"{config.method} (permuted)" if config.permute else config.method
+    print(
+        f"{len(report['layers'])} layer(s), {label}, calibrated on {report['calibration_samples']} samples: "
+        f"rate {total['compression_rate']:.2f}x, dropped {total['dropped_magnitude_fraction']:.2%} of |w|, "
+        f"relative output error {report['relative_output_error']:.2%} -> {args.json}"
+    )
+    return 0
+
+
 def restore_dtypes(packed_layers: dict[str, PackedMatrix], found: ModelWeights) -> None:
     """Store each layer's kept values in its input dtype and record where the matrix came from (the
-    weight's name, shape and group), so `unpack` can rebuild the PyTorch weight."""
+    weight's name, shape and group; for an ONNX input the file's SHA-256), so `unpack` can rebuild the
+    PyTorch weight or the ONNX model."""
+    onnx_sha256 = None
+    if Path(found.source).suffix.lower() == ".onnx":
+        from tightcompress.readers.onnx import file_sha256
+
+        onnx_sha256 = file_sha256(found.source)
     for name, packed in packed_layers.items():
         gemm = found.matrices[name]
         store_dtype(packed, gemm.dtype)
         packed.info["source"] = weight_source(
             gemm.layer.name, gemm.layer.weight.shape, gemm.layer.groups, gemm.group_index
         )
+        if onnx_sha256 is not None:
+            packed.info["source"]["onnx_sha256"] = onnx_sha256
 
 
 def passthrough_state(
@@ -353,6 +414,9 @@ def passthrough_state(
 def run_unpack(args: argparse.Namespace) -> int:
     layers = load_packed(args.packed)
     output = Path(args.output)
+    if args.onnx is not None or output.suffix.lower() == ".onnx":
+        write_onnx(args, layers, output)
+        return 0
     if output.suffix in (".pt", ".safetensors"):
         write_state_dict(args.packed, layers, output)
         return 0
@@ -419,3 +483,42 @@ def write_state_dict(packed_path: str, layers: dict[str, PackedMatrix], output: 
 
         with atomic_path(output, suffix=".safetensors") as tmp:
             save_file(tensors, str(tmp))
+
+
+def write_onnx(args: argparse.Namespace, layers: dict[str, PackedMatrix], output: Path) -> None:
+    """`unpack P OUT.onnx --onnx IN.onnx`: IN with every packed layer's weight replaced by its kept values,
+    refused when IN is not the file that was packed (its SHA-256 is recorded per layer at pack time)."""
+    from tightcompress.pipeline.oneshot import write_pruned_onnx
+    from tightcompress.readers.matrices import weight_from_groups
+    from tightcompress.readers.onnx import read_onnx
+
+    if args.onnx is None:
+        raise TightCompressError("OUT.onnx needs --onnx IN.onnx: the ONNX file that was packed")
+    if output.suffix.lower() != ".onnx":
+        raise TightCompressError(
+            f"--onnx writes an ONNX model: the output must end in .onnx, got {output.name}"
+        )
+    recorded = {str(p.info.get("source", {}).get("onnx_sha256")) for p in layers.values()}
+    if "None" in recorded:
+        raise TightCompressError(f"{args.packed} was not packed from an ONNX file (no SHA-256 recorded)")
+    graph = read_onnx(args.onnx)
+    if recorded != {graph.sha256}:
+        packed_from = ", ".join(sorted(sha[:12] for sha in recorded))
+        raise TightCompressError(
+            f"{args.onnx} is not the file that was packed into {args.packed} (SHA-256 {graph.sha256[:12]}, "
+            f"packed from {packed_from})"
+        )
+    parts: dict[str, dict[int, np.ndarray]] = {}
+    shapes: dict[str, tuple[tuple[int, ...], int]] = {}
+    for packed in layers.values():
+        source = packed.info["source"]
+        name, groups = source["weight"], int(source.get("groups", 1))
+        parts.setdefault(name, {})[int(source.get("group_index") or 0)] = weight_matrix(packed)
+        shapes[name] = (tuple(source["shape"]), groups)
+    weights = {}
+    for name, blocks in parts.items():
+        shape, groups = shapes[name]
+        if sorted(blocks) != list(range(groups)):
+            raise TightCompressError(f"{args.packed}: layer {name!r} lacks some of its {groups} groups")
+        weights[name] = weight_from_groups([blocks[g] for g in range(groups)], shape)
+    write_pruned_onnx(graph, weights, output)

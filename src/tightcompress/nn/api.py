@@ -37,12 +37,26 @@ FITTED_SESSION = "_tightcompress_session"  # set by `tightcompress.prepare_` (pi
 
 
 def pack_weight(
-    weight: Any, config: PackConfig | None = None, *, groups: int = 1, name: str = "weight", **options
+    weight: Any,
+    config: PackConfig | None = None,
+    *,
+    groups: int = 1,
+    name: str = "weight",
+    calibration: Any = None,
+    **options,
 ) -> PackedMatrix | list[PackedMatrix]:
     """Pack a PyTorch-layout weight: Linear `(out, in)` or Conv `(out, in/groups, kh, kw)`, a tensor of any
     dtype on any device (with or without grad) or a NumPy array. A grouped conv (`groups > 1`) gives one
-    `PackedMatrix` per group; a depthwise weight is refused (it is left dense)."""
+    `PackedMatrix` per group; a depthwise weight is refused (it is left dense).
+
+    `calibration`: the layer's inputs as rows `(M, in)` (a conv's im2col rows, `(M, in * kh * kw)`): what
+    is kept is then chosen by `|w| x ||x||` and the kept weights are solved again to reproduce `x @ W` on
+    them (`pipeline.oneshot`)."""
     config = _config(config, options)
+    if calibration is not None:
+        from tightcompress.pipeline.oneshot import pack_weight_calibrated
+
+        return pack_weight_calibrated(weight, config, calibration, groups=groups, name=name)
     if isinstance(weight, torch.Tensor):
         array, dtype = tensor_to_numpy(weight)
     else:
@@ -66,6 +80,7 @@ def sparsify_(
     *,
     filter_fn: FilterFn | None = None,
     jobs: int | None = 1,
+    calibration: Any = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Pack the model's `nn.Linear` and `nn.Conv2d` layers in place (`PackedLinear` / `PackedConv2d`).
@@ -76,6 +91,9 @@ def sparsify_(
     A model that went through `tightcompress.prepare_` and `fit_` is packed in the arrangement `fit_` found
     (its masks folded, no new search; then no packing options are taken).
     `jobs` packs layers in parallel processes (default 1: in this process).
+    `calibration` (a tensor of inputs, first axis samples, or a DataLoader): calibrated one-shot packing,
+    layer by layer in model order: kept by `|w| x ||x||`, kept weights solved again to reproduce the dense
+    model's layer outputs (`pipeline.oneshot`); the report adds relative output errors.
     """
     if not isinstance(model, nn.Module):
         raise TightCompressError(f"sparsify_ takes an nn.Module, got {type(model).__name__}")
@@ -102,7 +120,11 @@ def sparsify_(
             "sparsify_ replaces layers inside a model; wrap a bare layer in nn.Sequential"
         )
     matrices, skipped = gemm_matrices([layer for _, _, layer in found], source=type(model).__name__)
-    if fitted is None:
+    if fitted is None and calibration is not None:
+        from tightcompress.pipeline.oneshot import pack_module_calibrated
+
+        packed, calibrated = pack_module_calibrated(model, found, config, calibration)
+    elif fitted is None:
         packed = pack_layers({name: m.matrix for name, m in matrices.items()}, config, jobs=jobs)
     else:
         packed = _fitted_layers(fitted_packed, matrices)
@@ -122,6 +144,8 @@ def sparsify_(
         model.set_submodule(fqn, new)
     report = build_report([p.report() for p in packed.values()], config=report_config)
     report["notes"] = {"skipped_layers": skipped}
+    if fitted is None and calibration is not None:  # the one-shot report's layers and output errors
+        report = {**calibrated, "notes": report["notes"]}
     return report
 
 

@@ -1,0 +1,532 @@
+"""One-shot pruning of a whole pretrained model (no fine-tuning), calibrated or not, for every method alike.
+
+    report = prune_onnx("model.onnx", "pruned.onnx", method="tight", rate=2.0, calibration={"x": X})
+    report = prune_module(model, method="nm", rate=2.0, calibration=loader)
+
+Per layer, in graph order (the one rule for every method):
+1. With calibration, the layer's inputs on the calibration samples, in the model pruned so far (`X_p`) and
+   in the dense model (`X_d`), as Gram matrices (`prune.reconstruct.GramStats`).
+2. What is kept: the layer's saliency `|w_ij| * ||x_i||` (Wanda; `|w|` without calibration) is packed by the
+   method as if it were the weights, so every method's search (tight's and the permuted N:M's permutation
+   search, column combining's merges, N:M's choice per group) maximises the same saliency. The kept
+   positions are the packed saliency's.
+3. Reconstruction (with calibration): the kept weights minimise `||X_p W' - X_d W||^2` (dampened least
+   squares, `prune.reconstruct.reconstruct`), and the new weights go into the pruned model before the next
+   layer's inputs are taken.
+4. The packed layer holds the new kept values in the same arrangement (`pipeline.fit.repack`).
+
+`rate` -> per-layer options by the pipeline's one rule (`pipeline.fit.plan_rate`): each layer's candidate
+options are packed and the per-layer choice reaching `sum(K*N) / sum(slots) >= rate` with the least summed
+dropped fraction is taken; here the dropped fraction is of the saliency (of `|w|` without calibration, as
+in `compress`). `unstructured` (the reference) keeps the `1/rate` most salient weights of every layer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from tightcompress.api import PackConfig, check_field_types, pack
+from tightcompress.errors import TightCompressError
+from tightcompress.format.dtypes import store_dtype
+from tightcompress.format.packed import PackedMatrix
+from tightcompress.pipeline.config import PERMUTED_NM
+from tightcompress.prune.reconstruct import DAMPING, GramStats, reconstruct, relative_error, saliency
+from tightcompress.readers.matrices import (
+    LayerWeight,
+    gemm_matrices,
+    gemm_name,
+    weight_from_groups,
+    weight_source,
+)
+
+log = logging.getLogger("tightcompress.oneshot")
+
+ONE_SHOT_METHODS = ("tight", "tight-subword", "nm", PERMUTED_NM, "column-combining", "unstructured")
+UNSTRUCTURED = "unstructured"
+PLAN_COLUMNS = 512  # columns of a wide layer on which its candidate options are evaluated
+
+
+@dataclass(frozen=True)
+class OneShotOptions:
+    """The settings of a one-shot run, validated on construction (an error names the parameter)."""
+
+    method: str
+    rate: float | None = None
+    seed: int = 0
+    tile: int = 32
+    damping: float = DAMPING
+    # annealing moves when the candidate options are evaluated, and for the chosen option (the pipeline's
+    # 30k / 300k cost 25 min on a 22-layer model on a busy 2-core machine; 5k moves drop within 0.1 % of
+    # the |w| 30k moves drop on a 144 x 32 layer)
+    plan_iterations: int | None = 5_000
+    final_iterations: int | None = 50_000
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        if self.method not in ONE_SHOT_METHODS:
+            raise TightCompressError(
+                f"unknown method {self.method!r}; choose one of {', '.join(ONE_SHOT_METHODS)}"
+            )
+        if self.method == "tight-subword":
+            raise TightCompressError(
+                "one-shot tight-subword is not supported yet (its kept values are 4-bit subwords, which the "
+                "least-squares reconstruction does not keep); use tight, nm, nm-permuted, column-combining "
+                "or unstructured"
+            )
+        if self.rate is not None and not self.rate >= 1.0:
+            raise TightCompressError(f"rate must be a number >= 1, got {self.rate!r}")
+        if not 0.0 <= self.damping <= 1.0:
+            raise TightCompressError(f"damping must be in [0, 1], got {self.damping!r}")
+        if not 0 <= self.seed <= 2**32 - 1:
+            raise TightCompressError(f"seed must be an integer in [0, 2**32 - 1], got {self.seed!r}")
+
+
+@dataclass
+class OneShotResult:
+    """What a one-shot run gives: the report, the packed layers (GEMM names) and each layer's new weight
+    (PyTorch layout, by layer name)."""
+
+    report: dict[str, Any]
+    packed: dict[str, PackedMatrix]
+    weights: dict[str, np.ndarray]
+
+
+# ------------------------------------------------------------------------------------------ public API
+def prune_onnx(
+    onnx_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    method: str,
+    rate: float | None,
+    calibration: Mapping[str, np.ndarray] | None = None,
+    seed: int = 0,
+    config: PackConfig | None = None,
+) -> dict:
+    """Prune every packable layer of the ONNX model one-shot at `rate`, write the pruned model (same graph,
+    names and dtypes; each packed weight replaced by its kept values) to `out_path`; return the report.
+
+    `calibration` maps the model's input names to arrays whose first axis is the samples; without it,
+    what is kept is chosen by `|w|` and the kept weights are not changed. `config` (with `rate=None`) packs
+    every layer with that one `PackConfig` instead of planning per-layer options for `rate`."""
+    from tightcompress.readers.onnx import read_onnx
+
+    options = OneShotOptions(method=method, rate=rate, seed=seed)
+    graph = read_onnx(onnx_path)
+    result = one_shot_onnx(graph, options, calibration=calibration, config=config)
+    write_pruned_onnx(graph, result.weights, out_path)
+    return result.report
+
+
+def prune_module(
+    model: Any,
+    *,
+    method: str,
+    rate: float | None,
+    calibration: Any = None,
+    seed: int = 0,
+    config: PackConfig | None = None,
+) -> dict:
+    """The same for a PyTorch model, in place: its `nn.Linear`, `nn.Conv1d` and `nn.Conv2d` layers keep their
+    class and hold the kept values (zeros elsewhere). `calibration`: a tensor (first axis samples) or a
+    DataLoader of the model's inputs; `config` as for `prune_onnx`."""
+    from torch import nn
+
+    from tightcompress.readers import module_layers
+
+    if not isinstance(model, nn.Module):
+        raise TightCompressError(f"prune_module takes an nn.Module, got {type(model).__name__}")
+    options = OneShotOptions(method=method, rate=rate, seed=seed)
+    found = module_layers(model)
+    if not found:
+        raise TightCompressError(f"{type(model).__name__}: no conv or linear layer to prune")
+    layers = [lw for _, _, lw in found]
+    runner = None
+    if calibration is not None:
+        from tightcompress.pipeline.calibration import TorchCalibration
+
+        runner = TorchCalibration(model, calibration, found)
+    result = one_shot(layers, runner, options, config=config, source=type(model).__name__)
+    if runner is None:
+        import torch
+
+        modules = {fqn: module for fqn, module, _ in found}
+        for name, weight in result.weights.items():
+            module = modules[name]
+            target = module.weight_orig if hasattr(module, "weight_orig") else module.weight
+            with torch.no_grad():
+                target.copy_(torch.from_numpy(np.asarray(weight, dtype=np.float32)).to(target.dtype))
+    return result.report
+
+
+# --------------------------------------------------------------------------------------------- drivers
+def one_shot_onnx(
+    graph: Any,
+    options: OneShotOptions,
+    *,
+    calibration: Mapping[str, np.ndarray] | None,
+    config: PackConfig | None = None,
+    quiet: bool = True,
+) -> OneShotResult:
+    """`one_shot` on a read ONNX graph (`readers.onnx.read_onnx`), calibrated by onnxruntime when given."""
+    runner = None
+    if calibration is not None:
+        from tightcompress.pipeline.calibration import OnnxCalibration
+
+        runner = OnnxCalibration(graph, calibration)
+    result = one_shot(
+        [w.layer for w in graph.weights], runner, options, config=config, source=graph.path, quiet=quiet
+    )
+    for packed in result.packed.values():
+        packed.info["source"]["onnx_sha256"] = graph.sha256
+    skipped = result.report.setdefault("notes", {}).setdefault("skipped_layers", [])
+    skipped[:0] = graph.skipped
+    return result
+
+
+def write_pruned_onnx(graph: Any, weights: dict[str, np.ndarray], out_path: str | os.PathLike[str]) -> None:
+    """Write `graph`'s model with the new weights, atomically."""
+    import onnx
+
+    from tightcompress.readers.onnx import write_onnx_weights
+    from tightcompress.utils.atomic import atomic_path
+
+    model = write_onnx_weights(graph.model, weights, graph)
+    with atomic_path(out_path, suffix=".onnx") as tmp:
+        onnx.save(model, str(tmp))
+
+
+def one_shot(
+    layers: list[LayerWeight],
+    runner: Any,
+    options: OneShotOptions,
+    *,
+    config: PackConfig | None = None,
+    source: str = "model",
+    quiet: bool = True,
+) -> OneShotResult:
+    """Prune `layers` one-shot in their order (see the module docstring). `runner` is a
+    `pipeline.calibration.CalibratedModel` (None: no calibration). `config` fixes one packing config for
+    every layer instead of planning per-layer options for `options.rate`."""
+    start = time.perf_counter()
+    matrices, skipped = gemm_matrices(layers, source=source)
+    if config is None and options.rate is None:
+        raise TightCompressError("give a rate or a packing config")
+    if config is not None:
+        named = PERMUTED_NM if config.permute else config.method
+        if named != options.method:
+            raise TightCompressError(f"method {options.method!r} but the packing config is {named!r}")
+    norms = runner.dense_input_norms() if runner is not None and config is None else None
+    plan = _plan(matrices, options, config, norms, quiet=quiet)
+    packed: dict[str, PackedMatrix] = {}
+    weights: dict[str, np.ndarray] = {}
+    layer_reports: list[dict[str, Any]] = []
+    for layer in tqdm(
+        layers, desc=f"one-shot {options.method}", unit="layer", disable=quiet, file=sys.stderr
+    ):
+        names = [gemm_name(layer.name, None if layer.groups == 1 else g) for g in range(layer.groups)]
+        if not all(name in matrices for name in names):
+            continue  # depthwise: left dense, in `skipped`
+        stats = _layer_stats(runner, layer, names) if runner is not None else [None] * len(names)
+        parts = []
+        for name, stat in zip(names, stats, strict=True):
+            gemm = matrices[name]
+            layer_start = time.perf_counter()
+            kept, pm, facts = _prune_gemm(gemm.matrix, stat, plan[name], options, name)
+            parts.append(kept)
+            if pm is not None:
+                store_dtype(pm, gemm.dtype)
+                pm.info["source"] = weight_source(
+                    layer.name, layer.weight.shape, layer.groups, gemm.group_index
+                )
+                pm.info["seconds"] = time.perf_counter() - layer_start
+                packed[name] = pm
+            layer_reports.append(
+                _layer_report(name, gemm.matrix, kept, pm, facts, time.perf_counter() - layer_start)
+            )
+        new_weight = weight_from_groups([p.astype(np.float32) for p in parts], layer.weight.shape)
+        weights[layer.name] = new_weight
+        if runner is not None:
+            runner.set_weight(layer.name, new_weight)
+    from tightcompress.report import build_report
+
+    report = build_report(layer_reports, config=_config_dict(options, config))
+    report["method"] = options.method
+    report["compression_rate"] = report["total"]["compression_rate"]
+    report["calibrated"] = runner is not None
+    report["calibration_samples"] = getattr(runner, "samples", None) if runner is not None else None
+    report["relative_output_error"] = runner.output_error() if runner is not None else None
+    report["seconds"] = time.perf_counter() - start
+    report["notes"] = {"skipped_layers": skipped}
+    return OneShotResult(report, packed, weights)
+
+
+# -------------------------------------------------------------------------------------------- helpers
+def _config_dict(options: OneShotOptions, config: PackConfig | None) -> dict[str, Any]:
+    out = {"one_shot": vars(options).copy()}
+    if config is not None:
+        out.update(vars(config))
+    return out
+
+
+def _layer_stats(runner: Any, layer: LayerWeight, names: list[str]) -> list[GramStats]:
+    """The Gram statistics of each of the layer's GEMMs over the calibration samples."""
+    from tightcompress.pipeline.calibration import check_finite
+
+    stats = None
+    for rows_p, rows_d in runner.input_rows(layer.name):
+        check_finite(rows_p, layer.name, "pruned")
+        check_finite(rows_d, layer.name, "dense")
+        if stats is None:
+            stats = [GramStats(block.shape[1]) for block in rows_p]
+        for stat, p, d in zip(stats, rows_p, rows_d, strict=True):
+            stat.add(p, d)
+    if stats is None:
+        raise TightCompressError("calibration: no samples")
+    for name, stat in zip(names, stats, strict=True):
+        if stat.rows < stat.K:
+            warnings.warn(
+                f"{name}: {stat.rows} calibration rows for {stat.K} inputs; the least-squares solve is "
+                f"underdetermined and relies on its damping ({DAMPING:.0%} of the mean input energy)",
+                stacklevel=2,
+            )
+    return stats
+
+
+def _plan(
+    matrices: dict[str, Any],
+    options: OneShotOptions,
+    config: PackConfig | None,
+    norms: dict[str, np.ndarray] | None,
+    *,
+    quiet: bool,
+) -> dict[str, PackConfig | float]:
+    """Per GEMM: its packing config (or, for unstructured, the fraction kept)."""
+    if options.method == UNSTRUCTURED:
+        if config is not None:
+            raise TightCompressError("unstructured takes a rate, not a packing config")
+        return {name: 1.0 / float(options.rate) for name in matrices}  # type: ignore[arg-type]
+    if config is not None:
+        return {name: config for name in matrices}
+
+    salient = {}
+    for name, gemm in matrices.items():
+        magnitude = np.abs(gemm.matrix.astype(np.float32))
+        if norms is not None and name in norms:
+            stat = GramStats.__new__(GramStats)
+            stat.H = np.diag(norms[name] ** 2)
+            salient[name] = saliency(gemm.matrix, stat)
+        else:
+            salient[name] = magnitude
+        if not np.any(salient[name]):
+            salient[name] = magnitude
+    chosen = plan_rate_sampled(
+        salient, options.method, float(options.rate), tile=options.tile, seed=options.seed,
+        plan_iterations=options.plan_iterations, quiet=quiet,
+    )  # fmt: skip
+    return {name: option.config for name, option in chosen.items()}
+
+
+def plan_rate_sampled(
+    matrices: dict[str, np.ndarray],
+    method: str,
+    rate: float,
+    *,
+    tile: int,
+    seed: int,
+    plan_iterations: int | None,
+    quiet: bool,
+    max_columns: int = PLAN_COLUMNS,
+) -> dict[str, Any]:
+    """`pipeline.fit.plan_rate`, with each candidate option of a wide layer evaluated on `max_columns` of
+    its columns (seeded choice, whole tiles) and its slots scaled to the whole layer: the dropped fraction
+    is an estimate, the allocation across layers the same rule. (A 1024 x 8210 classifier's 27 tight
+    candidates take about 25 s each in full on a busy 2-core machine.)"""
+    from tightcompress.pipeline.fit import Option, candidate_configs, choose_options, evaluate_options
+
+    rng = np.random.default_rng(seed)
+    options, sizes = {}, {}
+    for name, matrix in tqdm(
+        matrices.items(), desc=f"plan {method}", unit="layer", disable=quiet, file=sys.stderr, leave=False
+    ):
+        K, N = matrix.shape
+        sizes[name] = K * N
+        configs = candidate_configs(method, K, tile, seed, N=N)
+        sample = matrix
+        if N > max_columns:
+            sample = matrix[:, np.sort(rng.choice(N, size=max_columns, replace=False))]
+        evaluated = evaluate_options(sample, configs, plan_iterations=plan_iterations)
+        scale = N / sample.shape[1]
+        options[name] = [Option(o.config, round(o.slots * scale), o.dropped_fraction) for o in evaluated]
+    return choose_options(options, sizes, rate)
+
+
+def _prune_gemm(
+    matrix: np.ndarray,
+    stats: GramStats | None,
+    choice: PackConfig | float,
+    options: OneShotOptions,
+    name: str,
+) -> tuple[np.ndarray, PackedMatrix | None, dict[str, Any]]:
+    """`(kept weights K x N, packed layer or None for unstructured, facts)` of one GEMM."""
+    from tightcompress.pipeline.fit import repack
+
+    W = np.asarray(matrix, dtype=np.float32)
+    if not np.all(np.isfinite(W)):
+        raise TightCompressError(f"{name}: the matrix has NaN or infinite weights")
+    S = saliency(W, stats)
+    if not np.any(S):
+        S = np.abs(W)
+    facts: dict[str, Any] = {}
+    arrangement = None
+    if isinstance(choice, PackConfig):
+        if not np.any(W):
+            raise TightCompressError(f"{name}: the matrix is all zeros; there is nothing to pack")
+        from tightcompress.pipeline.fit import is_searched
+
+        if is_searched(choice) and choice.iterations is None and options.final_iterations is not None:
+            choice = replace(choice, iterations=options.final_iterations)
+        arrangement = pack(S, choice, name=name)
+        mask = arrangement.to_dense() != 0
+        facts["option"] = _describe(choice)
+    else:
+        keep = max(1, math.floor(choice * W.size + 1e-9))
+        order = np.argsort(-S, axis=None, kind="stable")[:keep]
+        mask = np.zeros(W.size, dtype=bool)
+        mask[order] = True
+        mask = mask.reshape(W.shape) & (W != 0)
+        facts["option"] = f"unstructured keep {choice:.3g}"
+    masked = np.where(mask, W, 0.0).astype(np.float32)
+    kept = masked
+    if stats is not None:
+        solved, solver = reconstruct(W, mask, stats, damping=options.damping)
+        solved = solved.astype(np.float32)
+        solved[~mask] = 0.0
+        if not np.all(np.isfinite(solved)):
+            raise TightCompressError(f"{name}: the reconstruction is not finite (calibration too degenerate)")
+        error, plain = relative_error(solved, W, stats), relative_error(masked, W, stats)
+        # the damping can make a solve worse than the kept weights as they are (a first, dense layer): keep
+        # whichever reproduces the dense output better on the calibration rows
+        if error <= plain:
+            kept = solved
+        else:
+            solver, error = "none (kept weights unchanged: the solve did not lower the error)", plain
+        facts.update(
+            solver=solver,
+            calibration_rows=stats.rows,
+            relative_output_error=error,
+            relative_output_error_unreconstructed=plain,
+        )
+    total_saliency = float(S.sum())
+    facts["dropped_saliency_fraction"] = float(S[~mask].sum() / total_saliency) if total_saliency else 0.0
+    packed = None
+    if arrangement is not None:
+        packed = repack(kept, arrangement)
+        packed.info["name"] = name
+        if not np.array_equal(packed.to_dense(), kept):
+            raise RuntimeError(f"{name}: the reconstructed weights do not fit the packed arrangement")
+    return kept, packed, facts
+
+
+def _describe(config: PackConfig) -> str:
+    if config.method == "column-combining":
+        return f"column-combining merge={config.merge} alpha={config.alpha} gamma={config.gamma:g}"
+    if config.method == "dense":
+        return "dense"
+    return f"{PERMUTED_NM if config.permute else config.method} G={config.group} h={config.height}"
+
+
+def _layer_report(
+    name: str, W: np.ndarray, kept: np.ndarray, packed: PackedMatrix | None, facts: dict, seconds: float
+) -> dict[str, Any]:
+    """One layer's report: the packed layer's fields with the dropped figures of the original weights."""
+    magnitude = float(np.abs(W).sum())
+    dropped_fraction = float(np.abs(W[kept == 0]).sum() / magnitude) if magnitude else 0.0
+    nnz, kept_nnz = int(np.count_nonzero(W)), int(np.count_nonzero(kept))
+    if packed is not None:
+        report = packed.report()
+    else:  # unstructured: an ideal sparse store, one slot per kept weight, no index cost counted
+        K, N = W.shape
+        report = {
+            "name": name, "K": K, "N": N, "method": UNSTRUCTURED, "packed_slots": kept_nnz,
+            "compression_rate": K * N / max(kept_nnz, 1), "utilization": 1.0, "index_bits": 0,
+            "lower_bound_slots": kept_nnz,
+        }  # fmt: skip
+    report.update(
+        name=name,
+        nnz=nnz,
+        kept_nnz=kept_nnz,
+        dropped_nnz=nnz - kept_nnz,
+        input_magnitude=magnitude,
+        dropped_magnitude_fraction=dropped_fraction,
+        dropped_weight_fraction=dropped_fraction,
+        seconds=seconds,
+        relative_output_error=facts.pop("relative_output_error", None),
+        **facts,
+    )
+    return report
+
+
+def pack_module_calibrated(
+    model: Any, found: list[tuple[str, Any, LayerWeight]], config: PackConfig, calibration: Any
+) -> tuple[dict[str, PackedMatrix], dict[str, Any]]:
+    """`sparsify_(..., calibration=)`: the model's `found` layers pruned one-shot in place with `config`
+    (kept weights solved again), `(packed layers by GEMM name, the one-shot report)`."""
+    from tightcompress.pipeline.calibration import TorchCalibration
+
+    if config.method == "dense":
+        raise TightCompressError("calibration prunes: choose tight, nm or column-combining")
+    if config.sparsity is not None:
+        raise TightCompressError("with calibration what is kept is chosen by saliency: drop sparsity")
+    runner = TorchCalibration(model, calibration, found)
+    method = PERMUTED_NM if config.permute else config.method
+    result = one_shot(
+        [lw for _, _, lw in found], runner, OneShotOptions(method=method, seed=config.seed), config=config
+    )
+    return result.packed, result.report
+
+
+def pack_weight_calibrated(
+    weight: Any, config: PackConfig, calibration: Any, *, groups: int, name: str
+) -> PackedMatrix | list[PackedMatrix]:
+    """`pack_weight(..., calibration=X)`: one layer pruned by saliency and solved again on its input rows
+    `X` (`(M, in)`; a conv's im2col rows), which are both the pruned and the dense input here."""
+    from tightcompress.readers.checkpoint import tensor_to_numpy
+    from tightcompress.readers.matrices import layer_weight
+
+    if config.method == "dense":
+        raise TightCompressError("calibration prunes: choose tight, nm or column-combining")
+    array, dtype = tensor_to_numpy(weight) if hasattr(weight, "detach") else (np.asarray(weight), None)
+    layer = layer_weight(name, array, dtype or str(array.dtype), groups=groups, source=name)
+    matrices, _ = gemm_matrices([layer], source=name)
+    rows = calibration.detach().cpu().float().numpy() if hasattr(calibration, "detach") else calibration
+    rows = np.asarray(rows, dtype=np.float32)
+    K_total = int(np.prod(array.shape[1:])) * groups
+    if rows.ndim != 2 or rows.shape[1] != K_total:
+        raise TightCompressError(
+            f"{name}: calibration must be the layer's input rows (M, {K_total}), got shape {rows.shape}"
+        )
+    if not np.all(np.isfinite(rows)):
+        raise TightCompressError(f"{name}: the calibration rows hold NaN or infinite values")
+    options = OneShotOptions(method=PERMUTED_NM if config.permute else config.method, seed=config.seed)
+    out = []
+    per_group = K_total // groups
+    for g, gemm in enumerate(matrices.values()):
+        block = rows[:, g * per_group : (g + 1) * per_group]
+        stats = GramStats(per_group)
+        stats.add(block, block)
+        _, packed, facts = _prune_gemm(gemm.matrix, stats, config, options, gemm.name)
+        assert packed is not None
+        packed.info.setdefault("extra", {})["relative_output_error"] = facts["relative_output_error"]
+        out.append(store_dtype(packed, gemm.dtype))
+    return out[0] if groups == 1 else out
