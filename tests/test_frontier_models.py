@@ -119,11 +119,17 @@ def _keep_largest(weight: np.ndarray, rate: float) -> np.ndarray:
     return np.where(np.abs(weight) >= threshold, weight, 0).astype(weight.dtype)
 
 
+def _result(rate: float) -> types.SimpleNamespace:
+    """A `pipeline.oneshot.OneShotResult` without packed matrices (so no hardware figures)."""
+    report = {"compression_rate": float(rate), "layers": [], "relative_output_error": None}
+    return types.SimpleNamespace(report=report, packed={}, weights={})
+
+
 def stand_in(calls: list) -> types.ModuleType:
-    """`pipeline.oneshot` as the contract names it: per-layer magnitude pruning to 1/rate of the weights."""
+    """`pipeline.oneshot`'s two entry points the frontier calls: per-layer magnitude pruning to 1/rate."""
     module = types.ModuleType("tightcompress.pipeline.oneshot")
 
-    def prune_onnx(onnx_path, out_path, *, method, rate, calibration=None, seed=0):
+    def prune_onnx_packed(onnx_path, out_path, *, method, rate, calibration=None, seed=0):
         import onnx
         from onnx import numpy_helper
 
@@ -135,9 +141,9 @@ def stand_in(calls: list) -> types.ModuleType:
                 pruned = numpy_helper.from_array(_keep_largest(array, rate), init.name)
                 model.graph.initializer[index].CopyFrom(pruned)
         onnx.save(model, str(out_path))
-        return {"compression_rate": float(rate), "layers": [], "relative_output_error": None}
+        return _result(rate)
 
-    def prune_module(model, *, method, rate, calibration=None, seed=0):
+    def prune_module_packed(model, *, method, rate, calibration=None, seed=0):
         calls.append(
             ("pytorch", method, rate, seed, None if calibration is None else tuple(calibration.shape))
         )
@@ -145,9 +151,9 @@ def stand_in(calls: list) -> types.ModuleType:
             for layer in model.modules():
                 if isinstance(layer, torch.nn.Conv2d | torch.nn.Linear):
                     layer.weight.copy_(torch.from_numpy(_keep_largest(layer.weight.numpy(), rate)))
-        return {"compression_rate": float(rate), "layers": [], "relative_output_error": None}
+        return _result(rate)
 
-    module.prune_onnx, module.prune_module = prune_onnx, prune_module
+    module.prune_onnx_packed, module.prune_module_packed = prune_onnx_packed, prune_module_packed
     return module
 
 
@@ -198,7 +204,7 @@ def test_onnx_frontier_scores_every_pruned_file_with_the_users_metric(tiny, ones
     expected = {}
     for rate in (2.0, 4.0):
         pruned = tmp_path / f"expected-{rate:g}.onnx"
-        stand_in([]).prune_onnx(tiny / "tiny.onnx", pruned, method="tight", rate=rate)
+        stand_in([]).prune_onnx_packed(tiny / "tiny.onnx", pruned, method="tight", rate=rate)
         expected[rate] = tinynet.evaluate_onnx(pruned)
     assert expected[4.0] < 100.0  # the metric sees the pruning
     for point in result["points"]:
@@ -255,7 +261,7 @@ def test_pytorch_frontier_gives_the_metric_the_pruned_model(tiny, oneshot, tmp_p
     for point in result["points"]:
         model = tinynet.TinyNet()
         model.load_state_dict(torch.load(tiny / "tiny.pt"))
-        stand_in([]).prune_module(model, method="tight", rate=point["target_rate"])
+        stand_in([]).prune_module_packed(model, method="tight", rate=point["target_rate"])
         assert point["accuracy"] == tinynet.evaluate(model.eval())
     assert result["dense"]["accuracy_mean"] == 100.0
     assert oneshot == [
@@ -335,6 +341,26 @@ def test_real_one_shot_onnx_frontier(tiny, tmp_path):
     assert result["dense"]["accuracy_mean"] == 100.0
     for point in result["points"]:
         assert point["compression_rate"] >= 2.0 - 1e-9 and 0.0 <= point["accuracy"] <= 100.0
+        if point["method"] == "unstructured":  # no packed format: not simulated
+            assert point["speedup"] is None and point["energy_gain"] is None
+        else:  # packed layers, vectors counted on one calibration sample with onnxruntime
+            assert point["speedup"] > 0 and point["energy_gain"] > 0
+    # The same pruning and score as calling the API and the metric by hand.
+    from tightcompress.pipeline.calibration import read_calibration_npz
+    from tightcompress.pipeline.oneshot import prune_onnx
+
+    calibration = read_calibration_npz(str(tiny / "calib.npz"))
+    prune_onnx(tiny / "tiny.onnx", tmp_path / "nm.onnx", method="nm", rate=2.0, calibration=calibration)
+    (nm,) = [p for p in result["points"] if p["method"] == "nm"]
+    assert nm["accuracy"] == _load_tinynet(tiny).evaluate_onnx(tmp_path / "nm.onnx")
+
+
+def test_onnx_vectors_count_output_positions(tiny):
+    """A conv streams one vector per output pixel (6 x 6 here), a Gemm one per sample."""
+    from tightcompress.pipeline.frontier.hardware import onnx_vectors
+
+    vectors = onnx_vectors(tiny / "tiny.onnx", {"x": np.load(tiny / "inputs.npy")[:1]})
+    assert sorted(vectors.values()) == [1, 36] and len(vectors) == 2
 
 
 @pytest.mark.slow
@@ -350,6 +376,7 @@ def test_real_one_shot_pytorch_frontier(tiny, tmp_path):
     _validate(result)
     for point in result["points"]:
         assert point["compression_rate"] >= 2.0 - 1e-9 and 0.0 <= point["accuracy"] <= 100.0
+        assert point["speedup"] > 0 and point["energy_gain"] > 0  # vectors counted with forward hooks
 
 
 # ---------------------------------------------------------------------------------------- fine-tune mode

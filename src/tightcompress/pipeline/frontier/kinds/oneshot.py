@@ -83,8 +83,9 @@ class OneShotKind(ModelKind):
         """The user's metric on the dense model."""
 
     @abstractmethod
-    def prune_and_score(self, method: str, rate: float, seed: int) -> tuple[dict[str, Any], float, Any]:
-        """Prune a fresh copy one-shot; `(report, score, vectors per packed layer or None)`."""
+    def prune_and_score(self, method: str, rate: float, seed: int) -> tuple[Any, float, Any]:
+        """Prune a fresh copy one-shot: `(pipeline.oneshot.OneShotResult, score, vectors per packed
+        layer or None)`."""
 
     def _common(self) -> dict[str, Any]:
         return {
@@ -124,11 +125,11 @@ class OneShotKind(ModelKind):
     def measure(self, stages: DenseScore, method: str, rate: float) -> dict[str, float | None]:
         from tightcompress.pipeline.frontier.hardware import packed_gains
 
-        report, score, vectors = self.prune_and_score(method, rate, stages.seed)
+        result, score, vectors = self.prune_and_score(method, rate, stages.seed)
         return {
-            "compression_rate": float(report["compression_rate"]),
+            "compression_rate": float(result.report["compression_rate"]),
             "accuracy": score,
-            **packed_gains(method, report.get("packed"), vectors),
+            **packed_gains(method, result.packed, vectors),
         }
 
     def stages_from(self, payload: dict[str, Any]) -> DenseScore:

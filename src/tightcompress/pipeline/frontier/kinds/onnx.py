@@ -11,20 +11,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
-
-from tightcompress.errors import TightCompressError
 from tightcompress.pipeline.frontier.kinds.metric import Metric
 from tightcompress.pipeline.frontier.kinds.oneshot import OneShotKind, existing_file, file_sha256
-
-
-def load_npz_calibration(path: Path) -> dict[str, np.ndarray]:
-    """The calibration inputs of an ONNX model: every array of the `.npz`, by input name."""
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
-    except (OSError, ValueError) as exc:
-        raise TightCompressError(f"--calibration {path} is not a readable .npz ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -52,12 +40,19 @@ class OnnxKind(OneShotKind):
     def score_dense(self) -> float:
         return self.metric(str(self.path), f"the dense model {self.path.name}")
 
-    def prune_and_score(self, method: str, rate: float, seed: int) -> tuple[dict[str, Any], float, Any]:
-        from tightcompress.pipeline.oneshot import prune_onnx
+    def prune_and_score(self, method: str, rate: float, seed: int) -> tuple[Any, float, Any]:
+        from tightcompress.pipeline.calibration import read_calibration_npz
+        from tightcompress.pipeline.frontier.hardware import onnx_vectors
+        from tightcompress.pipeline.oneshot import prune_onnx_packed
 
-        calibration = None if self.calibration is None else load_npz_calibration(self.calibration)
+        calibration = None if self.calibration is None else read_calibration_npz(str(self.calibration))
         with tempfile.TemporaryDirectory(prefix="tightcompress-frontier-") as tmp:
             out = Path(tmp) / f"{self.path.stem}-{method}-{rate:g}x.onnx"
-            report = prune_onnx(self.path, out, method=method, rate=rate, calibration=calibration, seed=seed)
+            result = prune_onnx_packed(
+                self.path, out, method=method, rate=rate, calibration=calibration, seed=seed
+            )
             score = self.metric(str(out), f"{method} at {rate:g}x")
-        return report, score, report.get("vectors")
+        vectors = None
+        if calibration is not None and result.packed:
+            vectors = onnx_vectors(self.path, {name: array[:1] for name, array in calibration.items()})
+        return result, score, vectors

@@ -86,14 +86,14 @@ class TorchKind(OneShotKind):
     def score_dense(self) -> float:
         return self.metric(self.build(), "the dense model")
 
-    def prune_and_score(self, method: str, rate: float, seed: int) -> tuple[dict[str, Any], float, Any]:
-        from tightcompress.pipeline.oneshot import prune_module
+    def prune_and_score(self, method: str, rate: float, seed: int) -> tuple[Any, float, Any]:
+        from tightcompress.pipeline.oneshot import prune_module_packed
 
         model = self.build()
         calibration = None if self.calibration is None else load_tensor_calibration(self.calibration)
-        report = prune_module(model, method=method, rate=rate, calibration=calibration, seed=seed)
+        result = prune_module_packed(model, method=method, rate=rate, calibration=calibration, seed=seed)
         vectors = None
-        if calibration is not None:
+        if calibration is not None and result.packed:
             vectors = vectors_per_layer(model, calibration[:1])
         score = self.metric(model.eval(), f"{method} at {rate:g}x")
-        return report, score, vectors
+        return result, score, vectors
