@@ -357,10 +357,12 @@ def test_real_one_shot_onnx_frontier(tiny, tmp_path):
 
 def test_onnx_vectors_count_output_positions(tiny):
     """A conv streams one vector per output pixel (6 x 6 here), a Gemm one per sample."""
-    from tightcompress.pipeline.frontier.hardware import onnx_vectors
+    from tightcompress.pipeline.frontier.hardware import onnx_vectors, onnx_zero_sample
 
     vectors = onnx_vectors(tiny / "tiny.onnx", {"x": np.load(tiny / "inputs.npy")[:1]})
     assert sorted(vectors.values()) == [1, 36] and len(vectors) == 2
+    zeros = onnx_zero_sample(tiny / "tiny.onnx")  # the batch is free, the 2 x 6 x 6 size fixed
+    assert zeros["x"].shape == (1, 2, 6, 6) and onnx_vectors(tiny / "tiny.onnx", zeros) == vectors
 
 
 @pytest.mark.slow

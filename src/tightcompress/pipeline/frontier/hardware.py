@@ -5,9 +5,10 @@ The trained kinds take them from the pipeline's report (`compress_model` simulat
 one-shot kind simulates the packed matrices its pruning returns (`pipeline.oneshot.prune_*_packed`), each
 layer streaming its own number of input vectors per sample (`vectors`: output positions of a conv, 1 for a
 linear layer), counted on one calibration sample: with forward hooks for PyTorch
-(`pipeline.hardware.vectors_per_layer`), with onnxruntime for ONNX (`onnx_vectors`). When a method has no
-packed word-level format to simulate (the unstructured reference) or the vectors are unknown (no
-calibration sample), the figures are None rather than a guess.
+(`pipeline.hardware.vectors_per_layer`), with onnxruntime for ONNX (`onnx_vectors`; without calibration on
+an all-zeros sample when the model fixes its input sizes). When a method has no packed word-level format
+to simulate (the unstructured reference) or the vectors are unknown (no sample), the figures are None
+rather than a guess.
 """
 
 from __future__ import annotations
@@ -89,3 +90,23 @@ def onnx_vectors(onnx_path: str | Path, feed: Mapping[str, np.ndarray]) -> dict[
         for g in range(groups):
             vectors[gemm_name(weight.layer.name, None if groups == 1 else g)] = m
     return vectors
+
+
+def onnx_zero_sample(onnx_path: str | Path) -> dict[str, np.ndarray] | None:
+    """One all-zeros sample of every input, when the model fixes every input's size but the batch (the
+    output positions depend only on sizes); None when a size is free (then the sizes must come from a
+    calibration sample)."""
+    import onnx
+
+    from tightcompress.pipeline.calibration import graph_inputs
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    feed = {}
+    for name, shape in graph_inputs(model).items():
+        rest = shape[1:]
+        if not shape or not all(isinstance(d, int) and d > 0 for d in rest):
+            return None
+        info = next(i for i in model.graph.input if i.name == name)
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(info.type.tensor_type.elem_type)
+        feed[name] = np.zeros((1, *rest), dtype=dtype)
+    return feed

@@ -42,7 +42,7 @@ class OnnxKind(OneShotKind):
 
     def prune_and_score(self, method: str, rate: float, seed: int) -> tuple[Any, float, Any]:
         from tightcompress.pipeline.calibration import read_calibration_npz
-        from tightcompress.pipeline.frontier.hardware import onnx_vectors
+        from tightcompress.pipeline.frontier.hardware import onnx_vectors, onnx_zero_sample
         from tightcompress.pipeline.oneshot import prune_onnx_packed
 
         calibration = None if self.calibration is None else read_calibration_npz(str(self.calibration))
@@ -53,6 +53,10 @@ class OnnxKind(OneShotKind):
             )
             score = self.metric(str(out), f"{method} at {rate:g}x")
         vectors = None
-        if calibration is not None and result.packed:
-            vectors = onnx_vectors(self.path, {name: array[:1] for name, array in calibration.items()})
+        if result.packed:
+            if calibration is not None:
+                sample = {name: array[:1] for name, array in calibration.items()}
+            else:
+                sample = onnx_zero_sample(self.path)
+            vectors = None if sample is None else onnx_vectors(self.path, sample)
         return result, score, vectors
