@@ -57,10 +57,6 @@ class FrontierConfig:
         """Every point, in output order: by method, then rate, then seed."""
         return [(m, r, s) for m in self.methods for r in self.rates for s in self.seeds]
 
-    def points_of(self, seed: int) -> list[PointKey]:
-        """The points of one seed, in output order."""
-        return [key for key in self.grid() if key[2] == seed]
-
 
 def label(key: PointKey) -> str:
     """A point as people read it: `tight at 8x, seed 0`."""
