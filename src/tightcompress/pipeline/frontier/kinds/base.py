@@ -2,8 +2,9 @@
 
 The frontier's driver (`pipeline.frontier`) knows nothing of the model: it asks its kind to check the grid,
 to make each seed's starting point (`prepare`), and to measure one point (`measure`). The kinds are the
-embedded demo (`kinds.demo`), an ONNX file (`kinds.onnx`) and a PyTorch model (`kinds.pytorch`); adding one
-is one more subclass here, nothing else.
+embedded demo (`kinds.demo`), an ONNX file (`kinds.onnx`) and a PyTorch model pruned one-shot
+(`kinds.pytorch`) or fine-tuned (`kinds.finetune`); adding one is one more subclass (and the command-line
+flags that build it), nothing else.
 
 A point's measure is `{"compression_rate", "accuracy", "speedup", "energy_gain"}`; `accuracy` is the kind's
 quality figure (higher is better: the demo's top-1, or the user's metric), `speedup` and `energy_gain` the
