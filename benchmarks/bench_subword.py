@@ -36,8 +36,9 @@ from tightcompress.prune.subword import (
     subword_effective_int8,
     subword_sparsity,
 )
-from tightcompress.prune.subword_pack import pack_subwords, word_bit_rates
+from tightcompress.prune.subword_pack import word_bit_rates
 from tightcompress.quant import dequantize_columns, quantize_columns
+from tightcompress.subword_packer import pack_subwords
 
 BEGIN, END = "<!-- BEGIN GENERATED -->", "<!-- END GENERATED -->"
 

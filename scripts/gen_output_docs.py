@@ -695,9 +695,17 @@ def schemas() -> dict[str, dict]:
     ratio = obj(
         "tight over column combining, each at its own max_rate",
         {
-            "rate_tight_over_cc": f(NUM, "x", "max_rate of tight / max_rate of column combining"),
-            "throughput_tight_over_cc": f(NUM, "x", "speed-up of tight / speed-up of column combining"),
-            "energy_tight_over_cc": f(NUM, "x", "energy gain of tight / energy gain of column combining"),
+            "rate_tight_over_cc": f(
+                [NUM, "null"], "x", "max_rate of tight / max_rate of column combining (null: either has none)"
+            ),
+            "throughput_tight_over_cc": f(
+                [NUM, "null"], "x", "speed-up of tight / speed-up of column combining (null: not simulated)"
+            ),
+            "energy_tight_over_cc": f(
+                [NUM, "null"],
+                "x",
+                "energy gain of tight / energy gain of column combining (null: not simulated)",
+            ),
         },
     )
     frontier = {
@@ -705,30 +713,46 @@ def schemas() -> dict[str, dict]:
         "$id": "tightcompress/frontier.schema.json",
         "title": "frontier",
         "description": "`tightcompress frontier --json`: accuracy against compression rate per method and "
-        "seed on the demo, and the highest rate each method reaches at equal accuracy.",
+        "seed, on the demo or on your model (`--onnx`, `--model` with `--eval`: then every accuracy is your "
+        "metric, in its units), and the highest rate each method reaches at equal accuracy.",
         "type": OBJ,
         "properties": {
             "dense": obj(
                 "the dense models (one per seed)",
                 {
-                    "accuracy_mean": f(NUM, "%", "mean top-1 accuracy over seeds"),
-                    "accuracy_std": f(NUM, "percentage points", "standard deviation over seeds"),
-                    "per_seed": {"description": "accuracy of each seed's dense model", "x-unit": "%"},
+                    "accuracy_mean": f(
+                        NUM, "% or metric", "mean top-1 accuracy (or --eval metric) over seeds"
+                    ),
+                    "accuracy_std": f(NUM, "points or metric", "standard deviation over seeds"),
+                    "per_seed": {
+                        "description": "accuracy of each seed's dense model",
+                        "x-unit": "% or metric",
+                    },
                 },
                 ["accuracy_mean"],
             ),
             "points": arr(
                 "one point per method, target rate and seed",
                 obj(
-                    "one fitted and fine-tuned model",
+                    "one fitted and fine-tuned (or one-shot pruned) model",
                     {
-                        "method": f(STR, "-", "tight, column-combining, nm, tight-subword"),
+                        "method": f(
+                            STR,
+                            "-",
+                            "tight, nm, column-combining, nm-permuted, tight-subword; one-shot also "
+                            "unstructured (the per-layer reference)",
+                        ),
                         "target_rate": f(NUM, "x", "--rates value asked for"),
                         "seed": f(INT, "-", "seed"),
                         "compression_rate": f(NUM, "x", "measured compression rate"),
-                        "accuracy": f(NUM, "%", "top-1 test accuracy after fine-tuning"),
+                        "accuracy": f(
+                            NUM, "% or metric", "top-1 test accuracy after fine-tuning, or the --eval metric"
+                        ),
                         "speedup": f(
-                            [NUM, "null"], "x", "dense cycles / packed cycles, 32x32 array, per image"
+                            [NUM, "null"],
+                            "x",
+                            "dense cycles / packed cycles, 32x32 array, per input (null: not simulated, e.g. "
+                            "one-shot unstructured or subwords)",
                         ),
                         "energy_gain": f([NUM, "null"], "x", "dense energy / packed energy, same array"),
                     },
@@ -748,6 +772,35 @@ def schemas() -> dict[str, dict]:
                 "x-unit": "x",
                 "additionalProperties": {"anyOf": [ratio, {"type": "null"}]},
             },
+            "config": obj(
+                "the grid and the model measured",
+                {
+                    "methods": f(ARR, "-", "methods measured"),
+                    "rates": f(ARR, "x", "target rates"),
+                    "seeds": f(ARR, "-", "seeds"),
+                    "model": obj(
+                        "your model (absent for the demo)",
+                        {
+                            "kind": f(STR, "-", "onnx or pytorch"),
+                            "path": f(STR, "file", "the ONNX file (onnx)"),
+                            "class": f(STR, "-", "file.py:Class or module:Class (pytorch)"),
+                            "model_args": f(OBJ, "-", "keyword arguments of the class (pytorch)"),
+                            "checkpoint": f(STR, "file", "its state_dict (pytorch)"),
+                            "sha256": f(STR, "-", "SHA-256 of the ONNX file or the checkpoint"),
+                        },
+                        ["kind", "sha256"],
+                    ),
+                    "mode": f(STR, "-", "one-shot (pruned without training) or fine-tune (your model only)"),
+                    "metric": f(STR, "-", "--eval module:function (or file.py:function), higher is better"),
+                    "calibration": f([STR, "null"], "file", "one-shot calibration inputs, or null"),
+                    "data": f([STR, "null"], "folder", "fine-tune: --data ImageFolder root (null: digits)"),
+                    "widths": f(ARR, "channels", "demo CNN conv widths (demo)"),
+                    "dense_epochs": f(NUM, "epochs", "demo dense training (demo)"),
+                    "compress": f(OBJ, "-", "the pipeline budget (demo, fine-tune)"),
+                    "array": f(STR, "-", "array of the hardware figures (32x32)"),
+                },
+                ["methods", "rates", "seeds"],
+            ),
         },
         "required": ["dense", "points"],
     }

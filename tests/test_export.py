@@ -65,7 +65,7 @@ def test_export_round_trip_and_vectors(tmp_path, packed_file):
 
 
 def test_subword_layer_exports_shifts(tmp_path):
-    subword = pytest.importorskip("tightcompress.prune.subword_pack")
+    subword = pytest.importorskip("tightcompress.subword_packer")
     q = np.random.default_rng(2).integers(-119, 120, size=(24, 10)).astype(np.int8)
     q[np.abs(q) < 40] = 0
     sp = subword.pack_subwords(q, group=8, height="auto", tile=8, iterations=2000, name="s")

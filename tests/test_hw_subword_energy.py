@@ -11,7 +11,7 @@ from tightcompress.hw.cycles import packed_cycles
 from tightcompress.hw.energy import EnergyTable
 from tightcompress.hw.subword_sim import simulate_subword
 from tightcompress.prune.subword import prune_subwords, quantize_for_subwords
-from tightcompress.prune.subword_pack import pack_subwords
+from tightcompress.subword_packer import pack_subwords
 
 
 def layer(seed: int, K: int, N: int, word_density: float, subword_sparsity: float):

@@ -118,7 +118,7 @@ def test_packing_simulation_and_training_use_the_kept_value() -> None:
     bit-exact subword array, computes `x @ kept_value`; the training projection's forward value is the
     same kept value."""
     from tightcompress.hw.subword_sim import reference_gemm, simulate_subword_gemm
-    from tightcompress.prune.subword_pack import pack_subwords
+    from tightcompress.subword_packer import pack_subwords
 
     values = np.arange(-SUBWORD_QMAX, SUBWORD_QMAX + 1, dtype=np.int16)
     q = np.repeat(values[:, None], len(PATTERNS), axis=1).astype(np.int8)  # K = 239 values x N = 4

@@ -19,7 +19,8 @@ from tightcompress.prune.subword import (
     subword_contributions,
     subword_effective_int8,
 )
-from tightcompress.prune.subword_pack import SubwordPacked, pack_subwords, slot_shifts, word_bit_rates
+from tightcompress.prune.subword_pack import SubwordPacked, slot_shifts, word_bit_rates
+from tightcompress.subword_packer import pack_subwords
 
 
 def _layer(seed: int, K: int, N: int, word_sparsity: float, subword_sparsity: float):

@@ -1,6 +1,8 @@
 """Equal-accuracy comparison of a frontier's points (pure NumPy, no torch: the report and plots read it).
 
-Points are `{"method", "target_rate", "seed", "compression_rate", "accuracy", "speedup", "energy_gain"}`.
+Points are `{"method", "target_rate", "seed", "compression_rate", "accuracy", "speedup", "energy_gain"}`;
+`accuracy` is the model's quality figure, higher is better (the demo's top-1, or the user's `--eval`
+metric), and a hardware figure the model kind cannot simulate is None (so are its means and ratios).
 Per (method, target rate) `summarize` takes the means over seeds; a method's iso-accuracy rate at `tol` is
 the highest mean measured rate among its target rates whose mean accuracy is at least `dense_mean - tol`;
 tight and column combining are then compared each at its own iso-accuracy point.
@@ -30,6 +32,15 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(array.mean()), std
 
 
+def _mean_or_none(values: Sequence[float | None]) -> float | None:
+    """The mean, or None when any value is unknown (a hardware figure a model kind cannot simulate)."""
+    return None if any(v is None for v in values) else float(np.mean(values))
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return None if numerator is None or denominator is None else numerator / denominator
+
+
 def summarize(
     points: Sequence[Mapping[str, Any]],
     dense_mean: float,
@@ -57,8 +68,8 @@ def summarize(
                 "accuracy_std": accuracy_std,
                 "accuracy_min": float(min(p["accuracy"] for p in group)),
                 "accuracy_max": float(max(p["accuracy"] for p in group)),
-                "speedup_mean": float(np.mean([p["speedup"] for p in group])),
-                "energy_gain_mean": float(np.mean([p["energy_gain"] for p in group])),
+                "speedup_mean": _mean_or_none([p["speedup"] for p in group]),
+                "energy_gain_mean": _mean_or_none([p["energy_gain"] for p in group]),
             }
         )
     methods = list(dict.fromkeys(row["method"] for row in summary))
@@ -83,7 +94,7 @@ def summarize(
         else:
             ratios[label] = {
                 "rate_tight_over_cc": tight["compression_rate_mean"] / cc["compression_rate_mean"],
-                "throughput_tight_over_cc": tight["speedup_mean"] / cc["speedup_mean"],
-                "energy_tight_over_cc": tight["energy_gain_mean"] / cc["energy_gain_mean"],
+                "throughput_tight_over_cc": _ratio(tight["speedup_mean"], cc["speedup_mean"]),
+                "energy_tight_over_cc": _ratio(tight["energy_gain_mean"], cc["energy_gain_mean"]),
             }
     return summary, iso_accuracy, ratios

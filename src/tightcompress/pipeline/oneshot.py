@@ -119,13 +119,30 @@ def prune_onnx(
     `calibration` maps the model's input names to arrays whose first axis is the samples; without it,
     what is kept is chosen by `|w|` and the kept weights are not changed. `config` (with `rate=None`) packs
     every layer with that one `PackConfig` instead of planning per-layer options for `rate`."""
+    return prune_onnx_packed(
+        onnx_path, out_path, method=method, rate=rate, calibration=calibration, seed=seed, config=config
+    ).report
+
+
+def prune_onnx_packed(
+    onnx_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    method: str,
+    rate: float | None,
+    calibration: Mapping[str, np.ndarray] | None = None,
+    seed: int = 0,
+    config: PackConfig | None = None,
+) -> OneShotResult:
+    """`prune_onnx`, returning the whole result: the report, the packed matrices and the new weights (the
+    frontier simulates the packed matrices for its hardware figures)."""
     from tightcompress.readers.onnx import read_onnx
 
     options = OneShotOptions(method=method, rate=rate, seed=seed)
     graph = read_onnx(onnx_path)
     result = one_shot_onnx(graph, options, calibration=calibration, config=config)
     write_pruned_onnx(graph, result.weights, out_path)
-    return result.report
+    return result
 
 
 def prune_module(
@@ -140,6 +157,21 @@ def prune_module(
     """The same for a PyTorch model, in place: its `nn.Linear`, `nn.Conv1d` and `nn.Conv2d` layers keep their
     class and hold the kept values (zeros elsewhere). `calibration`: a tensor (first axis samples) or a
     DataLoader of the model's inputs; `config` as for `prune_onnx`."""
+    return prune_module_packed(
+        model, method=method, rate=rate, calibration=calibration, seed=seed, config=config
+    ).report
+
+
+def prune_module_packed(
+    model: Any,
+    *,
+    method: str,
+    rate: float | None,
+    calibration: Any = None,
+    seed: int = 0,
+    config: PackConfig | None = None,
+) -> OneShotResult:
+    """`prune_module`, returning the whole result (report, packed matrices, new weights)."""
     from torch import nn
 
     from tightcompress.readers import module_layers
@@ -166,7 +198,7 @@ def prune_module(
             target = module.weight_orig if hasattr(module, "weight_orig") else module.weight
             with torch.no_grad():
                 target.copy_(torch.from_numpy(np.asarray(weight, dtype=np.float32)).to(target.dtype))
-    return result.report
+    return result
 
 
 # --------------------------------------------------------------------------------------------- drivers

@@ -55,8 +55,9 @@ from tightcompress.prune.subword import (
     subword_masked_weight,
     subword_matrix,
 )
-from tightcompress.prune.subword_pack import SubwordPacked, pack_subwords, slot_shifts, store_kept_values
+from tightcompress.prune.subword_pack import SubwordPacked, slot_shifts, store_kept_values
 from tightcompress.readers.matrices import matrix_to_weight, weight_to_matrix
+from tightcompress.subword_packer import pack_subwords
 
 Masks = dict[str, tuple[torch.Tensor, torch.Tensor]]
 

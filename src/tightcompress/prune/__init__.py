@@ -1,4 +1,5 @@
-"""Pruning: which weights (or 4-bit subwords of int8 weights) are zero before packing."""
+"""Pruning: which weights (or 4-bit subwords of int8 weights) are zero before packing, and the subword
+format (`subword_pack`; its packer, `tightcompress.subword_packer.pack_subwords`, lives above `api`)."""
 
 from tightcompress.prune.magnitude import magnitude_prune
 from tightcompress.prune.subword import (
@@ -10,7 +11,7 @@ from tightcompress.prune.subword import (
     quantize_for_subwords,
     split_int8,
 )
-from tightcompress.prune.subword_pack import SubwordPacked, pack_subwords, word_bit_rates
+from tightcompress.prune.subword_pack import SubwordPacked, word_bit_rates
 
 __all__ = [
     "SUBWORD_QMAX",
@@ -19,7 +20,6 @@ __all__ = [
     "kept_value",
     "magnitude_prune",
     "merge_subwords",
-    "pack_subwords",
     "prune_subwords",
     "quantize_for_subwords",
     "split_int8",

@@ -1,12 +1,13 @@
 """Pack the `2K x N` subword matrix of an int8 layer into the tight format, one 4-bit subword per slot.
 
 The subword matrix (see `tightcompress.prune.subword`) goes through the ordinary tight search and packing
-(`tightcompress.api.pack`). What is searched and placed is each subword's contribution to its weight, `16*a`
-on high rows and `b` on low rows, so a capped height drops the subwords whose loss is smallest; the slots
-then store the 4-bit value itself. A slot holds a signed 4-bit value, its lane index (`ceil(log2 G)` bits)
-and one shift bit (4 for a high subword, 0 for a low one). The shift is the parity of the slot's source row
-(`row_perm` + lane), so the plain `PackedMatrix` (and its safetensors file) carries it: `from_packed` rebuilds
-it.
+(`tightcompress.api.pack`, called by `tightcompress.subword_packer.pack_subwords`, which lives above `api`
+so that `prune` never imports it). What is searched and placed is each subword's contribution to its
+weight, `16*a` on high rows and `b` on low rows, so a capped height drops the subwords whose loss is
+smallest; the slots then store the 4-bit value itself. A slot holds a signed 4-bit value, its lane index
+(`ceil(log2 G)` bits) and one shift bit (4 for a high subword, 0 for a low one). The shift is the parity of
+the slot's source row (`row_perm` + lane), so the plain `PackedMatrix` (and its safetensors file) carries
+it: `from_packed` rebuilds it.
 
 Rates in bits (dense is `8*K*N` bits): `bit_rate = 8*K*N / (4 * slots)` without index bits and
 `bit_rate_with_index = 8*K*N / ((4 + 1 + ceil(log2 G)) * slots)`; the word-level tight rates are
@@ -16,7 +17,7 @@ Rates in bits (dense is `8*K*N` bits): `bit_rate = 8*K*N / (4 * slots)` without 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -28,8 +29,6 @@ from tightcompress.prune.subword import (
     SHIFT_HIGH,
     SubwordMasks,
     recompose,
-    subword_contributions,
-    subword_effective_int8,
     subword_matrix,
 )
 
@@ -207,41 +206,3 @@ class SubwordPacked:
             )
         rep.update(self.info)
         return rep
-
-
-def pack_subwords(
-    q: np.ndarray,
-    masks: SubwordMasks | None = None,
-    *,
-    group: int = 8,
-    height: int | Literal["auto"] = "auto",
-    tile: int = 32,
-    seed: int = 0,
-    iterations: int | None = None,
-    objective: Literal["magnitude", "squared"] = "magnitude",
-    word_level: bool = False,
-    name: str = "matrix",
-) -> SubwordPacked:
-    """Pack the kept subwords of int8 `q` (`K x N`, values in [-119, 119]) with the tight search.
-
-    `group` counts subword rows (the G:1 multiplexer's inputs), `height` is `'auto'` (lossless) or a cap.
-    `word_level=True` also packs the recomposed int8 matrix word by word with the same G, h, C for the
-    word-level rates in the report.
-    """
-    from tightcompress.api import pack  # lazy: keeps `tightcompress.prune` importable from `api`
-
-    q = np.asarray(q)
-    if q.ndim != 2 or not np.issubdtype(q.dtype, np.integer):
-        raise TightCompressError(f"{name}: expected a 2-D integer K x N matrix, got {q.dtype} {q.shape}")
-    contributions = subword_contributions(q, masks)
-    if not np.any(contributions):
-        raise TightCompressError(f"{name}: every subword is pruned; there is nothing to pack")
-    options = dict(method="tight", group=group, height=height, tile=tile, seed=seed, iterations=iterations)
-    packed = pack(contributions.astype(np.float32), name=name, objective=objective, **options)
-    shifts = slot_shifts(packed)
-    store_kept_values(packed, q if masks is None else subword_effective_int8(q, masks))
-    word_packed = None
-    if word_level:
-        effective = subword_effective_int8(q, masks) if masks is not None else q.astype(np.int8)
-        word_packed = pack(effective.astype(np.float32), name=name, objective=objective, **options)
-    return SubwordPacked(packed=packed, shifts=shifts, word_packed=word_packed)

@@ -2,7 +2,8 @@
 the seeds' lowest to highest accuracy, the dense mean and the iso-accuracy tolerances as horizontal lines.
 
 Input: the `tightcompress frontier` JSON (`{"dense", "points", ...}`); the means are recomputed from the
-points (`pipeline.frontier.summarize`), so a hand-edited summary cannot disagree with the figure.
+points (`pipeline.iso_accuracy.summarize`), so a hand-edited summary cannot disagree with the figure. A
+frontier of the user's model (`config.metric`) plots that metric, in its own units.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ def frontier_figure(data: Mapping[str, Any]):
 
     check_frontier(data)
     dense = float(data["dense"]["accuracy_mean"])
+    config = data.get("config")
+    metric = config.get("metric") if isinstance(config, Mapping) else None
+    unit, drop = ("", "") if metric else ("%", " pp")
+    tolerances = _tolerances(data)
     summary, _, _ = summarize(data["points"], dense)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for method in dict.fromkeys(row["method"] for row in summary):
@@ -49,10 +54,14 @@ def frontier_figure(data: Mapping[str, Any]):
         if any(len(r["seeds"]) > 1 for r in rows):
             low, high = [r["accuracy_min"] for r in rows], [r["accuracy_max"] for r in rows]
             ax.fill_between(x, low, high, color=line.get_color(), alpha=0.18, linewidth=0)
-    ax.axhline(dense, color="0.3", linestyle="--", linewidth=1, label=f"dense {dense:.2f}%")
-    for tolerance, style in ((0.5, ":"), (1.0, "-.")):
+    ax.axhline(dense, color="0.3", linestyle="--", linewidth=1, label=f"dense {dense:.2f}{unit}")
+    for tolerance, style in zip(tolerances, (":", "-.", (0, (1, 3)), (0, (5, 5))), strict=False):
         ax.axhline(
-            dense - tolerance, color="0.55", linestyle=style, linewidth=0.8, label=f"dense - {tolerance:g} pp"
+            dense - tolerance,
+            color="0.55",
+            linestyle=style,
+            linewidth=0.8,
+            label=f"dense - {tolerance:g}{drop}",
         )
     ax.set_xscale("log")
     rates = sorted({float(p["target_rate"]) for p in data["points"]})
@@ -61,12 +70,20 @@ def frontier_figure(data: Mapping[str, Any]):
         ax.minorticks_off()
     seeds = sorted({int(p["seed"]) for p in data["points"]})
     ax.set_xlabel("compression rate (mean over seeds; subwords: bits)")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(f"{metric.rpartition(':')[2]} (your metric)" if metric else "test accuracy (%)")
     ax.set_title(f"Accuracy vs rate, {len(seeds)} seed(s), band = lowest to highest seed")
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     return fig
+
+
+def _tolerances(data: Mapping[str, Any]) -> list[float]:
+    """The allowed drops of the run (`iso_accuracy`'s keys), or the default 0.5 and 1 points."""
+    try:
+        return sorted(float(key) for key in data.get("iso_accuracy", {})) or [0.5, 1.0]
+    except (TypeError, ValueError, AttributeError):
+        return [0.5, 1.0]
 
 
 def write_frontier_png(data: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
