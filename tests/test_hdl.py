@@ -46,7 +46,7 @@ def _conv_matrix(seed: int, sparsity: float) -> np.ndarray:
 
 def _all_methods() -> dict:
     """Every method on the conv layer; on a 4 x 4 array every one has several tiles and row folds."""
-    from tightcompress.prune.subword_pack import pack_subwords
+    from tightcompress.subword_packer import pack_subwords
 
     w = _conv_matrix(3, 0.7)
     q = np.clip(np.rint(w / np.abs(w).max() * 119), -119, 119).astype(np.int8)

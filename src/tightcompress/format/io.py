@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from tightcompress.errors import TightCompressError, missing_file
+from tightcompress.format.metadata import STATE_PREFIX, jsonable
 from tightcompress.format.packed import FORMAT_VERSION, PackedMatrix
 from tightcompress.utils.atomic import atomic_path
 
-STATE_PREFIX = "@state/"
 PACKED_FORMAT = "tightcompress.packed"
 # Every file format whose layers `load_packed` reads: this one, and release 0.1.0's `save_model` files.
 PACKED_FILE_FORMATS = (PACKED_FORMAT, "tightcompress.model")
@@ -341,14 +341,3 @@ def _int_like(value: object) -> bool:
 
 def _positive_int(value: object) -> bool:
     return _int_like(value) and value >= 1  # type: ignore[operator]
-
-
-def jsonable(value: Any) -> Any:
-    """Plain-JSON copy of a metadata dict (NumPy scalars become Python numbers), for safetensors metadata."""
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from tightcompress.errors import TightCompressError
+from tightcompress.format.metadata import STATE_PREFIX, jsonable
 
 LEGACY_MODEL_FORMAT = "tightcompress.model"
 LEGACY_MODEL_VERSION = "1"
@@ -30,8 +31,6 @@ def read_legacy_model_file(
 ) -> tuple[dict[str, Any], dict[str, str], dict[str, np.ndarray]]:
     """`(layer metadata, state dtype table, tensors)` of a version-1 `save_model` file, in the layout of a
     `tightcompress.packed` file (`LAYER/ARRAY` and `@state/NAME` tensors)."""
-    from tightcompress.format.io import STATE_PREFIX, jsonable
-
     if metadata.get("format_version") != LEGACY_MODEL_VERSION:
         raise TightCompressError(
             f"{path} has model-format version {metadata.get('format_version')}, "
