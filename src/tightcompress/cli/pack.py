@@ -383,7 +383,7 @@ def run_pack_calibrated(args: argparse.Namespace, config: PackConfig) -> int:
     print(
         f"{len(report['layers'])} layer(s), {label}, calibrated on {report['calibration_samples']} samples: "
         f"rate {total['compression_rate']:.2f}x, dropped {total['dropped_magnitude_fraction']:.2%} of |w|, "
-        f"relative output error {report['relative_output_error']:.2%} -> {args.json}"
+        f"relative output error {report['relative_output_error']:.2%} on those samples -> {args.json}"
     )
     return 0
 

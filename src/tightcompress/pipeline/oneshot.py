@@ -329,7 +329,8 @@ def _layer_stats(runner: Any, layer: LayerWeight, names: list[str]) -> list[Gram
         if stat.rows < stat.K:
             warnings.warn(
                 f"{name}: {stat.rows} calibration rows for {stat.K} inputs; the least-squares solve is "
-                f"underdetermined and relies on its damping ({DAMPING:.0%} of the mean input energy)",
+                f"underdetermined and relies on its damping ({DAMPING:.0%} of the mean input energy), so its "
+                "error on the calibration samples understates the error on new inputs: give more samples",
                 stacklevel=2,
             )
     return stats
