@@ -121,11 +121,19 @@ PACK_LAYER = {
     "relative_output_error_unreconstructed": f(
         NUM, "fraction", "--calibration: the same with the kept weights as they were (before the solve)"
     ),
+    "relative_output_error_heldout": f(
+        [NUM, "null"], "fraction",
+        "--calibration: the same on the held-out calibration rows (one in five) of the solve fitted on the "
+        "others, the figure that chose the solve and its damping; null with too few rows to hold out",
+    ),
     "dropped_weight_fraction": f(NUM, "fraction 0-1", "one-shot: dropped |w| / |w| of the original weights"),
     "dropped_saliency_fraction": f(
         NUM, "fraction 0-1", "one-shot: dropped |w| x ||x|| / all of it (|w| without calibration)"
     ),
-    "solver": f(STR, "-", "--calibration: exact (per output column), obs-sweep (SparseGPT's), or none"),
+    "solver": f(
+        STR, "-",
+        "--calibration: exact (per output column) or obs-sweep (SparseGPT's) with its damping, or none",
+    ),
     "calibration_rows": f(INT, "rows", "--calibration: rows of X (samples x positions) the layer saw"),
     "option": f(STR, "-", "one-shot: the packing option of this layer (`nm G=16 h=8`)"),
 }

@@ -327,3 +327,41 @@ def test_pack_without_calibration_unpacks_to_onnx_too(tmp_path, monkeypatch, cap
     assert main(["unpack", "q.st", "o.onnx", "--onnx", "m.onnx"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not packed from an ONNX file" in err[0]
+
+
+def _correlated_rows(K: int, M: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Calibration rows and 500 new rows of one correlated input distribution."""
+    rng = np.random.default_rng(seed)
+    mix = rng.standard_normal((K, K)) / np.sqrt(K) + np.eye(K)
+    return (rng.standard_normal((M, K)) @ mix).astype(np.float32), rng.standard_normal((500, K)) @ mix
+
+
+def test_the_solve_is_validated_on_held_out_rows_and_never_overfits():
+    """With fewer calibration rows than inputs the plain solve fits the rows and not the layer (worse than
+    no solve on new inputs); the validated one keeps the weights as they are there, solves where the rows
+    determine the layer, and its held-out error predicts the error on new inputs."""
+    from tightcompress.prune.reconstruct import GramStats, reconstruct, relative_error, validated_reconstruct
+
+    rng = np.random.default_rng(0)
+    for K, M, underdetermined in [(256, 64, True), (256, 2000, False)]:
+        rows, new = _correlated_rows(K, M, seed=K + M)
+        W = rng.standard_normal((K, 16))
+        mask = rng.random(W.shape) < 0.5
+        stats = GramStats(K)
+        for start in range(0, M, 37):  # batches of any size: one row in five is held out
+            stats.add(rows[start : start + 37], rows[start : start + 37])
+        assert stats.heldout is not None and stats.heldout.rows == M // 5
+
+        def new_error(kept: np.ndarray, new: np.ndarray = new, W: np.ndarray = W) -> float:
+            return float(np.linalg.norm(new @ kept - new @ W) / np.linalg.norm(new @ W))
+
+        plain, _ = reconstruct(W, mask, stats)
+        kept, solver, heldout = validated_reconstruct(W, mask, stats)
+        masked = W * mask
+        if underdetermined:
+            assert relative_error(plain, W, stats) < 0.5 * new_error(plain)  # it fits the rows only
+            assert new_error(plain) > new_error(masked)
+            assert solver.startswith("none") and np.array_equal(kept, masked)
+        else:
+            assert solver.startswith("exact") and new_error(kept) < 0.9 * new_error(masked)
+            assert heldout == pytest.approx(new_error(kept), rel=0.1)

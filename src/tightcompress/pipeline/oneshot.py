@@ -41,7 +41,13 @@ from tightcompress.errors import TightCompressError
 from tightcompress.format.dtypes import store_dtype
 from tightcompress.format.packed import PackedMatrix
 from tightcompress.pipeline.config import PERMUTED_NM
-from tightcompress.prune.reconstruct import DAMPING, GramStats, reconstruct, relative_error, saliency
+from tightcompress.prune.reconstruct import (
+    DAMPING,
+    GramStats,
+    relative_error,
+    saliency,
+    validated_reconstruct,
+)
 from tightcompress.readers.matrices import (
     LayerWeight,
     gemm_matrices,
@@ -442,23 +448,20 @@ def _prune_gemm(
     masked = np.where(mask, W, 0.0).astype(np.float32)
     kept = masked
     if stats is not None:
-        solved, solver = reconstruct(W, mask, stats, damping=options.damping)
+        # the solve, at the damping that validates best on held-out calibration rows, or the kept weights as
+        # they are when no solve generalises (fewer rows than inputs, or a dense first layer)
+        solved, solver, heldout_error = validated_reconstruct(W, mask, stats, damping=options.damping)
         solved = solved.astype(np.float32)
         solved[~mask] = 0.0
         if not np.all(np.isfinite(solved)):
             raise TightCompressError(f"{name}: the reconstruction is not finite (calibration too degenerate)")
-        error, plain = relative_error(solved, W, stats), relative_error(masked, W, stats)
-        # the damping can make a solve worse than the kept weights as they are (a first, dense layer): keep
-        # whichever reproduces the dense output better on the calibration rows
-        if error <= plain:
-            kept = solved
-        else:
-            solver, error = "none (kept weights unchanged: the solve did not lower the error)", plain
+        kept = solved
         facts.update(
             solver=solver,
             calibration_rows=stats.rows,
-            relative_output_error=error,
-            relative_output_error_unreconstructed=plain,
+            relative_output_error=relative_error(solved, W, stats),
+            relative_output_error_unreconstructed=relative_error(masked, W, stats),
+            relative_output_error_heldout=heldout_error,
         )
     total_saliency = float(S.sum())
     facts["dropped_saliency_fraction"] = float(S[~mask].sum() / total_saliency) if total_saliency else 0.0

@@ -14,6 +14,11 @@
   (`O(K^2 N)` with BLAS-3 updates). `H` is dampened by `damping * mean(diag H)` (1 % by default), which
   also keeps the solve defined when there are fewer rows than inputs.
 - `relative_error(W', W, stats)`: `||X_p W' - X_d W|| / ||X_d W||` from the Gram matrices.
+- Held out: every `HOLDOUT_EVERY`-th calibration row is also summed into `GramStats.heldout`. With fewer
+  rows than inputs a solve can fit the calibration rows and not the layer (64 rows for a 1024-input linear
+  layer: 0.17 % error on the calibration inputs, 64.5 % on new ones, worse than no solve at 51.8 %), so
+  `validated_reconstruct` chooses between no solve and the solve at a few dampings by the error on the
+  held-out rows of a fit on the others, then solves on all rows with the choice.
 """
 
 from __future__ import annotations
@@ -23,6 +28,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 DAMPING = 0.01
+HOLDOUT_EVERY = 5  # one calibration row in five is held out to validate the solve
+HOLDOUT_MIN_ROWS = 8  # fewer held-out rows than this: no validation (the solve is kept if it helps in-sample)
+# Dampings tried by validation (multiples of the configured one): the stronger ones pull an underdetermined
+# solve towards the weights as they are.
+DAMPING_FACTORS = (1.0, 10.0, 100.0)
 _BLOCK = 128
 EXACT_FLOPS = 2e10  # above this a layer is solved by the OBS sweep
 _CHUNK_BYTES = 128 * 2**20
@@ -37,20 +47,39 @@ class GramStats:
     C: np.ndarray = field(init=False)
     D: np.ndarray = field(init=False)
     rows: int = 0
+    # the same sums over every HOLDOUT_EVERY-th row only (None for the held-out stats themselves)
+    heldout: GramStats | None = field(init=False, default=None)
+    keep_heldout: bool = True
 
     def __post_init__(self) -> None:
-        self.H = np.zeros((self.K, self.K))
-        self.C = np.zeros((self.K, self.K))
-        self.D = np.zeros((self.K, self.K))
+        # the held-out sums only score candidate solves: float32 halves their memory
+        dtype = np.float64 if self.keep_heldout else np.float32
+        self.H = np.zeros((self.K, self.K), dtype=dtype)
+        self.C = np.zeros((self.K, self.K), dtype=dtype)
+        self.D = np.zeros((self.K, self.K), dtype=dtype)
+        if self.keep_heldout:
+            self.heldout = GramStats(self.K, keep_heldout=False)
 
     def add(self, pruned: np.ndarray, dense: np.ndarray) -> None:
         """Add rows (`(M, K)` each, the same M positions in both models)."""
         pruned = np.asarray(pruned, dtype=np.float32)
         dense = np.asarray(dense, dtype=np.float32)
+        if self.heldout is not None:
+            first = (-self.rows - 1) % HOLDOUT_EVERY  # rows whose running index is 4, 9, 14, ...
+            if first < pruned.shape[0]:
+                self.heldout.add(pruned[first::HOLDOUT_EVERY], dense[first::HOLDOUT_EVERY])
         self.H += pruned.T @ pruned
         self.C += pruned.T @ dense
         self.D += dense.T @ dense
         self.rows += int(pruned.shape[0])
+
+    def without_heldout(self) -> GramStats:
+        """The sums over the rows that were not held out."""
+        rest = GramStats(self.K, keep_heldout=False)
+        held = self.heldout
+        rest.H, rest.C, rest.D = self.H - held.H, self.C - held.C, self.D - held.D  # float64
+        rest.rows = self.rows - held.rows
+        return rest
 
     @property
     def input_norms(self) -> np.ndarray:
@@ -146,6 +175,34 @@ def _obs_sweep(H: np.ndarray, B: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if end < K:
             work[end:] -= U[start:end, end:].T @ errors
     return work * mask
+
+
+def validated_reconstruct(
+    weights: np.ndarray, mask: np.ndarray, stats: GramStats, damping: float = DAMPING
+) -> tuple[np.ndarray, str, float | None]:
+    """`(kept weights, solver, held-out error)`: the solve (at the damping that validates best) or the
+    masked weights unchanged, whichever reproduces the dense output better on the held-out rows of a fit on
+    the other rows; then solved again on all rows. The held-out error is None without enough held-out rows,
+    and then the solve is kept when it lowers the error on the calibration rows."""
+    W = np.asarray(weights, dtype=np.float64)
+    masked = W * mask
+    held = stats.heldout
+    if held is None or held.rows < HOLDOUT_MIN_ROWS or stats.rows - held.rows < HOLDOUT_MIN_ROWS:
+        solved, solver = reconstruct(W, mask, stats, damping=damping)
+        if relative_error(solved, W, stats) <= relative_error(masked, W, stats):
+            return solved, solver, None
+        return masked, "none (the solve did not lower the error)", None
+    rest = stats.without_heldout()
+    best_error, best_damping = relative_error(masked, W, held), None
+    for factor in DAMPING_FACTORS:
+        trial, _ = reconstruct(W, mask, rest, damping=damping * factor)
+        error = relative_error(trial, W, held)
+        if error < best_error:
+            best_error, best_damping = error, damping * factor
+    if best_damping is None:
+        return masked, "none (no solve lowered the held-out error)", best_error
+    solved, solver = reconstruct(W, mask, stats, damping=best_damping)
+    return solved, f"{solver}, damping {best_damping:g}", best_error
 
 
 def relative_error(kept: np.ndarray, weights: np.ndarray, stats: GramStats) -> float:
