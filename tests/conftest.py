@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 
+import numpy as np
 import pytest
 
 BROWSER_TEST = "tests/test_report_html.py::test_renders_in_headless_chromium"
@@ -30,3 +31,19 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     if BROWSER_TEST in _outcomes:
         terminalreporter.write_line(f"headless Chromium report test: {_outcomes[BROWSER_TEST].upper()}")
+
+
+@pytest.fixture
+def work(tmp_path, monkeypatch):
+    """A folder with a matrix, a packed file of it and a pack report; the cwd for relative paths."""
+    import tightcompress as tc
+    from cli_cases import sparse_matrix
+    from tightcompress.cli.main import main
+    from tightcompress.format.io import save_packed
+
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "m.npy", sparse_matrix())
+    packed = tc.pack(sparse_matrix(), method="tight", group=8, tile=16, iterations=3000, name="m")
+    save_packed(tmp_path / "p.safetensors", {"m": packed})
+    assert main(["pack", "m.npy", "--iterations", "2000", "--json", "r.json", "--quiet"]) == 0
+    return tmp_path

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tightcompress as tc
+from cli_cases import sparse_matrix
 from tightcompress.cli.main import main
 from tightcompress.errors import TightCompressError
 from tightcompress.format.io import _ARRAYS, load_packed, save_packed, tensor_sha256, write_signed
@@ -51,23 +52,6 @@ def assert_one_line_error(code: int, err: str, *words: str) -> None:
     assert len(lines) == 1 and "error:" in lines[0] and "Traceback" not in err, err
     for word in words:
         assert word in lines[0], lines[0]
-
-
-def sparse_matrix(K: int = 48, N: int = 40, seed: int = 0) -> np.ndarray:
-    W = np.random.default_rng(seed).standard_normal((K, N)).astype(np.float32)
-    W[np.abs(W) < 1.0] = 0
-    return W
-
-
-@pytest.fixture
-def work(tmp_path, monkeypatch):
-    """A folder with a matrix, a packed file of it and a pack report; the cwd for relative paths."""
-    monkeypatch.chdir(tmp_path)
-    np.save(tmp_path / "m.npy", sparse_matrix())
-    packed = tc.pack(sparse_matrix(), method="tight", group=8, tile=16, iterations=3000, name="m")
-    save_packed(tmp_path / "p.safetensors", {"m": packed})
-    assert main(["pack", "m.npy", "--iterations", "2000", "--json", "r.json", "--quiet"]) == 0
-    return tmp_path
 
 
 # ---------------------------------------------------------------- 1. an output that is an input or output
