@@ -12,7 +12,6 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from test_oneshot import _run, build_model  # noqa: E402
-
 from tightcompress.api import PackConfig, pack  # noqa: E402
 from tightcompress.prune.reconstruct import GramStats, relative_error  # noqa: E402
 from tightcompress.prune.subword import SubwordMasks, quantize_for_subwords, recompose  # noqa: E402
@@ -54,11 +53,11 @@ def _correlated_layer(K: int, N: int, M: int, seed: int) -> tuple[np.ndarray, np
     return rng.normal(size=(K, N)).astype(np.float32), rows.astype(np.float32), new
 
 
+@pytest.mark.slow
 def test_reconstruction_under_the_format_beats_none_and_stays_representable():
     """On correlated inputs the solve under the format lowers the output error on new inputs well below the
-    kept subwords as they are, the GPTQ sweep beats solving in float then rounding, every solved weight is
-    one its kept subwords hold, and the held-out error predicts the error on new inputs. (Measured: 0.29
-    no solve, 0.10 float-round, 0.16 the whole-layer sweep, 0.06 the column sweep, on the calibration rows.)"""
+    kept subwords as they are, the GPTQ column sweep beats solving in float then rounding, every solved
+    weight is one its kept subwords hold, and the held-out error predicts the error on new inputs."""
     K, N = 96, 64
     W, rows, new = _correlated_layer(K, N, 3000, seed=0)
     stats = GramStats(K)
@@ -110,7 +109,7 @@ def test_without_a_useful_solve_the_kept_subwords_stay_as_they_are():
 
 
 @pytest.mark.slow
-def test_prune_onnx_tight_subword_end_to_end(tmp_path):
+def test_prune_onnx_tight_subword_end_to_end(tmp_path, monkeypatch):
     """A small ONNX model at 2x in bits, with and without calibration: the reported output error is the one
     onnxruntime measures on the written model, calibration lowers it, every layer's packed subwords
     recompose exactly the weights written back, and the rate is the bit rate of the packed slots."""
@@ -150,6 +149,17 @@ def test_prune_onnx_tight_subword_end_to_end(tmp_path):
         assert report["compression_rate"] == report["bit_rate"] >= 2.0 - 1e-9
         assert report["total"]["bit_rate_with_index"] < report["bit_rate"]
         json.dumps(report)
+    # the packed file, read back, writes the same ONNX model (`unpack --onnx`)
+    import tightcompress as tc
+    from tightcompress.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    tc.save_packed("c.safetensors", result.packed)
+    assert main(["unpack", "c.safetensors", "u.onnx", "--onnx", "m.onnx"]) == 0
+    unpacked = onnx.load("u.onnx")
+    pruned = onnx.load("c.onnx")
+    assert unpacked.graph == pruned.graph
+    assert _run(tmp_path / "u.onnx", x)["y"] == pytest.approx(_run(tmp_path / "c.onnx", x)["y"])
     assert reports["p"]["relative_output_error"] is None
     assert reports["c"]["relative_output_error"] == pytest.approx(measured["c"], rel=1e-3, abs=1e-6)
     assert measured["c"] < measured["p"]
@@ -163,3 +173,24 @@ def test_one_shot_subword_is_no_longer_refused():
 
     assert "tight-subword" in ONE_SHOT_METHODS
     assert OneShotOptions(method="tight-subword", rate=2.0).method == "tight-subword"
+
+
+def test_one_packing_config_for_every_subword_layer(tmp_path):
+    """`config=`: one tight config whose G and h count subword rows; another method's config is refused."""
+    from tightcompress.errors import TightCompressError
+    from tightcompress.pipeline.oneshot import prune_onnx
+
+    build_model(tmp_path / "m.onnx")
+    config = PackConfig(method="tight", group=8, height=2, tile=8, iterations=500)
+    report = prune_onnx(
+        tmp_path / "m.onnx", tmp_path / "p.onnx", method="tight-subword", rate=None, config=config
+    )
+    assert {layer["option"] for layer in report["layers"]} == {"tight-subword G=8 h=2"}
+    assert all(layer["group"] == 8 and layer["height"] == 2 for layer in report["layers"])
+    assert report["bit_rate"] == pytest.approx(report["total"]["bit_rate"]) and report["bit_rate"] > 2.0
+    with pytest.raises(TightCompressError, match="packing config is 'nm'"):
+        prune_onnx(
+            tmp_path / "m.onnx", tmp_path / "q.onnx", method="tight-subword", rate=None,
+            config=PackConfig(method="nm", group=8, height=2, tile=8),
+        )  # fmt: skip
+    assert not (tmp_path / "q.onnx").exists()
