@@ -255,10 +255,11 @@ def validated_subword_reconstruct(
     damping: float = DAMPING,
 ) -> tuple[np.ndarray, str, float | None, dict[str, float]]:
     """`(q', solver, held-out error, held-out error per candidate)`: the candidate (`none`, `float-round`,
-    `column-sweep` or `sweep` (`sweep_kind`), each solve at `damping` x `DAMPING_FACTORS`) with the least relative output error on the
-    held-out calibration rows of a fit on the others, solved again on all rows. `q` is the layer's quantized
-    int weights, `weights` its float weights (the target `X_d W` and every error use them). Without enough
-    held-out rows (`HOLDOUT_MIN_ROWS`), the candidates compete on all rows and the held-out error is None."""
+    `column-sweep` or `sweep` as `sweep_kind` says, each solve at `damping` x `DAMPING_FACTORS`) with the
+    least relative output error on the held-out calibration rows of a fit on the others, solved again on
+    all rows. `q` is the layer's quantized int weights, `weights` its float weights (the target `X_d W` and
+    every error use them). Without enough held-out rows (`HOLDOUT_MIN_ROWS`), the candidates compete on all
+    rows and the held-out error is None."""
     W = np.asarray(weights, dtype=np.float64)
     held = stats.heldout
     validated = not (
