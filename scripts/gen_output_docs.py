@@ -132,7 +132,13 @@ PACK_LAYER = {
     ),
     "solver": f(
         STR, "-",
-        "--calibration: exact (per output column) or obs-sweep (SparseGPT's) with its damping, or none",
+        "--calibration: exact (per output column) or obs-sweep (SparseGPT's) with its damping, or none; "
+        "tight-subword: float-round, column-sweep or sweep (GPTQ's, under the subword format) or none",
+    ),
+    "relative_output_error_quantized": f(
+        NUM, "fraction",
+        "tight-subword with calibration: the layer's error with every subword of its int8 weights kept "
+        "(quantization alone, on the pruned model's inputs)",
     ),
     "calibration_rows": f(INT, "rows", "--calibration: rows of X (samples x positions) the layer saw"),
     "option": f(STR, "-", "one-shot: the packing option of this layer (`nm G=16 h=8`)"),
@@ -185,6 +191,12 @@ ONE_SHOT_FIELDS = {
         [NUM, "null"], "fraction", "--calibration: ||f_pruned - f_dense|| / ||f_dense|| of the model outputs"
     ),
     "seconds": f(NUM, "s", "--calibration: wall time of the whole one-shot run"),
+    "bit_rate": f(
+        NUM, "x", "one-shot tight-subword: 8*sum(K*N) / (4 * packed slots), = compression_rate (total too)"
+    ),
+    "bit_rate_with_index": f(
+        NUM, "x", "one-shot tight-subword: dense bits / packed bits, lane index and shift bits in (total too)"
+    ),
 }
 
 NOTES = obj(

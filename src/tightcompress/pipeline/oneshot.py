@@ -48,6 +48,7 @@ from tightcompress.prune.reconstruct import (
     saliency,
     validated_reconstruct,
 )
+from tightcompress.prune.subword_pack import SUBWORD_METHOD
 from tightcompress.readers.matrices import (
     LayerWeight,
     gemm_matrices,
@@ -58,7 +59,7 @@ from tightcompress.readers.matrices import (
 
 log = logging.getLogger("tightcompress.oneshot")
 
-ONE_SHOT_METHODS = ("tight", "tight-subword", "nm", PERMUTED_NM, "column-combining", "unstructured")
+ONE_SHOT_METHODS = ("tight", SUBWORD_METHOD, "nm", PERMUTED_NM, "column-combining", "unstructured")
 UNSTRUCTURED = "unstructured"
 PLAN_COLUMNS = 512  # columns of a wide layer on which its candidate options are evaluated
 
@@ -83,12 +84,6 @@ class OneShotOptions:
         if self.method not in ONE_SHOT_METHODS:
             raise TightCompressError(
                 f"unknown method {self.method!r}; choose one of {', '.join(ONE_SHOT_METHODS)}"
-            )
-        if self.method == "tight-subword":
-            raise TightCompressError(
-                "one-shot tight-subword is not supported yet (its kept values are 4-bit subwords, which the "
-                "least-squares reconstruction does not keep); use tight, nm, nm-permuted, column-combining "
-                "or unstructured"
             )
         if self.rate is not None and not self.rate >= 1.0:
             raise TightCompressError(f"rate must be a number >= 1, got {self.rate!r}")
@@ -262,6 +257,8 @@ def one_shot(
         raise TightCompressError("give a rate or a packing config")
     if config is not None:
         named = PERMUTED_NM if config.permute else config.method
+        if options.method == SUBWORD_METHOD and named in ("tight", "dense"):
+            named = SUBWORD_METHOD  # a subword layer is packed by tight (G, h count subword rows)
         if named != options.method:
             raise TightCompressError(f"method {options.method!r} but the packing config is {named!r}")
     norms = runner.dense_input_norms() if runner is not None and config is None else None
@@ -283,7 +280,8 @@ def one_shot(
             kept, pm, facts = _prune_gemm(gemm.matrix, stat, plan[name], options, name)
             parts.append(kept)
             if pm is not None:
-                store_dtype(pm, gemm.dtype)
+                if pm.method != SUBWORD_METHOD:  # a subword layer's values are its int8 4-bit subwords
+                    store_dtype(pm, gemm.dtype)
                 pm.info["source"] = weight_source(
                     layer.name, layer.weight.shape, layer.groups, gemm.group_index
                 )
@@ -300,6 +298,8 @@ def one_shot(
 
     report = build_report(layer_reports, config=_config_dict(options, config))
     report["method"] = options.method
+    if options.method == SUBWORD_METHOD:
+        _subword_totals(report, packed)
     report["compression_rate"] = report["total"]["compression_rate"]
     report["calibrated"] = runner is not None
     report["calibration_samples"] = getattr(runner, "samples", None) if runner is not None else None
@@ -358,8 +358,13 @@ def _plan(
     if config is not None:
         return {name: config for name in matrices}
 
-    salient = {}
+    salient: dict[str, np.ndarray] = {}
+    method = options.method
+    if method == SUBWORD_METHOD:  # 2K x N subword saliencies, packed by tight: sizes 2KN -> the bit rate
+        salient, method = _subword_planning_matrices(matrices, norms), "tight"
     for name, gemm in matrices.items():
+        if name in salient:
+            continue
         magnitude = np.abs(gemm.matrix.astype(np.float32))
         if norms is not None and name in norms:
             stat = GramStats.__new__(GramStats)
@@ -370,7 +375,7 @@ def _plan(
         if not np.any(salient[name]):
             salient[name] = magnitude
     chosen = plan_rate_sampled(
-        salient, options.method, float(options.rate), tile=options.tile, seed=options.seed,
+        salient, method, float(options.rate), tile=options.tile, seed=options.seed,
         plan_iterations=options.plan_iterations, quiet=quiet,
     )  # fmt: skip
     return {name: option.config for name, option in chosen.items()}
@@ -423,6 +428,8 @@ def _prune_gemm(
     W = np.asarray(matrix, dtype=np.float32)
     if not np.all(np.isfinite(W)):
         raise TightCompressError(f"{name}: the matrix has NaN or infinite weights")
+    if options.method == SUBWORD_METHOD:
+        return _prune_subword_gemm(W, stats, choice, options, name)
     S = saliency(W, stats)
     if not np.any(S):
         S = np.abs(W)
@@ -474,6 +481,118 @@ def _prune_gemm(
     return kept, packed, facts
 
 
+# ------------------------------------------------------------------------------ tight-subword (h23subword)
+def _subword_planning_matrices(
+    matrices: dict[str, Any], norms: dict[str, np.ndarray] | None
+) -> dict[str, np.ndarray]:
+    """Per GEMM the `2K x N` subword saliency the planner packs (`prune.subword_reconstruct.subword_saliency`
+    of the layer quantized as `_prune_subword_gemm` quantizes it, input norms of the dense model)."""
+    from tightcompress.prune.subword import quantize_for_subwords
+    from tightcompress.prune.subword_reconstruct import subword_saliency
+
+    out = {}
+    for name, gemm in matrices.items():
+        q, scales = quantize_for_subwords(np.asarray(gemm.matrix, dtype=np.float32))
+        stat = None
+        if norms is not None and name in norms:
+            stat = GramStats.__new__(GramStats)
+            stat.H = np.diag(norms[name] ** 2)
+        out[name] = subword_saliency(q, scales, stat)
+        if not np.any(out[name]):
+            out[name] = subword_saliency(q, scales, None)
+    return out
+
+
+def _prune_subword_gemm(
+    W: np.ndarray, stats: GramStats | None, choice: PackConfig | float, options: OneShotOptions, name: str
+) -> tuple[np.ndarray, PackedMatrix, dict[str, Any]]:
+    """`_prune_gemm` at subword granularity (`prune.subword_reconstruct` says why and how): quantize to int8
+    (per column, `max|w| / 119`), pack the `2K x N` subword saliency with tight, then (with calibration)
+    solve the kept subwords' values under the format (the best of no solve, float-then-round and the GPTQ
+    sweep on held-out rows). Returns the dequantized kept weights, which the packed layer reproduces
+    exactly (`prune.subword_pack.weight_matrix`)."""
+    from tightcompress.pipeline.fit import is_searched, repack
+    from tightcompress.prune.subword import quantize_for_subwords, recompose, subword_contributions
+    from tightcompress.prune.subword_pack import store_kept_values, weight_matrix
+    from tightcompress.prune.subword_reconstruct import (
+        dequantize,
+        masks_of,
+        representable,
+        subword_saliency,
+        unreconstructed,
+        validated_subword_reconstruct,
+    )
+
+    if not isinstance(choice, PackConfig):
+        raise TightCompressError(f"{name}: tight-subword packs with tight, not a keep fraction")
+    if not np.any(W):
+        raise TightCompressError(f"{name}: the matrix is all zeros; there is nothing to pack")
+    q, scales = quantize_for_subwords(W)
+    S = subword_saliency(q, scales, stats)
+    if not np.any(S):
+        S = subword_saliency(q, scales, None)
+    if is_searched(choice) and choice.iterations is None and options.final_iterations is not None:
+        choice = replace(choice, iterations=options.final_iterations)
+    arrangement = pack(S, choice, name=name)
+    placed = arrangement.to_dense() != 0
+    masks = masks_of(placed)
+    q_none = unreconstructed(q, masks)
+    q_kept = q_none
+    facts: dict[str, Any] = {"option": _describe(choice).replace("tight", SUBWORD_METHOD, 1)}
+    if stats is not None:
+        q_kept, solver, heldout_error, _ = validated_subword_reconstruct(
+            W, q, masks, scales, stats, damping=options.damping
+        )
+        facts.update(
+            solver=solver,
+            calibration_rows=stats.rows,
+            relative_output_error=relative_error(dequantize(q_kept, scales), W, stats),
+            relative_output_error_unreconstructed=relative_error(dequantize(q_none, scales), W, stats),
+            relative_output_error_heldout=heldout_error,
+            relative_output_error_quantized=relative_error(dequantize(q, scales), W, stats),
+        )
+    if not representable(q_kept, masks):
+        raise RuntimeError(f"{name}: a solved weight is not representable by its kept subwords")
+    total_saliency = float(S.sum())
+    facts["dropped_saliency_fraction"] = float(S[~placed].sum() / total_saliency) if total_saliency else 0.0
+    q8 = q_kept.astype(np.int8)
+    packed = repack(subword_contributions(q8).astype(np.float32), arrangement)
+    store_kept_values(packed, q8)
+    packed.info["name"] = name
+    packed.info["scales"] = [float(s) for s in scales]
+    kept = dequantize(q8, scales)
+    if not (np.array_equal(recompose(packed.to_dense().astype(np.int8)), q8)
+            and np.array_equal(weight_matrix(packed), kept)):  # fmt: skip
+        raise RuntimeError(f"{name}: the solved subwords do not fit the packed arrangement")
+    return kept, packed, facts
+
+
+def _subword_totals(report: dict[str, Any], packed: dict[str, PackedMatrix]) -> None:
+    """The whole-model totals of a tight-subword run in bits (as `compress --granularity subword`):
+    `compression_rate` = `bit_rate` = `sum 8KN / sum 4 slots`, and `bit_rate_with_index`."""
+    from tightcompress.prune.subword_pack import SubwordPacked
+
+    layers = [SubwordPacked.from_packed(p) for p in packed.values()]
+    dense_bits = sum(sp.dense_bits for sp in layers)
+    slots = sum(sp.packed_slots for sp in layers)
+    all_bits = sum(sp.slot_bits * sp.packed_slots for sp in layers)
+    kept = sum(int(np.count_nonzero(sp.packed.values)) for sp in layers)
+    bit_rate = dense_bits / max(4 * slots, 1)
+    with_index = dense_bits / max(all_bits, 1)
+    report["total"].update(
+        dense_slots=sum(2 * sp.K * sp.N for sp in layers),  # one 4-bit slot per subword, dense
+        compression_rate=bit_rate,
+        utilization=kept / slots if slots else 0.0,
+        storage_rate_bits=with_index,
+        bit_rate=bit_rate,
+        bit_rate_with_index=with_index,
+        dense_bits=dense_bits,
+        packed_bits=all_bits,
+    )
+    report["bit_rate"] = bit_rate
+    report["bit_rate_with_index"] = with_index
+
+
 def _describe(config: PackConfig) -> str:
     if config.method == "column-combining":
         return f"column-combining merge={config.merge} alpha={config.alpha} gamma={config.gamma:g}"
@@ -489,7 +608,12 @@ def _layer_report(
     magnitude = float(np.abs(W).sum())
     dropped_fraction = float(np.abs(W[kept == 0]).sum() / magnitude) if magnitude else 0.0
     nnz, kept_nnz = int(np.count_nonzero(W)), int(np.count_nonzero(kept))
-    if packed is not None:
+    if packed is not None and packed.method == SUBWORD_METHOD:
+        from tightcompress.prune.subword_pack import SubwordPacked
+
+        report = SubwordPacked.from_packed(packed).report()  # K x N weights, bit rates
+        report.pop("scales", None)
+    elif packed is not None:
         report = packed.report()
     else:  # unstructured: an ideal sparse store, one slot per kept weight, no index cost counted
         K, N = W.shape
