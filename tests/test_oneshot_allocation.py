@@ -28,6 +28,7 @@ def validate_pack_report(report: dict) -> None:
 
     jsonschema.Draft202012Validator(load_schema("pack")).validate(report)
 
+
 SHAPES = {"conv": (8, 3, 3, 3), "big": (128, 512), "head": (512, 10)}  # the big layer: 92 % of the weights
 
 
@@ -237,6 +238,7 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
         (["--rate", "0.5"], ["--rate"]),
         (["--rate", "2", "--pruned", "p.pt"], ["end it in .onnx"]),
         (["--pruned", "p.onnx"], ["--pruned goes with one-shot"]),
+        (["--method", "tight-subword"], ["one-shot here", "--rate"]),
         (["--rate", "2", "--method", "dense"], ["choose tight"]),
         (["--rate", "1000", "--method", "nm"], ["cannot be reached"]),
     ],

@@ -41,6 +41,7 @@ from tightcompress.zoo import ZOO, ZooLayer, zoo_matrices
 MERGES = typing.get_args(typing.get_type_hints(PackConfig)["merge"])
 # `pipeline.oneshot.UNSTRUCTURED_METHODS`, named here so that --help does not import the pipeline
 UNSTRUCTURED_METHODS = ("unstructured", "unstructured-uniform")
+SUBWORD_METHOD = "tight-subword"  # one-shot only here (`pipeline.oneshot`; its fixed config is a tight one)
 # the packing options a planned rate replaces: (argparse dest, option, its default)
 FIXED_OPTIONS = (
     ("group", "--group", 8),
@@ -72,7 +73,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--zoo-layers", choices=("all", "conv"), default="all", help="with --zoo: all layers, or conv only"
     )
-    add_pack_options(parser, one_shot_methods=UNSTRUCTURED_METHODS)
+    add_pack_options(parser, one_shot_methods=(SUBWORD_METHOD, *UNSTRUCTURED_METHODS))
     add_parallel_options(parser)
     parser.add_argument("--json", required=True, metavar="REPORT.json", help="write the report here")
     parser.add_argument("--out", metavar="PACKED.safetensors", help="also write the packed layers here")
@@ -181,8 +182,9 @@ def add_pack_options(parser: argparse.ArgumentParser, *, one_shot_methods: tuple
     help_text = "packing method"
     if one_shot_methods:
         help_text += (
-            f"; with --rate also {' and '.join(one_shot_methods)} (the reference: per-layer kept counts for "
-            "the whole-model rate, or the same fraction in every layer; no packed format, write --pruned)"
+            f"; one-shot (--rate, --calibration) also {', '.join(one_shot_methods)} (unstructured: the "
+            "reference, per-layer kept counts planned for the whole-model rate; unstructured-uniform: the "
+            "same fraction in every layer; neither has a packed format: write --pruned)"
         )
     parser.add_argument("--method", choices=(*METHODS, *one_shot_methods), default="tight", help=help_text)
     parser.add_argument("--group", type=int, default=8, metavar="G", help="lane width G (G:1 mux per PE)")
@@ -315,9 +317,9 @@ def split_bad_layers(
 _SKIP_REASON = DEPTHWISE_REASON
 
 
-def config_from_args(args: argparse.Namespace) -> PackConfig:
+def config_from_args(args: argparse.Namespace, method: str | None = None) -> PackConfig:
     return PackConfig(
-        method=args.method,
+        method=method or args.method,
         group=args.group,
         height=args.height,
         tile=args.tile,
@@ -336,6 +338,11 @@ def config_from_args(args: argparse.Namespace) -> PackConfig:
 def run_pack(args: argparse.Namespace) -> int:
     if args.rate is not None or args.calibration is not None or args.method in UNSTRUCTURED_METHODS:
         return run_pack_one_shot(args)
+    if args.method == SUBWORD_METHOD:
+        raise TightCompressError(
+            "--method tight-subword is one-shot here: give --rate R (or --calibration with --group and "
+            "--height); compress --granularity subword fine-tunes it"
+        )
     if args.pruned is not None:
         raise TightCompressError("--pruned goes with one-shot pruning: give --rate R (or --calibration)")
     config = config_from_args(args)
@@ -396,7 +403,9 @@ def run_pack_one_shot(args: argparse.Namespace) -> int:
 
     method = check_one_shot_args(args)
     onnx_input = Path(args.input).suffix.lower() == ".onnx"
-    config = None if args.rate is not None else config_from_args(args)
+    config = None
+    if args.rate is None:  # one fixed config (tight-subword's: a tight one counting subword rows)
+        config = config_from_args(args, method="tight" if method == SUBWORD_METHOD else None)
     options = OneShotOptions(method=method, rate=args.rate, seed=args.seed)
     compile_kernels_once(args)
     found = graph = None
