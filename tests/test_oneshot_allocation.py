@@ -262,3 +262,42 @@ def test_calibration_with_a_matrix_input_is_a_one_line_error(work, capsys):
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and "--calibration goes with an .onnx input" in lines[0]
     assert not (work / "o.json").exists()
+
+
+NET = """
+import torch
+from torch import nn
+
+
+class Net(nn.Sequential):
+    def __init__(self):
+        super().__init__(
+            nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(128, 512), nn.ReLU(), nn.Linear(512, 10)
+        )
+"""
+
+
+def test_pack_rate_calibrated_on_a_pytorch_checkpoint(tmp_path, monkeypatch, capsys):
+    """`--model` + a tensor of inputs: the checkpoint pruned in its class, the packed layers named by
+    state_dict key so that `unpack` rebuilds the same state_dict as `--pruned` wrote."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.py").write_text(NET)
+    dense = dominated_model()
+    torch.save(dense.state_dict(), tmp_path / "m.pt")
+    x = torch.randn(64, 3, 6, 6, generator=torch.Generator().manual_seed(5))
+    torch.save(x, tmp_path / "x.pt")
+    argv = ["pack", "m.pt", "--model", "net.py:Net", "--calibration", "x.pt", "--rate", "2", "--method", "nm",
+            "--out", "p.safetensors", "--pruned", "pruned.pt", "--json", "r.json", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    validate_pack_report(report)
+    assert report["calibrated"] and 2.0 <= report["compression_rate"] <= 2.04
+    pruned = dominated_model()
+    pruned.load_state_dict(torch.load(tmp_path / "pruned.pt", weights_only=True))
+    with torch.no_grad():
+        error = float((pruned(x) - dense(x)).norm() / dense(x).norm())
+    assert report["relative_output_error"] == pytest.approx(error, rel=1e-3)
+    assert main(["unpack", "p.safetensors", "back.pt"]) == 0
+    back = torch.load(tmp_path / "back.pt", weights_only=True)
+    for name, tensor in torch.load(tmp_path / "pruned.pt", weights_only=True).items():
+        assert torch.equal(back[name], tensor), name

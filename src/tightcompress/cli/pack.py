@@ -80,9 +80,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--calibration",
         metavar="CALIB.npz",
-        help="ONNX input: calibrated one-shot pruning. An .npz of the model's inputs keyed by input name "
-        "(first axis: samples); what is kept is chosen by |w| x ||x|| and the kept weights are solved again, "
-        "layer by layer, to reproduce the dense model's layer outputs (the report adds output errors)",
+        help="calibrated one-shot pruning. ONNX input: an .npz of the model's inputs keyed by input name "
+        "(first axis: samples); checkpoint with --model: a .pt or .npy tensor of inputs, samples first. What "
+        "is kept is chosen by |w| x ||x|| and the kept weights are solved again, layer by layer, to "
+        "reproduce the dense model's layer outputs (the report adds output errors)",
     )
     parser.add_argument(
         "--rate",
@@ -416,6 +417,8 @@ def run_pack_one_shot(args: argparse.Namespace) -> int:
         calibration = None if args.calibration is None else read_calibration_npz(args.calibration)
         graph = read_onnx(args.input)
         result = one_shot_onnx(graph, options, calibration=calibration, config=config, quiet=args.quiet)
+    elif args.model is not None:
+        found, result = one_shot_checkpoint_model(args, method, config)
     else:
         found = read_input(args)
         layers = list({gemm.layer.name: gemm.layer for gemm in found.matrices.values()}.values())
@@ -449,6 +452,44 @@ def run_pack_one_shot(args: argparse.Namespace) -> int:
     return 0
 
 
+def one_shot_checkpoint_model(
+    args: argparse.Namespace, method: str, config: PackConfig | None
+) -> tuple[ModelWeights, typing.Any]:
+    """`pack CKPT --model file.py:Class --rate R [--calibration X.pt]`: the checkpoint loaded into its class
+    and pruned in place (`pipeline.oneshot.prune_module_packed`, calibrated on the tensor X, samples first),
+    its packed layers and weights renamed by state_dict key (`conv1.weight`) as `pack --model` names them.
+    Returns `(what the checkpoint holds, the one-shot result)`."""
+    from tightcompress.pipeline.frontier.kinds.pytorch import load_tensor_calibration
+    from tightcompress.pipeline.models import load_model
+    from tightcompress.pipeline.oneshot import prune_module_packed
+    from tightcompress.readers.checkpoint import read_state_dict
+    from tightcompress.readers.matrices import gemm_name
+
+    model = load_model(args.model, args.input, key=args.key)
+    found = with_checkpoint_dtypes(
+        model_weights(model, source=str(args.input)), read_state_dict(args.input, key=args.key)
+    )
+    calibration = None if args.calibration is None else load_tensor_calibration(Path(args.calibration))
+    result = prune_module_packed(
+        model, method=method, rate=args.rate, calibration=calibration, seed=args.seed, config=config
+    )
+
+    def key(fqn: str) -> str:
+        return f"{fqn}.weight" if fqn else "weight"
+
+    packed = {}
+    for pm in result.packed.values():
+        source = pm.info["source"]
+        source["weight"] = key(source["weight"])
+        name = gemm_name(source["weight"], source.get("group_index"))
+        pm.info["name"] = name
+        packed[name] = pm
+    result.packed = packed
+    result.weights = {key(fqn): weight for fqn, weight in result.weights.items()}
+    result.report["notes"] = {**found.notes, **result.report["notes"]}
+    return found, result
+
+
 def check_one_shot_args(args: argparse.Namespace) -> str:
     """The one-shot method named by `--method`/`--permute`, after refusing (one line) what one-shot pruning
     does not take."""
@@ -462,10 +503,10 @@ def check_one_shot_args(args: argparse.Namespace) -> str:
                 f"--permute goes with --method nm (N:M with a row permutation), not {method}"
             )
         method = "nm-permuted"
-    if args.calibration is not None and suffix != ".onnx":
+    if args.calibration is not None and suffix != ".onnx" and args.model is None:
         raise TightCompressError(
-            "--calibration goes with an .onnx input (its .npz is keyed by input name); for a PyTorch model "
-            "use prune_module(model, calibration=...) or frontier --model"
+            "--calibration goes with an .onnx input (an .npz keyed by input name) or with a checkpoint and "
+            "--model file.py:Class (a .pt or .npy tensor of inputs, samples first)"
         )
     if method == "dense":
         raise TightCompressError(
