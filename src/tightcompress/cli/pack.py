@@ -33,6 +33,7 @@ from tightcompress.prune.subword_pack import is_subword, weight_matrix
 from tightcompress.readers import INPUT_HELP, ModelWeights, model_weights, read_model
 from tightcompress.readers.matrices import DEPTHWISE_REASON, weight_source
 from tightcompress.report import build_report, unimproved_search_note
+from tightcompress.results import PackReport
 from tightcompress.utils.atomic import atomic_path, output_group, write_json_atomic
 from tightcompress.zoo import ZOO, ZooLayer, zoo_matrices
 
@@ -337,7 +338,7 @@ def run_pack(args: argparse.Namespace) -> int:
         if args.out:
             state, state_dtypes = passthrough_state(found, packed_layers)
             save_packed(stage(args.out), packed_layers, state=state, state_dtypes=state_dtypes)
-        write_json_atomic(stage(args.json), report)
+        write_json_atomic(stage(args.json), PackReport.dump(report))
     total = report["total"]
     label = f"{config.method} (permuted)" if config.permute else config.method
     print(
@@ -377,7 +378,7 @@ def run_pack_calibrated(args: argparse.Namespace, config: PackConfig) -> int:
     with output_group() as stage:  # --out and --json are written both or neither
         if args.out:
             save_packed(stage(args.out), result.packed)
-        write_json_atomic(stage(args.json), report)
+        write_json_atomic(stage(args.json), PackReport.dump(report))
     total = report["total"]
     label = f"{config.method} (permuted)" if config.permute else config.method
     print(

@@ -152,10 +152,12 @@ def _shown(value: Any) -> str:
 
 
 def describe(exc: ValidationError) -> str:
-    """The first problem of a validation error as `path: expected ..., got ...` (one line). Errors of the
-    members of one union at one place are merged: `expected an integer, a string or null`."""
+    """The first problem of a validation error as `path: expected ..., got ...` (one line); a wrong value
+    before a missing field. Errors of the members of one union at one place are merged: `expected an
+    integer, a string or null`."""
     errors = exc.errors(include_url=False)
-    first = errors[0]
+    # A wrong value names the problem better than a missing field: report it first.
+    first = next((e for e in errors if e["type"] != "missing"), errors[0])
     where = _path(first["loc"])
     if first["type"] == "missing":
         return f"{where}: missing (a required field)"

@@ -123,3 +123,13 @@ class FrontierReport(Result):
     )
     config: FrontierConfig = optional("-", "the grid and the model measured")
     seconds: float = optional("s", "wall time of the frontier run")
+
+
+class PointRecord(Result):
+    """One finished point in the frontier's work folder (`--resume` reads it back; not a shipped output)."""
+
+    point: FrontierPoint | UnreachablePoint = field("-", "the point, or why its rate is out of reach")
+    dense_accuracy: float = field("% or metric", "the dense accuracy of the point's seed")
+    key: str = field("-", "hash of everything the point depends on")
+    seconds: float = optional("s", "wall time of the point")
+    cpu_seconds: float = optional("s", "CPU time of the point")

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from tightcompress.results.base import Result, field, optional
+import os
+from typing import Any
+
+from pydantic import ValidationError
+
+from tightcompress.errors import TightCompressError
+from tightcompress.results.base import Result, describe, field, optional
 
 
 class SweepRow(Result):
@@ -32,3 +38,16 @@ class SweepRow(Result):
     storage_rate_bits: float = optional("x", "dense bits / (value + index bits)")
     dropped_magnitude_fraction: float = field("fraction 0-1", "dropped |w| / input |w|")
     seconds: float = optional("s", "packing time")
+    alpha: int | None = optional("rows", "column combining: --alpha (empty for the other methods)")
+    gamma: float | None = optional("conflicts per column", "column combining: --gamma")
+    merge: str | None = optional("-", "column combining: the merge rule, `authors` or `least-overlap`")
+    section: int | None = optional("rows", "column combining: rows per section combined apart (empty: off)")
+
+    @classmethod
+    def from_csv(cls, cells: dict[str, Any], source: str | os.PathLike[str], index: int) -> SweepRow:
+        """One CSV row read back: text cells parsed to their types (empty = none); bad is one line."""
+        values = {key: (None if value == "" else value) for key, value in cells.items() if key is not None}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise TightCompressError(f"{source}: row {index + 1}: {describe(exc)}") from None
