@@ -147,7 +147,8 @@ def rows_to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        typed = SweepRow.dump({k: v for k, v in row.items() if k in CSV_FIELDS})  # a wrong type: our bug
+        cells = {k: (None if v == "" else v) for k, v in row.items() if k in CSV_FIELDS}
+        typed = SweepRow.dump(cells)  # a wrong type is our bug; an empty cell is none
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in typed.items()})
     return buffer.getvalue()
 
