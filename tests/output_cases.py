@@ -19,7 +19,7 @@ from tightcompress.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = ["--sparsity", "0.8", "--group", "8", "--iterations", "300", "--quiet"]
-FAST = ("pack", "simulate", "sweep", "export", "arch", "area")
+FAST = ("pack", "oneshot", "simulate", "sweep", "export", "arch", "area")
 SLOW = ("compress", "demo", "frontier")
 
 
@@ -46,6 +46,18 @@ def pack(tmp: Path) -> dict[str, Path]:
     _run(["pack", "--zoo", "mobilenetv2", "--zoo-layers", "conv", "--method", "dense", "--quiet",
           "--json", str(tmp / "pack-zoo.json")])  # fmt: skip
     return {n: tmp / n for n in ("pack.json", "pack-capped.json", "pack-cc.json", "pack-zoo.json")}
+
+
+def oneshot(tmp: Path) -> dict[str, Path]:
+    """`pack M.onnx --calibration C.npz`: the calibrated one-shot report (its per-layer solve fields)."""
+    from test_oneshot import build_model
+
+    build_model(tmp / "m.onnx")
+    np.savez(tmp / "calib.npz", x=np.random.default_rng(3).normal(size=(32, 4, 10)).astype(np.float32))
+    argv = ["pack", str(tmp / "m.onnx"), "--method", "nm", "--group", "4", "--height", "2", "--tile", "8"]
+    argv += ["--calibration", str(tmp / "calib.npz"), "--quiet"]
+    _run([*argv, "--json", str(tmp / "pack-oneshot.json")])
+    return {"pack-oneshot.json": tmp / "pack-oneshot.json"}
 
 
 def simulate(tmp: Path) -> dict[str, Path]:
@@ -123,8 +135,8 @@ def frontier(tmp: Path) -> dict[str, Path]:
 
 
 CASES = {
-    "pack": pack, "simulate": simulate, "sweep": sweep, "export": export, "arch": arch, "area": area,
-    "compress": compress, "demo": demo, "frontier": frontier,
+    "pack": pack, "oneshot": oneshot, "simulate": simulate, "sweep": sweep, "export": export, "arch": arch,
+    "area": area, "compress": compress, "demo": demo, "frontier": frontier,
 }  # fmt: skip
 
 

@@ -112,6 +112,7 @@ class PackLayer(BitFigures):
     )
     calibration_rows: int = optional("rows", "--calibration: rows of X (samples x positions) the layer saw")
     option: str = optional("-", "one-shot: the packing option of this layer (`nm G=16 h=8`)")
+    permute: bool = optional("-", "nm: the rows carry one searched input-channel permutation (true) or none")
     tile_narrowed_from: int = optional(
         "columns", "the --tile asked for, when the layer has fewer output columns (tile narrowed to N)"
     )
