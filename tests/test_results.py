@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import json
-import logging
 import shutil
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from pydantic import ValidationError
 
 from tightcompress.errors import TightCompressError
 from tightcompress.export.rtl import read_manifest
+from tightcompress.pipeline.frontier import store
 from tightcompress.pipeline.frontier.store import load_point
 from tightcompress.results import OUTPUTS, PackLayer, PackReport, SweepRow, json_schema
 from tightcompress.results.frontier import PointRecord
@@ -121,7 +121,7 @@ def test_a_damaged_manifest_is_one_line_naming_the_field(tmp_path):
         read_manifest(tmp_path)
 
 
-def test_a_mistyped_frontier_point_is_redone_with_a_warning_naming_the_field(tmp_path, caplog):
+def test_a_mistyped_frontier_point_is_redone_with_a_warning_naming_the_field(tmp_path, monkeypatch):
     point = {"method": "tight", "target_rate": 4.0, "seed": 0, "compression_rate": 4.1, "accuracy": 97.0,
              "speedup": 2.0, "energy_gain": 1.5}  # fmt: skip
     good = tmp_path / "good.json"
@@ -132,7 +132,8 @@ def test_a_mistyped_frontier_point_is_redone_with_a_warning_naming_the_field(tmp
     assert load_point(tmp_path / "far.json") == (unreachable, 98.0)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"point": point, "dense_accuracy": "high", "key": "k"}))
-    with caplog.at_level(logging.WARNING, logger="tightcompress.frontier"):
-        assert load_point(bad) is None
-    assert "dense_accuracy: expected a number" in caplog.text
+    warnings: list[str] = []  # earlier tests' CLI logging set-up may stop propagation: record directly
+    monkeypatch.setattr(store.log, "warning", lambda text, *args: warnings.append(text % args))
+    assert load_point(bad) is None
+    assert "bad.json: dense_accuracy: expected a number, got 'high'" in warnings[0]
     assert PointRecord.load(good).point.accuracy == 97.0
