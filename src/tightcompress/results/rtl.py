@@ -35,7 +35,7 @@ class HexFields(Result):
     unused_column: str = optional("hex", "the column word marking an unused column")
 
 
-class TestVectors(Result):
+class ManifestVectors(Result):
     """The test vectors."""
 
     m: int = optional("vectors", "test input vectors")
@@ -84,7 +84,7 @@ class ManifestLayer(Result):
     testbench: str = optional("file", "with --hdl: the layer's Verilog testbench")
     scales: list[float] = optional("w per LSB", "per-output-column int8 dequantization scales")
     fields: HexFields = field("-", "bit widths of the hex fields")
-    vectors: TestVectors = optional("-", "the test vectors")
+    vectors: ManifestVectors = optional("-", "the test vectors")
     tiles: list[ManifestTile] = field("-", "one entry per tile")
 
 

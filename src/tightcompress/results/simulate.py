@@ -3,9 +3,9 @@ utilization and energy of each layer on one array, against the dense layer and c
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from tightcompress.results.arch import ArchitectureReport
+from tightcompress.results.arch import ArchEnergy, ArchitectureReport
 from tightcompress.results.base import Result, Versioned, field, optional
 from tightcompress.results.pack import Notes, PackLayer, PackOptions, PackTotal
 
@@ -178,7 +178,7 @@ class SimulateReport(Versioned):
     config: SimulateConfig = field("-", "the packing options, the array and the input vectors")
     layers: list[SimulateLayer] = field("-", "one entry per packed layer, in model order")
     total: SimulateTotal = field("-", "sums over the layers; ratios over the sums")
-    energy_table: dict[str, Any] = field(
+    energy_table: ArchEnergy = field(
         "pJ", "the per-operation energies used (hw/energy.py EnergyTable: pJ per op or bit) and source"
     )
     weights: str = optional("-", "a topology alone: the seeded random weights used")
