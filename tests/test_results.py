@@ -59,7 +59,8 @@ def _layer(**changes):
         ({"packed_slots": "x"}, "layers[0].packed_slots: expected an integer, got 'x'"),
         ({"packed_slots": "12"}, "layers[0].packed_slots: expected an integer, got '12'"),  # strict on load
         ({"search_improved": 1}, "layers[0].search_improved: expected true or false, got 1"),
-        ({"height": 2.5}, "layers[0].height: expected an integer or a string, got 2.5"),
+        ({"height": 2.5}, "layers[0].height: expected an integer, a string or null, got 2.5"),
+        ({"group": "G"}, "layers[0].group: expected an integer or null, got 'G'"),
         ({"name": None}, "layers[0].name: expected a string, got None"),
         ({"K": [1]}, "layers[0].K: expected an integer, got a list"),
     ],

@@ -25,7 +25,8 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from types import UnionType
+from typing import Any, ClassVar, Literal, Self, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -76,7 +77,7 @@ class Result(BaseModel):
         try:
             return cls.model_validate(data, strict=True)
         except ValidationError as exc:
-            raise TightCompressError(f"{source}: {describe(exc)}") from None
+            raise TightCompressError(f"{source}: {describe(exc, cls)}") from None
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Self:
@@ -151,10 +152,10 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def describe(exc: ValidationError) -> str:
+def describe(exc: ValidationError, model: type[BaseModel] | None = None) -> str:
     """The first problem of a validation error as `path: expected ..., got ...` (one line); a wrong value
-    before a missing field. Errors of the members of one union at one place are merged: `expected an
-    integer, a string or null`."""
+    before a missing field. Errors of the members of one union at one place are merged, and a field that
+    may be null (of `model`, the class validated) says so: `expected an integer, a string or null`."""
     errors = exc.errors(include_url=False)
     # A wrong value names the problem better than a missing field: report it first.
     first = next((e for e in errors if e["type"] != "missing"), errors[0])
@@ -175,11 +176,31 @@ def describe(exc: ValidationError) -> str:
                 expected = expected.removeprefix("input should be ")
         if expected not in wanted:
             wanted.append(expected)
-    if len(first["loc"]) and any(_is_tag(p) for p in first["loc"]) and "null" not in wanted:
-        if any(e["type"] == "none_required" for e in errors):
-            wanted.append("null")
+    if "null" not in wanted and model is not None and _nullable(model, first["loc"]):
+        wanted.append("null")
     text = wanted[0] if len(wanted) == 1 else ", ".join(wanted[:-1]) + " or " + wanted[-1]
     return f"{where}: expected {text}, got {_shown(first['input'])}"
+
+
+def _nullable(model: type[BaseModel], loc: tuple[Any, ...]) -> bool:
+    """Whether the field at `loc` (a validation error's location in `model`) accepts null."""
+    current: Any = model
+    for part in (p for p in loc if not _is_tag(p)):
+        union = get_origin(current) in (Union, UnionType)
+        options = [a for a in get_args(current) if a is not type(None)] if union else [current]
+        inner = next((a for a in options if isinstance(a, type) and issubclass(a, BaseModel)), options[0])
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            info = inner.model_fields.get(part) or next(
+                (f for f in inner.model_fields.values() if f.alias == part), None
+            )
+            if info is None:
+                return False
+            current = info.annotation
+        elif get_origin(inner) in (list, dict):
+            current = get_args(inner)[-1]
+        else:
+            return False
+    return type(None) in get_args(current)
 
 
 # ---------------------------------------------------------------------------------------- JSON Schema

@@ -50,4 +50,4 @@ class SweepRow(Result):
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            raise TightCompressError(f"{source}: row {index + 1}: {describe(exc)}") from None
+            raise TightCompressError(f"{source}: row {index + 1}: {describe(exc, cls)}") from None
