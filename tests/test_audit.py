@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,8 +147,9 @@ def _fake_demo(good: bool) -> dict:
     from tightcompress.pipeline.demo import row
 
     packed = tc.pack(np.eye(8, dtype=np.float32), method="dense", tile=8, name="l")
-    results = {
-        method: SimpleNamespace(model=torch.nn.Linear(8, 8), packed={"l": packed}, report={"method": method})
+    report = json.loads((Path(__file__).parent / "data" / "outputs_v0" / "compress-word.json").read_text())
+    results = {  # a compress report of the right shape (the writer types it)
+        method: SimpleNamespace(model=torch.nn.Linear(8, 8), packed={"l": packed}, report=report)
         for method in ("tight", "nm")
     }
     if not good:
@@ -313,7 +315,8 @@ def test_frontier_json_and_plot_are_written_all_or_none(tmp_path, monkeypatch, c
     import tightcompress.pipeline.frontier as frontier_module
     import tightcompress.viz.frontier_plot as plot_module
 
-    monkeypatch.setattr(frontier_module, "run_frontier", lambda *a, **k: {"points": [], "seconds": 0.0})
+    payload = {"dense": {"accuracy_mean": 90.0}, "points": [], "seconds": 0.0}  # the smallest valid one
+    monkeypatch.setattr(frontier_module, "run_frontier", lambda *a, **k: payload)
     monkeypatch.setattr(frontier_cmd, "format_summary", lambda result: "summary")
 
     def fail(result, path):

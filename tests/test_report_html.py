@@ -47,7 +47,7 @@ def inputs(tmp_path_factory):
         sim = ["simulate", tmp / "net.pt", *common, "--array", array, "--json", tmp / f"sim{array}.json"]
         assert main([str(a) for a in sim]) == 0
     compress = json.loads((tmp / "sim32x32.json").read_text())
-    compress["config"] |= {"workflow": "compress", "rate": 4.0}
+    compress["config"] |= {"workflow": "compress", "rate": 4.0, "height": None}  # compress: a cap or none
     compress["accuracy"] = {
         "dense": 98.0,
         "unstructured": 97.5,
@@ -55,6 +55,8 @@ def inputs(tmp_path_factory):
         "packed_finetuned": 97.4,
     }
     compress["hardware"] = {"array": "32x32", "per": "image", **compress["total"]}
+    compress["compression_rate"] = compress["total"]["compression_rate"]
+    compress["choices"] = {layer["name"]: "tight G=8 h=auto" for layer in compress["layers"]}
     for layer in compress["layers"]:  # compress names layers by module path
         layer["name"] = layer["name"].removesuffix(".weight")
     (tmp / "compress.json").write_text(json.dumps(compress))
@@ -75,6 +77,7 @@ def inputs(tmp_path_factory):
     sweep = [
         dict.fromkeys(CSV_FIELDS, 1)
         | {"method": m, "layer": "TOTAL", "compression_rate": r, "dropped_magnitude_fraction": d}
+        | {"height": "auto", "merge": "authors"}
         for m, r, d in [("tight", 4.0, 0.01), ("nm", 4.0, 0.05)]
     ]
     (tmp / "sweep.csv").write_text(rows_to_csv(sweep))

@@ -20,13 +20,10 @@ from tightcompress.api import METHODS, PackConfig
 from tightcompress.errors import TightCompressError
 from tightcompress.parallel import Progress, Task, run_tasks
 from tightcompress.report import total_report
+from tightcompress.results.sweep import SweepRow
 from tightcompress.utils.atomic import atomic_path
 
-CSV_FIELDS = (
-    "method", "group", "height", "tile", "sparsity", "layer", "K", "N", "dense_slots", "packed_slots",
-    "nnz", "kept_nnz", "dropped_nnz", "compression_rate", "utilization", "storage_rate_bits",
-    "dropped_magnitude_fraction", "seconds", "alpha", "gamma", "merge", "section",
-)  # fmt: skip
+CSV_FIELDS = tuple(SweepRow.model_fields)  # the columns, in order: one per field of the typed row
 
 
 def grid_configs(
@@ -150,7 +147,9 @@ def rows_to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        cells = {k: (None if v == "" else v) for k, v in row.items() if k in CSV_FIELDS}
+        typed = SweepRow.dump(cells)  # a wrong type is our bug; an empty cell is none
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in typed.items()})
     return buffer.getvalue()
 
 

@@ -56,6 +56,7 @@ def run_area(args: argparse.Namespace) -> int:
     from tightcompress.hw.area import method_area
     from tightcompress.hw.cycles import parse_array
     from tightcompress.report import REPORT_VERSION
+    from tightcompress.results import AreaReport
     from tightcompress.utils.atomic import write_json_atomic
 
     if args.group is not None and args.method in ("dense", "column-combining"):
@@ -83,7 +84,7 @@ def run_area(args: argparse.Namespace) -> int:
     if args.arch:
         report["arch"] = str(args.arch)
     if args.json:
-        write_json_atomic(args.json, report)
+        write_json_atomic(args.json, AreaReport.dump(report))
     print(format_area(report, args.json), end="")
     return 0
 

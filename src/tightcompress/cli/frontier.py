@@ -34,6 +34,7 @@ from tightcompress.pipeline.config import (
     DemoConfig,
 )
 from tightcompress.pipeline.iso_accuracy import TOLERANCES
+from tightcompress.results import FrontierReport
 from tightcompress.utils.atomic import output_group, write_json_atomic
 
 if TYPE_CHECKING:
@@ -244,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_summary(result))
     with output_group() as stage:  # the JSON and the plot are written all or none
         if args.json:
-            write_json_atomic(stage(args.json), result)
+            write_json_atomic(stage(args.json), FrontierReport.dump(result))
         if args.plot:
             from tightcompress.viz.frontier_plot import write_frontier_png
 

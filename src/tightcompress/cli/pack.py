@@ -34,6 +34,7 @@ from tightcompress.prune.subword_pack import is_subword, weight_matrix
 from tightcompress.readers import INPUT_HELP, ModelWeights, model_weights, read_model
 from tightcompress.readers.matrices import DEPTHWISE_REASON, weight_source
 from tightcompress.report import build_report, unimproved_search_note
+from tightcompress.results import PackReport
 from tightcompress.utils.atomic import atomic_path, output_group, write_json_atomic
 from tightcompress.zoo import ZOO, ZooLayer, zoo_matrices
 
@@ -384,7 +385,7 @@ def run_pack(args: argparse.Namespace) -> int:
         if args.out:
             state, state_dtypes = passthrough_state(found, packed_layers)
             save_packed(stage(args.out), packed_layers, state=state, state_dtypes=state_dtypes)
-        write_json_atomic(stage(args.json), report)
+        write_json_atomic(stage(args.json), PackReport.dump(report))
     total = report["total"]
     label = f"{config.method} (permuted)" if config.permute else config.method
     print(
@@ -437,7 +438,7 @@ def run_pack_one_shot(args: argparse.Namespace) -> int:
                 write_pruned_onnx(graph, result.weights, stage(args.pruned))
             else:
                 write_pruned_state_dict(found, result.weights, stage(args.pruned))
-        write_json_atomic(stage(args.json), report)
+        write_json_atomic(stage(args.json), PackReport.dump(report))
     total = report["total"]
     calibrated = f"calibrated on {report['calibration_samples']} samples" if report["calibrated"] else "|w|"
     error = report["relative_output_error"]

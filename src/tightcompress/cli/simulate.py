@@ -63,6 +63,7 @@ from tightcompress.readers.topology import (
     write_topology,
 )
 from tightcompress.report import build_report, min_folds_note, unimproved_search_note
+from tightcompress.results import SimulateReport
 from tightcompress.utils.atomic import output_group, write_json_atomic
 
 # Packing options: None when not given, so a packed input can refuse them and a topology pick its method.
@@ -304,7 +305,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         if args.emit_topology:
             write_topology(stage(args.emit_topology), emitted_topology(packed, vectors, rows))
         if args.json:
-            write_json_atomic(stage(args.json), report)
+            write_json_atomic(stage(args.json), SimulateReport.dump(report))
     print(format_summary(report, args, m_source), end="")
     return 0
 

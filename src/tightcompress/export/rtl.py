@@ -42,6 +42,7 @@ from tightcompress.errors import TightCompressError
 from tightcompress.format.packed import PackedMatrix
 from tightcompress.prune.subword_pack import SUBWORD_METHOD
 from tightcompress.quant import column_scales
+from tightcompress.results import RtlManifest
 from tightcompress.utils.atomic import new_dir_mode
 from tightcompress.utils.paths import safe_name
 
@@ -309,7 +310,7 @@ def export_rtl(
             "layers": entries,
             "files": written,
         }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        (staging / MANIFEST).write_text(json.dumps(RtlManifest.dump(manifest), indent=2) + "\n")
         if previous is None:
             os.replace(staging, out_dir)
         else:
@@ -332,9 +333,7 @@ def _previous_export_files(folder: Path) -> set[str] | None:
     if not any(folder.iterdir()):
         return set()
     try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-        if manifest.get("format") != RTL_FORMAT:
-            raise ValueError("not an RTL manifest")
+        manifest = read_manifest(folder)
         if "files" in manifest:
             files = {str(f) for f in manifest["files"]}
         else:  # an export from before the manifest listed its files
@@ -343,7 +342,7 @@ def _previous_export_files(folder: Path) -> set[str] | None:
                 names = [entry["vectors"]["x"], entry["vectors"]["y"]]
                 names += [f for tile in entry["tiles"] for f in tile["files"].values()]
                 files.update(f"{entry['folder']}/{f}" for f in names)
-    except (OSError, ValueError, AttributeError, KeyError, TypeError, RecursionError):
+    except (TightCompressError, KeyError, TypeError, AttributeError):
         raise TightCompressError(
             f"{folder} exists and is not a previous RTL export; choose a new folder"
         ) from None
@@ -397,19 +396,30 @@ def _merge_into(staging: Path, out_dir: Path, written: list[str], previous: set[
 
 
 # ------------------------------------------------------------------------------------------------ parse
-def load_rtl(out_dir: str | os.PathLike[str]) -> dict[str, RtlLayer]:
-    """Parse an export back: every layer's packed arrays, int8 slot values, scales and test vectors."""
-    out_dir = Path(out_dir)
+def read_manifest(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The manifest.json of an export, checked: readable, this export format and version, and every field
+    of the right type (through `results.RtlManifest`: a wrong one is one line naming it)."""
+    path = Path(out_dir) / MANIFEST
     try:
-        manifest = json.loads((out_dir / "manifest.json").read_text())
+        manifest = json.loads(path.read_text())
     except RecursionError:
         raise TightCompressError(f"{out_dir}: manifest.json is nested too deeply to read") from None
     except (OSError, ValueError) as exc:
         raise TightCompressError(f"{out_dir}: no readable manifest.json ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise TightCompressError(f"{path}: expected a JSON object, got {type(manifest).__name__}")
     if manifest.get("format") != RTL_FORMAT or manifest.get("format_version") != RTL_VERSION:
         raise TightCompressError(
             f"{out_dir}: RTL export version {manifest.get('format_version')}, this reads {RTL_VERSION}"
         )
+    RtlManifest.from_data(manifest, path)
+    return manifest
+
+
+def load_rtl(out_dir: str | os.PathLike[str]) -> dict[str, RtlLayer]:
+    """Parse an export back: every layer's packed arrays, int8 slot values, scales and test vectors."""
+    out_dir = Path(out_dir)
+    manifest = read_manifest(out_dir)
     layers = {}
     for entry in manifest["layers"]:
         folder = out_dir / entry["folder"]

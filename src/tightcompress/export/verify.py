@@ -12,7 +12,6 @@ Simulators: Icarus Verilog (`iverilog` + `vvp`), else Verilator 5 (`verilator --
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -111,17 +110,14 @@ def verify_export(
 
     `simulator` defaults to `find_simulator()`; with none installed, a one-line error says how to install
     one. `layers` restricts the run to those layer names."""
-    from tightcompress.export.rtl import load_rtl
+    from tightcompress.export.rtl import load_rtl, read_manifest
     from tightcompress.hw.cycles import packed_cycles
 
     out_dir = Path(out_dir)
     simulator = simulator or find_simulator()
     if simulator is None:
         raise TightCompressError(INSTALL_HINT)
-    try:
-        manifest = json.loads((out_dir / "manifest.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise TightCompressError(f"{out_dir}: no readable manifest.json ({exc})") from None
+    manifest = read_manifest(out_dir)
     if "hdl" not in manifest:
         raise TightCompressError(f"{out_dir} holds no Verilog: export it with `--hdl`")
     array = (int(manifest["array"]["rows"]), int(manifest["array"]["cols"]))

@@ -63,6 +63,7 @@ from tightcompress.pipeline.subword import SubwordLevel
 from tightcompress.pipeline.train import frozen_copy, model_device, seed_everything
 from tightcompress.pipeline.word import WordLevel, layer_matrices, restore, snapshot
 from tightcompress.report import build_report
+from tightcompress.results import CompressReport
 from tightcompress.utils.atomic import output_group, write_json_atomic
 
 __all__ = [
@@ -375,5 +376,5 @@ def write_outputs(result: CompressResult, out_dir: str | os.PathLike[str]) -> di
             state={name: array for name, (array, _) in others.items()},
             state_dtypes={name: dtype for name, (_, dtype) in others.items()},
         )
-        write_json_atomic(stage(paths["report"]), result.report)
+        write_json_atomic(stage(paths["report"]), CompressReport.dump(result.report))
     return paths

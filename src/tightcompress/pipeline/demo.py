@@ -30,6 +30,7 @@ from tightcompress.pipeline.config import DEMO_METHODS as DEMO_METHODS  # re-exp
 from tightcompress.pipeline.config import DemoConfig, default_workdir
 from tightcompress.pipeline.data import Dataset, load_mnist
 from tightcompress.pipeline.train import evaluate, frozen_copy, seed_everything, train
+from tightcompress.results import CompressReport, DemoReport
 from tightcompress.utils.atomic import output_group, write_json_atomic
 
 log = logging.getLogger("tightcompress.pipeline")
@@ -170,9 +171,9 @@ def write_demo_outputs(
             folder = Path(out_dir) / method  # type: ignore[arg-type]
             torch.save(result.model.state_dict(), str(stage(folder / "model.pt")))
             save_packed(stage(folder / "packed.safetensors"), result.packed)
-            write_json_atomic(stage(folder / "report.json"), result.report)
+            write_json_atomic(stage(folder / "report.json"), CompressReport.dump(result.report))
         if json_path is not None:
-            write_json_atomic(stage(json_path), {key: demo[key] for key in DEMO_JSON_KEYS})
+            write_json_atomic(stage(json_path), DemoReport.dump({key: demo[key] for key in DEMO_JSON_KEYS}))
 
 
 def run_subword_row(

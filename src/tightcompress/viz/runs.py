@@ -12,7 +12,6 @@ Layer names follow the module path (`features.0`, `conv1`); a state-dict key `co
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -22,6 +21,16 @@ from typing import Any
 from tightcompress.errors import TightCompressError
 from tightcompress.readers.topology import topology_name
 from tightcompress.report import REPORT_VERSION
+from tightcompress.results import (
+    CompressReport,
+    DemoReport,
+    FrontierReport,
+    PackReport,
+    Result,
+    SimulateReport,
+    SweepRow,
+    read_json,
+)  # fmt: skip
 
 KINDS = ("pack", "simulate", "compress", "demo", "frontier")
 
@@ -140,15 +149,12 @@ def _base_label(run: Run) -> str:
 
 
 def load_report_json(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A report JSON of any kind, checked: readable, a known shape, this tightcompress's report version."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise TightCompressError(f"report not found: {path}") from None
-    except (OSError, ValueError) as exc:
-        raise TightCompressError(f"{path}: not a readable JSON file ({exc})") from None
-    except RecursionError:  # nested deeper than Python's stack (100,000 levels)
-        raise TightCompressError(f"{path}: not a readable JSON file (nested too deeply)") from None
+    """A report JSON of any kind, checked: readable, a known shape, this tightcompress's report version,
+    and every field of the right type (loaded through its class in `tightcompress.results`: a wrong field
+    is one line naming it, `r.json: layers[3].cycles: expected an integer, got 'x'`)."""
+    if not Path(path).is_file():
+        raise TightCompressError(f"report not found: {path}")
+    data = read_json(path)
     if not isinstance(data, dict):
         raise TightCompressError(f"{path}: expected a JSON object, got {type(data).__name__}")
     kind = json_kind(data)
@@ -163,83 +169,46 @@ def load_report_json(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path}: report_version {version!r}, this tightcompress reads report_version "
             f"{REPORT_VERSION}; rerun the command that wrote it with this version"
         )
-    if kind in ("pack", "simulate", "compress"):
-        if not isinstance(data["layers"], list):
-            raise TightCompressError(f"{path}: 'layers' must be a list")
-        for key in ("config", "total"):
-            if not isinstance(data.get(key, {}), dict):
-                raise TightCompressError(f"{path}: {key!r} must be an object")
-        _check_entries(data["layers"], path, "layers", _LAYER_FIELDS)
-    elif kind == "demo":
-        _check_entries(data["rows"], path, "rows", _ROW_FIELDS)
-    else:
+    REPORT_CLASSES[kind].from_data(data, path)
+    entries = {"demo": "rows", "frontier": "points"}.get(kind, "layers")
+    _check_finite(data[entries], path, entries, _PLOTTED[entries])
+    if kind == "frontier":
         from tightcompress.viz.frontier_plot import check_frontier
 
-        _check_entries(data["points"], path, "points", _POINT_FIELDS)
         check_frontier(data, str(path))
     return data
 
 
-# The fields the page reads, by kind: (required, type). A report that lacks a required one or holds a wrong
-# type is refused in one line before any plotting, instead of failing inside matplotlib.
-_LAYER_FIELDS = {
-    "name": (True, str),
-    "method": (False, str),
-    "compression_rate": (True, float),
-    "utilization": (False, float),
-    "dropped_magnitude_fraction": (False, float),
-    "cycles": (False, float),
-    "dense_cycles": (False, float),
-    "energy_pj": (False, float),
-    "dense_energy_pj": (False, float),
-}
-_ROW_FIELDS = {
-    "method": (False, str),
-    "compression_rate": (False, float),
-    "accuracy": (False, float),
-    "accuracy_drop": (False, float),
-}
-_POINT_FIELDS = {
-    "method": (True, str),
-    "compression_rate": (True, float),
-    "accuracy": (True, float),
-}
-_SWEEP_FIELDS = {
-    "method": (True, str),
-    "compression_rate": (True, float),
-    "dropped_magnitude_fraction": (True, float),
-}
+REPORT_CLASSES: dict[str, type[Result]] = {
+    "pack": PackReport, "simulate": SimulateReport, "compress": CompressReport, "demo": DemoReport,
+    "frontier": FrontierReport,
+}  # fmt: skip
+
+# The numbers the page plots, by entry list: the class checks their type, this their finiteness (a NaN or
+# an infinity would fail inside matplotlib).
+_PLOTTED = {
+    "layers": ("compression_rate", "utilization", "dropped_magnitude_fraction", "cycles", "dense_cycles",
+               "energy_pj", "dense_energy_pj"),
+    "rows": ("compression_rate", "accuracy", "accuracy_drop"),
+    "points": ("compression_rate", "accuracy"),
+    "row": ("compression_rate", "dropped_magnitude_fraction"),
+}  # fmt: skip
 
 
-def _number(value: Any) -> bool:
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            return False
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_entries(entries: list, path: str | os.PathLike[str], key: str, fields: dict) -> None:
-    """Every entry of `key` is an object whose known fields have the right type (required ones present)."""
+def _check_finite(entries: list, path: str | os.PathLike[str], key: str, names: tuple[str, ...]) -> None:
     for i, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise TightCompressError(f"{path}: {key}[{i}] must be an object, got {type(entry).__name__}")
-        for field_name, (required, kind) in fields.items():
-            if field_name not in entry:
-                if required:
-                    raise TightCompressError(f"{path}: {key}[{i}] has no {field_name!r}")
-                continue
-            value = entry[field_name]
-            ok = _number(value) if kind is float else isinstance(value, kind)
-            if not ok:
-                expected = "a finite number" if kind is float else "a string"
-                raise TightCompressError(f"{path}: {key}[{i}].{field_name} must be {expected}, got {value!r}")
+        for name in names:
+            value = entry.get(name)
+            if isinstance(value, float) and not math.isfinite(value):
+                where = f"{path}: {key}[{i}].{name}"
+                raise TightCompressError(f"{where}: expected a finite number, got {value!r}")
 
 
 def check_sweep_rows(rows: list[dict[str, Any]], path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The rows of a sweep CSV with the fields the plot reads present and numeric."""
-    _check_entries([r for r in rows if r.get("layer", "TOTAL") == "TOTAL"], path, "row", _SWEEP_FIELDS)
+    """The rows of a sweep CSV, each checked through `results.SweepRow` (cells parsed from text; an empty
+    cell is none), the plotted numbers finite."""
+    typed = [SweepRow.from_csv(row, path, i) for i, row in enumerate(rows)]
+    _check_finite([row.to_json() for row in typed], path, "row", _PLOTTED["row"])
     return rows
 
 

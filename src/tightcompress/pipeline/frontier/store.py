@@ -12,9 +12,11 @@ from typing import Any
 
 import torch
 
+from tightcompress.errors import TightCompressError
 from tightcompress.pipeline.frontier.grid import FrontierConfig
 from tightcompress.pipeline.frontier.kinds.base import ModelKind, Stages
 from tightcompress.pipeline.iso_accuracy import POINT_FIELDS
+from tightcompress.results.frontier import PointRecord, UnreachablePoint
 from tightcompress.utils.atomic import atomic_path
 
 log = logging.getLogger("tightcompress.frontier")
@@ -71,14 +73,15 @@ def load_seed_stages(path: Path, kind: ModelKind) -> Stages | None:
 
 
 def load_point(path: Path) -> tuple[dict[str, Any], float] | None:
-    """A finished point and its seed's dense accuracy, or None when missing or unreadable."""
+    """A finished point and its seed's dense accuracy, or None when missing or unreadable (loaded through
+    `results.frontier.PointRecord`: a damaged or mistyped file is redone, with a warning naming the field)."""
     if not path.is_file():
         return None
     try:
-        record = json.loads(path.read_text())
-        names = UNREACHABLE_FIELDS if "unreachable" in record["point"] else POINT_FIELDS
-        point = {name: record["point"][name] for name in names}
-        return point, float(record["dense_accuracy"])
-    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
-        log.warning("ignoring unreadable point file %s (%s)", path, type(exc).__name__)
+        record = PointRecord.load(path)
+    except TightCompressError as exc:
+        log.warning("ignoring unreadable point file %s", exc)
         return None
+    fields = record.point.to_json()
+    names = UNREACHABLE_FIELDS if isinstance(record.point, UnreachablePoint) else POINT_FIELDS
+    return {name: fields.get(name) for name in names}, record.dense_accuracy
