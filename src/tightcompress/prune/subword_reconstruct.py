@@ -173,20 +173,28 @@ def column_sweep_solve(
     """int16 `q`: the GPTQ sweep per output column over that column's kept weights only, from their exact
     dampened least-squares solution (`prune.reconstruct.reconstruct`'s exact solve): the pruned weights are
     solved exactly, not swept, and only the rounding error is fed forward, to the column's kept weights not
-    yet taken (largest input energy first). Columns with equal kept counts are batched (torch, float64);
+    yet taken (largest input energy first). Columns with equal kept counts are batched (NumPy, float64);
     the cost is that of the exact solve plus `sum(count^2)`."""
-    import torch
+    return _column_solves(weights, masks, scales, stats, damping)[1]
 
+
+def _column_solves(
+    weights: np.ndarray, masks: SubwordMasks, scales: np.ndarray, stats: GramStats, damping: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """`(float-round q, column-sweep q)` from one factorization per column (both start from the exact
+    solution of the column's kept weights: the first rounds it, the second sweeps it)."""
     W = np.asarray(weights, dtype=np.float64)
     scales = np.asarray(scales, dtype=np.float64)
     H = _dampened(stats, damping)
     if H is None:
-        return allowed_round(W / scales, masks.high, masks.low)
+        plain = allowed_round(W / scales, masks.high, masks.low)
+        return plain, plain.copy()
     B = stats.C @ W
     keep = masks.high | masks.low
     counts = keep.sum(axis=0)
     energy = np.diag(stats.H)
-    q = np.zeros(W.shape, dtype=np.int16)
+    rounded = np.zeros(W.shape, dtype=np.int16)
+    swept = np.zeros(W.shape, dtype=np.int16)
     for count in np.unique(counts):
         if count == 0:
             continue
@@ -197,19 +205,22 @@ def column_sweep_solve(
             rows = np.nonzero(keep[:, cols].T)[1].reshape(len(cols), count)  # kept rows, ascending
             order = np.argsort(-energy[rows], axis=1, kind="stable")  # act order within each column
             rows = np.take_along_axis(rows, order, axis=1)
-            A = torch.from_numpy(H[rows[:, :, None], rows[:, None, :]])
-            A_inv = torch.cholesky_inverse(torch.linalg.cholesky(A))
-            A_inv = (A_inv + A_inv.mT) / 2
-            w = (A_inv @ torch.from_numpy(B[rows, cols[:, None]])[:, :, None])[:, :, 0].numpy()
-            U = torch.linalg.cholesky(A_inv).mT.numpy()  # upper: A^-1 = U^T U
-            col_scales = scales[cols]
+            # NumPy's stacked inverse and Cholesky (torch's batched cholesky_inverse took ~1 s per call on
+            # small blocks on a loaded 2-core machine)
+            A_inv = np.linalg.inv(H[rows[:, :, None], rows[:, None, :]])
+            A_inv = (A_inv + np.swapaxes(A_inv, 1, 2)) / 2
+            w = np.einsum("bij,bj->bi", A_inv, B[rows, cols[:, None]])
+            U = np.swapaxes(np.linalg.cholesky(A_inv), 1, 2)  # upper: A^-1 = U^T U
+            col_scales = scales[cols][:, None]
+            high, low = masks.high[rows, cols[:, None]], masks.low[rows, cols[:, None]]
+            rounded[rows, cols[:, None]] = allowed_round(w / col_scales, high, low)
+            col_scales = col_scales[:, 0]
             for i in range(count):
-                r = rows[:, i]
-                q_i = allowed_round(w[:, i] / col_scales, masks.high[r, cols], masks.low[r, cols])
+                q_i = allowed_round(w[:, i] / col_scales, high[:, i], low[:, i])
                 err = (w[:, i] - q_i * col_scales) / U[:, i, i]
                 w[:, i:] -= U[:, i, i:] * err[:, None]
-                q[r, cols] = q_i
-    return q
+                swept[rows[:, i], cols] = q_i
+    return rounded, swept
 
 
 def float_round_solve(
@@ -272,8 +283,15 @@ def validated_subword_reconstruct(
     ]
     scores: dict[str, float] = {}
     best: tuple[float, str, float] | None = None
+    shared: dict[tuple[str, float], np.ndarray] = {}
     for solver, damp in candidates:
-        trial = _solve(solver, W, q, masks, scales, fit_on, damp)
+        if sweep == "column-sweep" and solver != "none" and (solver, damp) not in shared:
+            # float-round and the column sweep start from the same exact solve: one factorization for both
+            pair = _column_solves(W, masks, scales, fit_on, damp)
+            shared[("float-round", damp)], shared[("column-sweep", damp)] = pair
+        trial = shared.pop((solver, damp), None)
+        if trial is None:
+            trial = _solve(solver, W, q, masks, scales, fit_on, damp)
         error = relative_error(dequantize(trial, scales), W, score_on)
         label = solver if solver == "none" else f"{solver}, damping {damp:g}"
         scores[label] = error
