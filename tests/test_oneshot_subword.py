@@ -194,3 +194,38 @@ def test_one_packing_config_for_every_subword_layer(tmp_path):
             config=PackConfig(method="nm", group=8, height=2, tile=8),
         )  # fmt: skip
     assert not (tmp_path / "q.onnx").exists()
+
+
+def test_pack_rate_tight_subword_on_the_command_line(tmp_path, monkeypatch):
+    """`pack --rate --method tight-subword --calibration` plans in bits, and the packed file unpacks to the
+    same weights as the pruned ONNX the same run writes."""
+    import onnx
+    from onnx import numpy_helper
+
+    from tightcompress.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    build_model(tmp_path / "m.onnx")
+    np.savez("calib.npz", x=np.random.default_rng(3).normal(size=(32, 4, 10)).astype(np.float32))
+    argv = ["pack", "m.onnx", "--rate", "2", "--method", "tight-subword", "--calibration", "calib.npz",
+            "--json", "r.json", "--out", "p.safetensors", "--pruned", "pruned.onnx", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["method"] == "tight-subword" and report["allocation"] == "planned"
+    assert report["bit_rate"] == report["compression_rate"] >= 2 - 1e-9
+    assert main(["unpack", "p.safetensors", "out.onnx", "--onnx", "m.onnx", "--quiet"]) == 0
+
+    def weights(path):  # initializers and Constant nodes alike (the model has both)
+        graph = onnx.load(path).graph
+        out = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        for node in graph.node:
+            if node.op_type == "Constant":
+                out[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+        return out
+
+    unpacked, pruned = weights("out.onnx"), weights("pruned.onnx")
+    assert unpacked.keys() == pruned.keys() and len(pruned) == 6
+    original = weights("m.onnx")
+    assert any(not np.array_equal(original[name], pruned[name]) for name in pruned)  # it was pruned
+    for name in pruned:
+        np.testing.assert_array_equal(unpacked[name], pruned[name], err_msg=name)
