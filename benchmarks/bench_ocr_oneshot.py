@@ -40,7 +40,16 @@ from ocr_common import machine
 
 TASKS = {"ppocr": "ppocr_task", "ddddocr": "ddddocr_task"}  # --task -> module in benchmarks/ocr
 
-METHODS = ("tight", "tight-subword", "nm", "nm-permuted", "column-combining", "unstructured")
+# unstructured: kept counts from the formats' allocation; unstructured-uniform: floor(size / rate) each
+METHODS = (
+    "tight",
+    "tight-subword",
+    "nm",
+    "nm-permuted",
+    "column-combining",
+    "unstructured",
+    "unstructured-uniform",
+)
 RATES = {"1.33x": 4.0 / 3.0, "2x": 2.0, "4x": 4.0}
 LAYER_FIELDS = (
     "name",
