@@ -132,10 +132,22 @@ PACK_LAYER = {
     ),
     "solver": f(
         STR, "-",
-        "--calibration: exact (per output column) or obs-sweep (SparseGPT's) with its damping, or none",
+        "--calibration: exact (per output column) or obs-sweep (SparseGPT's) with its damping, or none; "
+        "tight-subword: float-round, column-sweep or sweep (GPTQ's, under the subword format) or none",
+    ),
+    "relative_output_error_quantized": f(
+        NUM, "fraction",
+        "tight-subword with calibration: the layer's error with every subword of its int8 weights kept "
+        "(quantization alone, on the pruned model's inputs)",
     ),
     "calibration_rows": f(INT, "rows", "--calibration: rows of X (samples x positions) the layer saw"),
     "option": f(STR, "-", "one-shot: the packing option of this layer (`nm G=16 h=8`)"),
+}
+# pack --rate --method unstructured: an ideal sparse store (one slot per kept weight), not an array layout
+UNSTRUCTURED_LAYER = {
+    "tile": f([INT, "null"], "columns", "array columns C per tile (null: unstructured, no array layout)"),
+    "n_tiles": f([INT, "null"], "tiles", "tiles of C columns: ceil(N / C) (null: unstructured)"),
+    "packed_rows": f([INT, "null"], "rows", "physical array rows over all tiles (null: unstructured)"),
 }
 PACK_LAYER_REQUIRED = [
     "name", "K", "N", "nnz", "kept_nnz", "method", "group", "height", "tile", "n_tiles", "packed_rows",
@@ -185,6 +197,23 @@ ONE_SHOT_FIELDS = {
         [NUM, "null"], "fraction", "--calibration: ||f_pruned - f_dense|| / ||f_dense|| of the model outputs"
     ),
     "seconds": f(NUM, "s", "--calibration: wall time of the whole one-shot run"),
+    "bit_rate": f(
+        NUM, "x", "one-shot tight-subword: 8*sum(K*N) / (4 * packed slots), = compression_rate (total too)"
+    ),
+    "bit_rate_with_index": f(
+        NUM, "x", "one-shot tight-subword: dense bits / packed bits, lane index and shift bits in (total too)"
+    ),
+    "target_rate": f(
+        [NUM, "null"], "x", "--rate: the whole-model rate asked (null: one fixed packing config)"
+    ),
+    "allocation": f(
+        STR,
+        "-",
+        "--rate/--calibration: how each layer's share was chosen: planned (per-layer options, or for "
+        "unstructured per-layer kept counts, with the least summed dropped saliency fraction for the "
+        "whole-model rate), uniform (unstructured-uniform: the same fraction in every layer) or fixed "
+        "(one packing config)",
+    ),
 }
 
 NOTES = obj(
@@ -432,7 +461,7 @@ def schemas() -> dict[str, dict]:
     pack = report_schema(
         "pack",
         "`tightcompress pack --json`: every packed layer and the totals.",
-        layer=pack_layer(),
+        layer=pack_layer(UNSTRUCTURED_LAYER),
         total=obj("sums over the layers", PACK_TOTAL, PACK_TOTAL_REQUIRED),
         config=obj(
             "the packing options",

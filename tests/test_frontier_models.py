@@ -333,8 +333,9 @@ def test_real_one_shot_onnx_frontier(tiny, tmp_path):
     pytest.importorskip("tightcompress.pipeline.oneshot")
     out = tmp_path / "F.json"
     argv = ["frontier", "--onnx", tiny / "tiny.onnx", "--eval", f"{tiny / 'tinynet.py'}:evaluate_onnx",
-            "--calibration", tiny / "calib.npz", "--methods", "tight,nm,unstructured", "--rates", "2",
-            "--seeds", "0", "--jobs", "1", "--workdir", tmp_path / "w", "--json", out, "--quiet"]  # fmt: skip
+            "--calibration", tiny / "calib.npz", "--methods", "tight,nm,unstructured,tight-subword",
+            "--rates", "2", "--seeds", "0", "--jobs", "1", "--workdir", tmp_path / "w", "--json", out,
+            "--quiet"]  # fmt: skip
     assert main([str(a) for a in argv]) == 0
     result = json.loads(out.read_text())
     _validate(result)

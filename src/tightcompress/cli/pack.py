@@ -21,6 +21,7 @@ from tightcompress.cli.common import (
     compile_kernels_once,
     declare_paths,
     find_layer,
+    float_in,
     height_arg,
     int_in,
 )
@@ -38,6 +39,21 @@ from tightcompress.zoo import ZOO, ZooLayer, zoo_matrices
 
 # column combining's merge rules, as `PackConfig.merge` declares them (no numba import at start-up)
 MERGES = typing.get_args(typing.get_type_hints(PackConfig)["merge"])
+# `pipeline.oneshot.UNSTRUCTURED_METHODS`, named here so that --help does not import the pipeline
+UNSTRUCTURED_METHODS = ("unstructured", "unstructured-uniform")
+SUBWORD_METHOD = "tight-subword"  # one-shot only here (`pipeline.oneshot`; its fixed config is a tight one)
+# the packing options a planned rate replaces: (argparse dest, option, its default)
+FIXED_OPTIONS = (
+    ("group", "--group", 8),
+    ("height", "--height", "auto"),
+    ("alpha", "--alpha", 8),
+    ("gamma", "--gamma", 0.5),
+    ("iterations", "--iterations", None),
+    ("objective", "--objective", "magnitude"),
+    ("merge", "--merge", "authors"),
+    ("section", "--section", None),
+    ("sparsity", "--sparsity", None),
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -57,21 +73,37 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--zoo-layers", choices=("all", "conv"), default="all", help="with --zoo: all layers, or conv only"
     )
-    add_pack_options(parser)
+    add_pack_options(parser, one_shot_methods=(SUBWORD_METHOD, *UNSTRUCTURED_METHODS))
     add_parallel_options(parser)
     parser.add_argument("--json", required=True, metavar="REPORT.json", help="write the report here")
     parser.add_argument("--out", metavar="PACKED.safetensors", help="also write the packed layers here")
     parser.add_argument(
         "--calibration",
         metavar="CALIB.npz",
-        help="ONNX input: calibrated one-shot pruning. An .npz of the model's inputs keyed by input name "
-        "(first axis: samples); what is kept is chosen by |w| x ||x|| and the kept weights are solved again, "
-        "layer by layer, to reproduce the dense model's layer outputs (the report adds output errors)",
+        help="calibrated one-shot pruning. ONNX input: an .npz of the model's inputs keyed by input name "
+        "(first axis: samples); checkpoint with --model: a .pt or .npy tensor of inputs, samples first. What "
+        "is kept is chosen by |w| x ||x|| and the kept weights are solved again, layer by layer, to "
+        "reproduce the dense model's layer outputs (the report adds output errors)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float_in(1.0, 1e6),
+        metavar="R",
+        help="one-shot pruning of a model file to this whole-model compression rate: per-layer options "
+        "(or, for unstructured, per-layer kept counts) chosen for the least dropped |w| x ||x|| (|w| "
+        "without --calibration), every layer alike; replaces --group/--height/--alpha/--gamma",
+    )
+    parser.add_argument(
+        "--pruned",
+        metavar="OUT.onnx|OUT.pt",
+        help="with --rate or --calibration: also write the pruned model, ready to run and score: the input "
+        "ONNX with each layer's kept weights (OUT.onnx), or the checkpoint's state_dict (OUT.pt, "
+        "OUT.safetensors). The only output of the unstructured methods besides --json",
     )
     add_skip_bad_layers(parser)
     add_quiet(parser)
     parser.set_defaults(func=run_pack)
-    declare_paths(parser, inputs=("input", "checkpoint", "calibration"), outputs=("json", "out"))
+    declare_paths(parser, inputs=("input", "checkpoint", "calibration"), outputs=("json", "out", "pruned"))
 
     unpack = subparsers.add_parser(
         "unpack", help="rebuild the K x N matrices, or a PyTorch state_dict, from a packed file"
@@ -145,9 +177,17 @@ def with_checkpoint_dtypes(found: ModelWeights, saved: dict) -> ModelWeights:
     return replace(found, matrices=matrices, state=state)
 
 
-def add_pack_options(parser: argparse.ArgumentParser) -> None:
-    """The packing options shared by `pack` and the commands built on it."""
-    parser.add_argument("--method", choices=METHODS, default="tight", help="packing method")
+def add_pack_options(parser: argparse.ArgumentParser, *, one_shot_methods: tuple[str, ...] = ()) -> None:
+    """The packing options shared by `pack` and the commands built on it (`one_shot_methods`: the methods
+    with no packed format that `pack --rate` also takes)."""
+    help_text = "packing method"
+    if one_shot_methods:
+        help_text += (
+            f"; one-shot (--rate, --calibration) also {', '.join(one_shot_methods)} (unstructured: the "
+            "reference, per-layer kept counts planned for the whole-model rate; unstructured-uniform: the "
+            "same fraction in every layer; neither has a packed format: write --pruned)"
+        )
+    parser.add_argument("--method", choices=(*METHODS, *one_shot_methods), default="tight", help=help_text)
     parser.add_argument("--group", type=int, default=8, metavar="G", help="lane width G (G:1 mux per PE)")
     parser.add_argument(
         "--height",
@@ -278,9 +318,9 @@ def split_bad_layers(
 _SKIP_REASON = DEPTHWISE_REASON
 
 
-def config_from_args(args: argparse.Namespace) -> PackConfig:
+def config_from_args(args: argparse.Namespace, method: str | None = None) -> PackConfig:
     return PackConfig(
-        method=args.method,
+        method=method or args.method,
         group=args.group,
         height=args.height,
         tile=args.tile,
@@ -297,9 +337,16 @@ def config_from_args(args: argparse.Namespace) -> PackConfig:
 
 
 def run_pack(args: argparse.Namespace) -> int:
+    if args.rate is not None or args.calibration is not None or args.method in UNSTRUCTURED_METHODS:
+        return run_pack_one_shot(args)
+    if args.method == SUBWORD_METHOD:
+        raise TightCompressError(
+            "--method tight-subword is one-shot here: give --rate R (or --calibration with --group and "
+            "--height); compress --granularity subword fine-tunes it"
+        )
+    if args.pruned is not None:
+        raise TightCompressError("--pruned goes with one-shot pruning: give --rate R (or --calibration)")
     config = config_from_args(args)
-    if getattr(args, "calibration", None) is not None:
-        return run_pack_calibrated(args, config)
     matrices, notes, zoo, found = matrices_from_args(args)
     matrices, bad_layers = split_bad_layers(
         matrices, skip=args.skip_bad_layers, squared=config.objective == "squared"
@@ -350,42 +397,183 @@ def run_pack(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_pack_calibrated(args: argparse.Namespace, config: PackConfig) -> int:
-    """`pack IN.onnx --calibration CALIB.npz`: calibrated one-shot pruning with the given packing options."""
-    from tightcompress.pipeline.calibration import read_calibration_npz
-    from tightcompress.pipeline.oneshot import OneShotOptions, one_shot_onnx
-    from tightcompress.readers.onnx import read_onnx
+def run_pack_one_shot(args: argparse.Namespace) -> int:
+    """`pack IN --rate R [--calibration CALIB.npz]`: one-shot pruning of a model file to a whole-model rate
+    (`pipeline.oneshot`), and `pack IN.onnx --calibration CALIB.npz` with one fixed packing config."""
+    from tightcompress.pipeline.oneshot import OneShotOptions, one_shot, one_shot_onnx
 
-    if args.zoo is not None or args.input is None or Path(args.input).suffix.lower() != ".onnx":
-        raise TightCompressError("--calibration goes with an .onnx input (its .npz is keyed by input name)")
-    if config.sparsity is not None:
-        raise TightCompressError("--calibration chooses what is kept by saliency: drop --sparsity")
-    if config.method == "dense":
-        raise TightCompressError("--calibration prunes: choose tight, nm or column-combining")
-    calibration = read_calibration_npz(args.calibration)
-    graph = read_onnx(args.input)
+    method = check_one_shot_args(args)
+    onnx_input = Path(args.input).suffix.lower() == ".onnx"
+    config = None
+    if args.rate is None:  # one fixed config (tight-subword's: a tight one counting subword rows)
+        config = config_from_args(args, method="tight" if method == SUBWORD_METHOD else None)
+    options = OneShotOptions(method=method, rate=args.rate, seed=args.seed)
     compile_kernels_once(args)
-    method = "nm-permuted" if config.permute else config.method
-    result = one_shot_onnx(
-        graph,
-        OneShotOptions(method=method, seed=config.seed),
-        calibration=calibration,
-        config=config,
-        quiet=args.quiet,
-    )
+    found = graph = None
+    if onnx_input:
+        from tightcompress.pipeline.calibration import read_calibration_npz
+        from tightcompress.readers.onnx import read_onnx
+
+        calibration = None if args.calibration is None else read_calibration_npz(args.calibration)
+        graph = read_onnx(args.input)
+        result = one_shot_onnx(graph, options, calibration=calibration, config=config, quiet=args.quiet)
+    elif args.model is not None:
+        found, result = one_shot_checkpoint_model(args, method, config)
+    else:
+        found = read_input(args)
+        layers = list({gemm.layer.name: gemm.layer for gemm in found.matrices.values()}.values())
+        result = one_shot(layers, None, options, config=config, source=found.source, quiet=args.quiet)
+        result.report["notes"] = {**found.notes, **result.report["notes"]}
+        result.report["notes"]["skipped_layers"] = [*found.skipped, *result.report["notes"]["skipped_layers"]]
     report = result.report
-    with output_group() as stage:  # --out and --json are written both or neither
+    with output_group() as stage:  # every output is written, or none
         if args.out:
-            save_packed(stage(args.out), result.packed)
+            state, state_dtypes = passthrough_state(found, result.packed)
+            save_packed(stage(args.out), result.packed, state=state, state_dtypes=state_dtypes)
+        if args.pruned:
+            if graph is not None:
+                from tightcompress.pipeline.oneshot import write_pruned_onnx
+
+                write_pruned_onnx(graph, result.weights, stage(args.pruned))
+            else:
+                write_pruned_state_dict(found, result.weights, stage(args.pruned))
         write_json_atomic(stage(args.json), report)
     total = report["total"]
-    label = f"{config.method} (permuted)" if config.permute else config.method
+    calibrated = f"calibrated on {report['calibration_samples']} samples" if report["calibrated"] else "|w|"
+    error = report["relative_output_error"]
+    error_text = "" if error is None else f", relative output error {error:.2%} on those samples"
+    target = "" if args.rate is None else f" (asked {args.rate:g}x, {report['allocation']} per layer)"
     print(
-        f"{len(report['layers'])} layer(s), {label}, calibrated on {report['calibration_samples']} samples: "
-        f"rate {total['compression_rate']:.2f}x, dropped {total['dropped_magnitude_fraction']:.2%} of |w|, "
-        f"relative output error {report['relative_output_error']:.2%} on those samples -> {args.json}"
+        f"{len(report['layers'])} layer(s), {method}, {calibrated}: rate {total['compression_rate']:.2f}x"
+        f"{target}, dropped {total['dropped_magnitude_fraction']:.2%} of |w|{error_text} -> {args.json}"
     )
+    for message in report["notes"].get("messages", []):
+        print(f"note: {message}")
     return 0
+
+
+def one_shot_checkpoint_model(
+    args: argparse.Namespace, method: str, config: PackConfig | None
+) -> tuple[ModelWeights, typing.Any]:
+    """`pack CKPT --model file.py:Class --rate R [--calibration X.pt]`: the checkpoint loaded into its class
+    and pruned in place (`pipeline.oneshot.prune_module_packed`, calibrated on the tensor X, samples first),
+    its packed layers and weights renamed by state_dict key (`conv1.weight`) as `pack --model` names them.
+    Returns `(what the checkpoint holds, the one-shot result)`."""
+    from tightcompress.pipeline.frontier.kinds.pytorch import load_tensor_calibration
+    from tightcompress.pipeline.models import load_model
+    from tightcompress.pipeline.oneshot import prune_module_packed
+    from tightcompress.readers.checkpoint import read_state_dict
+    from tightcompress.readers.matrices import gemm_name
+
+    model = load_model(args.model, args.input, key=args.key)
+    found = with_checkpoint_dtypes(
+        model_weights(model, source=str(args.input)), read_state_dict(args.input, key=args.key)
+    )
+    calibration = None if args.calibration is None else load_tensor_calibration(Path(args.calibration))
+    result = prune_module_packed(
+        model, method=method, rate=args.rate, calibration=calibration, seed=args.seed, config=config
+    )
+
+    def key(fqn: str) -> str:
+        return f"{fqn}.weight" if fqn else "weight"
+
+    packed = {}
+    for pm in result.packed.values():
+        source = pm.info["source"]
+        source["weight"] = key(source["weight"])
+        name = gemm_name(source["weight"], source.get("group_index"))
+        pm.info["name"] = name
+        packed[name] = pm
+    result.packed = packed
+    result.weights = {key(fqn): weight for fqn, weight in result.weights.items()}
+    result.report["notes"] = {**found.notes, **result.report["notes"]}
+    return found, result
+
+
+def check_one_shot_args(args: argparse.Namespace) -> str:
+    """The one-shot method named by `--method`/`--permute`, after refusing (one line) what one-shot pruning
+    does not take."""
+    if args.zoo is not None or args.input is None:
+        raise TightCompressError("--rate and --calibration prune a model file: give one, not --zoo")
+    suffix = Path(args.input).suffix.lower()
+    method = args.method
+    if args.permute:
+        if method != "nm":
+            raise TightCompressError(
+                f"--permute goes with --method nm (N:M with a row permutation), not {method}"
+            )
+        method = "nm-permuted"
+    if args.calibration is not None and suffix != ".onnx" and args.model is None:
+        raise TightCompressError(
+            "--calibration goes with an .onnx input (an .npz keyed by input name) or with a checkpoint and "
+            "--model file.py:Class (a .pt or .npy tensor of inputs, samples first)"
+        )
+    if method == "dense":
+        raise TightCompressError(
+            "one-shot pruning prunes: choose tight, nm, column-combining or unstructured"
+        )
+    if method in UNSTRUCTURED_METHODS:
+        if args.rate is None:
+            raise TightCompressError(f"--method {method} prunes to a whole-model rate: give --rate R")
+        if args.out is not None:
+            raise TightCompressError(
+                f"--method {method} has no packed format, so no --out: write the pruned model with --pruned"
+            )
+    if args.rate is not None:
+        given = [option for dest, option, default in FIXED_OPTIONS if getattr(args, dest) != default]
+        if given:
+            raise TightCompressError(
+                f"--rate chooses each layer's options: drop {', '.join(given)} (or drop --rate to pack "
+                "with one fixed config)"
+            )
+    elif args.sparsity is not None:
+        raise TightCompressError("--calibration chooses what is kept by saliency: drop --sparsity")
+    if args.ray is not None or args.jobs is not None:
+        raise TightCompressError(
+            "one-shot pruning runs the layers in graph order in this process: drop --jobs/--ray"
+        )
+    if args.skip_bad_layers:
+        raise TightCompressError("--skip-bad-layers goes with packing, not with --rate or --calibration")
+    if args.pruned is not None:
+        wanted = (".onnx",) if suffix == ".onnx" else (".pt", ".pth", ".safetensors")
+        if suffix != ".onnx" and suffix not in wanted:
+            raise TightCompressError(
+                f"--pruned writes a model: give an .onnx or a checkpoint input, not {suffix}"
+            )
+        if Path(args.pruned).suffix.lower() not in wanted:
+            raise TightCompressError(
+                f"--pruned writes the model in its input's format: end it in {' or '.join(wanted)}, "
+                f"got {Path(args.pruned).name}"
+            )
+    return method
+
+
+def write_pruned_state_dict(found: ModelWeights | None, weights: dict[str, np.ndarray], path: str) -> None:
+    """The checkpoint's whole state_dict with each pruned weight replaced (in its own dtype), as .pt or
+    .safetensors: it loads into the model like the input."""
+    import torch
+
+    from tightcompress.readers.checkpoint import tensor_to_numpy
+
+    assert found is not None and found.state is not None
+    tensors = {}
+    for name, tensor in found.state.items():
+        if name in weights:
+            tensor = torch.from_numpy(np.ascontiguousarray(weights[name], dtype=np.float32)).to(tensor.dtype)
+        else:
+            tensor = (
+                tensor if isinstance(tensor, torch.Tensor) else torch.from_numpy(tensor_to_numpy(tensor)[0])
+            )
+        tensors[name] = tensor.contiguous()
+    output = Path(path)
+    if output.suffix.lower() == ".safetensors":
+        from safetensors.torch import save_file
+
+        with atomic_path(output, suffix=".safetensors") as tmp:
+            save_file(tensors, str(tmp))
+    else:
+        with atomic_path(output, suffix=output.suffix) as tmp:
+            torch.save(tensors, str(tmp))
 
 
 def restore_dtypes(packed_layers: dict[str, PackedMatrix], found: ModelWeights) -> None:

@@ -157,9 +157,9 @@ class CompressConfig:
 DEMO_METHODS = ("tight", "column-combining", "nm", PERMUTED_NM)
 # Every method the pipeline packs (one list: a method added there joins the frontier by name), then subwords.
 FRONTIER_METHODS: tuple[str, ...] = (*PIPELINE_METHODS, SUBWORD_METHOD)
-# The frontier's one-shot methods on an outside model (`pipeline.oneshot`): the word-level methods, and
-# per-layer unstructured magnitude/saliency as the reference (one-shot subwords are not supported there yet)
-ONESHOT_METHODS: tuple[str, ...] = (*PIPELINE_METHODS, "unstructured")
+# The frontier's one-shot methods on an outside model (`pipeline.oneshot`): the word-level methods,
+# per-layer unstructured magnitude/saliency as the reference, and 4-bit subwords (rate in bits)
+ONESHOT_METHODS: tuple[str, ...] = (*PIPELINE_METHODS, "unstructured", SUBWORD_METHOD)
 DEFAULT_RATES: tuple[float, ...] = (4.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0)
 DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2)
 

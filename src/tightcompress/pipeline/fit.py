@@ -127,6 +127,64 @@ def candidate_configs(
     return list(dict.fromkeys(configs))
 
 
+def refined_config(front: list[Option], chosen: Option, tried: list[PackConfig], K: int) -> PackConfig | None:
+    """One more candidate for a `K`-row layer between the chosen option and the next less lossy one on the
+    layer's `front` (between the next more lossy one and the choice when the choice is the least lossy),
+    or None when the method has none there.
+
+    Tight and N:M: the untried (group, height) of the method (groups as `candidate_configs` clamps them,
+    any height below the group) whose nominal rate `G/h` lies strictly between the pair's, nearest to
+    their geometric mean (the largest group on a tie): the grid has no option between dense and 2x, nor
+    between 2x and 2.67x. Column combining: the more lossy option's gamma bisected against the nearest
+    gentler gamma tried at its alpha and merge. Used when the candidates overshoot a target rate
+    (`pipeline.oneshot.plan_rate_sampled`)."""
+    index = front.index(chosen)
+    if index + 1 < len(front):
+        lossy, gentle = front[index], front[index + 1]
+    elif index > 0:
+        lossy, gentle = front[index - 1], front[index]
+    else:
+        return None
+    config = lossy.config
+    if config.method == "column-combining":
+        gentler = [
+            c.gamma
+            for c in tried
+            if c.method == config.method and (c.alpha, c.merge) == (config.alpha, config.merge)
+            and c.gamma < config.gamma
+        ]  # fmt: skip
+        low = max(gentler, default=0.0)
+        gamma = round((low + config.gamma) / 2, 4)
+        return replace(config, gamma=gamma) if low < gamma < config.gamma else None
+    if config.method not in ("tight", "nm") or not isinstance(config.height, int):
+        return None
+    high = config.group / config.height
+    low = 1.0 if gentle.config.method == "dense" else _nominal_rate(gentle.config)
+    if low is None or not low < high:
+        return None
+    middle = (low * high) ** 0.5
+    seen = {(c.method, c.group, c.height, c.permute) for c in tried}
+    groups = TIGHT_GROUPS if config.method == "tight" else NM_GROUPS
+    best = None
+    for group in sorted({min(g, K) for g in groups}):
+        for height in range(1, group):
+            rate = group / height
+            if low < rate < high and (config.method, group, height, config.permute) not in seen:
+                distance = abs(np.log(rate / middle))
+                if best is None or distance <= best[0] + 1e-12:
+                    best = (distance, group, height)
+    if best is None:
+        return None
+    return replace(config, group=best[1], height=best[2])
+
+
+def _nominal_rate(config: PackConfig) -> float | None:
+    """`G/h` of a tight or N:M config with a fixed height, else None."""
+    if config.method in ("tight", "nm") and isinstance(config.height, int):
+        return config.group / config.height
+    return None
+
+
 def best_reachable_rate(shapes: dict[str, tuple[int, int]], method: str, tile: int) -> float:
     """The highest rate the candidate options could give at all (one slot row per largest group)."""
     dense = slots = 0

@@ -34,18 +34,27 @@ _PER_GROUP_SUMS = (
 def vectors_per_layer(model: nn.Module, sample: torch.Tensor) -> dict[str, int]:
     """M of every GEMM of the conv/linear layers for one input `sample` (a batch of one, shaped like the
     data); each group `name[g]` of a grouped conv streams the layer's M."""
+    layers = gemm_layers(model)
     counts: dict[str, int] = {}
+    for name, m in _input_vectors(model, layers, sample).items():
+        groups = int(getattr(layers[name], "groups", 1))
+        for g in range(groups):
+            counts[gemm_name(name, None if groups == 1 else g)] = m
+    return counts
+
+
+def _input_vectors(model: nn.Module, layers: dict[str, nn.Module], sample: torch.Tensor) -> dict[str, int]:
+    """Input vectors (M) each of `layers` streams for one sample, from one hooked forward pass in eval
+    mode: a conv's output positions of one image, a linear layer's rows per sample."""
+    vectors: dict[str, int] = {}
     hooks = []
-    for name, layer in gemm_layers(model).items():
+    for name, layer in layers.items():
 
         def record(module, _inputs, output, name=name):
             if isinstance(module, nn.Linear):
-                m = int(output[0].numel() // output.shape[-1])
+                vectors[name] = int(output[0].numel() // output.shape[-1])
             else:
-                m = int(output[0, 0].numel())  # output positions of one image
-            groups = int(getattr(module, "groups", 1))
-            for g in range(groups):
-                counts[gemm_name(name, None if groups == 1 else g)] = m
+                vectors[name] = int(output[0, 0].numel())
 
         hooks.append(layer.register_forward_hook(record))
     was_training = model.training
@@ -57,7 +66,7 @@ def vectors_per_layer(model: nn.Module, sample: torch.Tensor) -> dict[str, int]:
         for hook in hooks:
             hook.remove()
         model.train(was_training)
-    return counts
+    return vectors
 
 
 def model_topology(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, TopologyLayer]:
@@ -173,23 +182,7 @@ def simulate_dense_layers(
     layers = dense_layers(model)
     if not layers:
         return []
-    vectors: dict[str, int] = {}
-    hooks = []
-    for name, layer in layers.items():
-
-        def record(module, _inputs, output, name=name):
-            vectors[name] = int(output[0, 0].numel()) if output.ndim > 2 else 1
-
-        hooks.append(layer.register_forward_hook(record))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(sample[:1])
-    finally:
-        for hook in hooks:
-            hook.remove()
-        model.train(was_training)
+    vectors = _input_vectors(model, layers, sample)
     out = []
     for name, layer in layers.items():
         weight = layer.weight.detach().cpu().float().numpy()

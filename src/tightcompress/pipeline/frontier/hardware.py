@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from tightcompress.format.packed import PackedMatrix
+from tightcompress.pipeline.config import SUBWORD_METHOD
 from tightcompress.pipeline.hardware import HW_ARRAY, simulate_model
 from tightcompress.readers.matrices import gemm_name
 
@@ -34,10 +35,21 @@ def packed_gains(
 ) -> dict[str, float | None]:
     """`{"speedup", "energy_gain"}` of the packed layers over dense, or None each when not simulable."""
     unknown: dict[str, float | None] = {"speedup": None, "energy_gain": None}
-    if method not in WORD_METHODS or not packed or vectors is None:
+    if method not in (*WORD_METHODS, SUBWORD_METHOD) or not packed or vectors is None:
         return unknown
     if not all(isinstance(p, PackedMatrix) and name in vectors for name, p in packed.items()):
         return unknown
+    if method == SUBWORD_METHOD:  # the 4-bit subword array against dense int8 (`hw.subword_sim`)
+        from tightcompress.hw import total_simulation
+        from tightcompress.hw.subword_sim import simulate_subword
+        from tightcompress.prune.subword_pack import SubwordPacked
+
+        layers = [
+            simulate_subword(SubwordPacked.from_packed(p), array=HW_ARRAY, m=vectors[name])
+            for name, p in packed.items()
+        ]
+        total = total_simulation(layers)
+        return {"speedup": float(total["speedup"]), "energy_gain": float(total["energy_gain"])}
     _, total = simulate_model(dict(packed), dict(vectors), array=HW_ARRAY)
     return {"speedup": float(total["speedup"]), "energy_gain": float(total["energy_gain"])}
 
