@@ -1,36 +1,55 @@
-"""One-shot pruning of a real pretrained CNN: ddddocr's recognition model, every method at 1.33x, 2x and 4x.
+"""One-shot pruning of a pretrained OCR CNN: every method at 1.33x, 2x and 4x, with and without calibration.
 
-Each cell prunes the dense model once with `tightcompress.pipeline.oneshot.prune_onnx` (no fine-tuning),
-without calibration (|w|) and with 128 calibration samples (saliency |w| x ||x|| and layer-by-layer
-reconstruction, every method alike), writes the pruned ONNX file, and scores it on the 400 rendered lines
-of `benchmarks/ocr/ddddocr_task.py`: exact-line accuracy and character accuracy (1 - total edit distance /
-total characters), both in percent. It records the wall time of `prune_onnx` (one run per cell: the table
-has 37 cells and the machine is shared; the load average is written next to each) and the time to score.
+`--task ppocr` (the default): PP-OCRv4's recognition CNN from the `rapidocr_onnxruntime` 1.4.4 wheel, weights
+in `Constant` nodes, scored by `benchmarks/ocr/ppocr_task.py`. `--task ddddocr`: ddddocr 1.6.1's
+`common.onnx`, scored by `benchmarks/ocr/ddddocr_task.py`. Both score 400 rendered lines with known strings:
+exact-line accuracy and character accuracy (1 - total edit distance / total characters), both in percent.
 
-Cells are run in priority order (dense; tight, nm and unstructured at 2x with and without calibration;
-then the rest) and written to the JSON after each one, so `--resume` picks up where a run stopped.
+Each cell prunes the dense model once with `tightcompress.pipeline.oneshot.prune_onnx(..., rate=R)` (per-layer
+options planned for the whole model's rate; no fine-tuning), without calibration (|w|) and with 128
+calibration samples (saliency |w| x ||x|| and layer-by-layer reconstruction, every method alike), writes the
+pruned ONNX file, and scores it. It records the measured rate, the relative error of the model's output on
+the calibration samples (measured here for every cell; the report's own is kept when calibrated), the wall
+time of `prune_onnx` including the model load (one run per cell: the machine is shared; the load average
+before and after is written next to each) and the time to score.
 
-    nice python benchmarks/bench_ocr_oneshot.py --json ocr_oneshot.json            # the whole table
-    nice python benchmarks/bench_ocr_oneshot.py --json ocr_oneshot.json --resume   # what is missing
-    python benchmarks/bench_ocr_oneshot.py --table ocr_oneshot.json                # Markdown from the JSON
+Cells are run in priority order (dense; tight and nm at 2x calibrated; tight and nm at 2x without; the other
+methods at 2x calibrated; then 1.33x and 4x) and written to the JSON after each one, so `--resume` picks up
+where a run stopped. A cell that fails is recorded under `failed` with its error and retried on `--resume`.
+
+    nice python benchmarks/bench_ocr_oneshot.py --task ppocr --json ppocr.json            # the whole table
+    nice python benchmarks/bench_ocr_oneshot.py --task ppocr --json ppocr.json --resume   # what is missing
+    python benchmarks/bench_ocr_oneshot.py --table ppocr.json                     # Markdown from the JSON
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "ocr"))
-import ddddocr_task  # the task: model, evaluation lines, calibration
+from ocr_common import machine
 
-METHODS = ("tight", "tight-subword", "nm", "nm-permuted", "column-combining", "unstructured")
+TASKS = {"ppocr": "ppocr_task", "ddddocr": "ddddocr_task"}  # --task -> module in benchmarks/ocr
+
+# unstructured: kept counts from the formats' allocation; unstructured-uniform: floor(size / rate) each
+METHODS = (
+    "tight",
+    "tight-subword",
+    "nm",
+    "nm-permuted",
+    "column-combining",
+    "unstructured",
+    "unstructured-uniform",
+)
 RATES = {"1.33x": 4.0 / 3.0, "2x": 2.0, "4x": 4.0}
 LAYER_FIELDS = (
     "name",
@@ -42,21 +61,44 @@ LAYER_FIELDS = (
     "relative_output_error",
     "option",
 )
-FIRST = [(m, "2x", c) for m in ("tight", "nm", "unstructured") for c in (True, False)]
+FIRST = [
+    *[(m, "2x", True) for m in ("tight", "nm")],
+    *[(m, "2x", False) for m in ("tight", "nm")],
+    *[(m, "2x", True) for m in ("unstructured", "nm-permuted", "tight-subword", "column-combining")],
+    *[(m, "2x", False) for m in ("unstructured", "nm-permuted", "tight-subword", "column-combining")],
+    *[(m, r, True) for r in ("1.33x", "4x") for m in ("tight", "nm", "unstructured")],
+]
 
 
-def machine() -> str:
-    """One line naming the CPU, the cores this process may use and Python."""
-    cpu = platform.processor() or platform.machine()
+def code_version() -> str:
+    """The commit of the tightcompress being measured (`git describe --always --dirty`), or "unknown"."""
+    import subprocess
+
+    import tightcompress
+
     try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{cpu}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}"
+        return subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=Path(tightcompress.__file__).parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def load_task(name: str) -> ModuleType:
+    """The task module for `--task` (model path, evaluation, calibration)."""
+    return importlib.import_module(TASKS[name])
+
+
+def task_of(data: dict) -> str | None:
+    """The task a results JSON was measured on (older ddddocr files record only the model path)."""
+    if "task" in data:
+        return data["task"]
+    model = str(data.get("model", ""))
+    return "ddddocr" if "ddddocr" in model else ("ppocr" if "rapidocr" in model else None)
 
 
 def cell_key(method: str, rate: str, calibrated: bool) -> str:
@@ -74,12 +116,19 @@ def cells(methods: Sequence[str], rates: Sequence[str], modes: Sequence[bool]) -
 
 
 def run_cell(
-    method: str, rate: str, calibrated: bool, calibration: dict, seed: int, threads: int, workdir: Path
+    task: ModuleType,
+    method: str,
+    rate: str,
+    calibrated: bool,
+    calibration: dict,
+    seed: int,
+    threads: int,
+    workdir: Path,
 ) -> dict:
     """Prune (unless dense), score, and return the cell's record."""
-    dense = ddddocr_task.model_path()
+    dense = task.model_path()
     load_before = os.getloadavg()[0]
-    record: dict = {"method": method, "rate": rate, "calibrated": calibrated}
+    record: dict = {"method": method, "rate": rate, "calibrated": calibrated, "code": code_version()}
     if method == "dense":
         path = dense
     else:
@@ -103,14 +152,48 @@ def run_cell(
         record["skipped_layers"] = len((report.get("notes") or {}).get("skipped_layers") or [])
         layers = report.get("layers") or []
         record["layers"] = [{key: layer[key] for key in LAYER_FIELDS if key in layer} for layer in layers]
+    if path != dense:
+        record["output_error_measured"] = output_error(dense, path, calibration)
     start = time.perf_counter()
-    metrics = ddddocr_task.evaluate_metrics(path, threads=threads)
+    metrics = task.evaluate_metrics(path, threads=threads)
     record["score_seconds"] = time.perf_counter() - start
     record["load_average"] = [load_before, os.getloadavg()[0]]
     record.update(metrics)
     if path != dense:
         path.unlink(missing_ok=True)
     return record
+
+
+def output_error(dense: Path, pruned: Path, inputs: dict, batch: int = 32) -> float:
+    """`||Y_pruned - Y_dense|| / ||Y_dense||` of the models' first outputs on `inputs` (the calibration set).
+
+    Measured here for every cell alike (the report gives it only when calibrated). One sample at a time when
+    the model refuses a batch (ddddocr's declares batch 1)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    sessions = [
+        ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"]) for p in (dense, pruned)
+    ]
+    n = len(next(iter(inputs.values())))
+    diff = ref = 0.0
+    for begin in range(0, n, batch):
+        feed = {name: array[begin : begin + batch] for name, array in inputs.items()}
+        try:
+            outputs = [s.run(None, feed)[0].astype(np.float64) for s in sessions]
+        except Exception:  # a refused batch (ddddocr: batch 1, time-major outputs (T, 1, C))
+            rows = range(len(next(iter(feed.values()))))
+            outputs = [
+                np.concatenate(
+                    [s.run(None, {k: v[i : i + 1] for k, v in feed.items()})[0] for i in rows], axis=1
+                ).astype(np.float64)
+                for s in sessions
+            ]
+        diff += float(((outputs[1] - outputs[0]) ** 2).sum())
+        ref += float((outputs[0] ** 2).sum())
+    return (diff / ref) ** 0.5
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -122,37 +205,60 @@ def _write_json(path: Path, data: dict) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _row(method: str, mode: str, rate: str, cell: dict | None, failed: dict | None) -> str:
+    if cell is None:
+        why = f"failed: {failed['error'][:80]}" if failed else "not run"
+        return f"| {method} | {mode} | {rate} | {why} | | | | |"
+    achieved = cell.get("compression_rate")
+    error = cell.get("output_error_measured", cell.get("relative_output_error"))
+    seconds = cell.get("prune_seconds")
+    load = cell.get("load_average") or []
+    load_note = f" (load {load[0]:.1f}-{load[1]:.1f})" if len(load) == 2 else ""
+    return (
+        f"| {method} | {mode} | {rate} | {achieved:.2f}x | {cell['exact_line_accuracy']:.2f} "
+        f"({cell['exact_lines']}/{cell['lines']}) | {cell['character_accuracy']:.2f} | "
+        + (f"{error:.4f}" if error is not None else "-")
+        + " | "
+        + (f"{seconds:.0f}{load_note}" if seconds is not None else "-")
+        + " |"
+    )
+
+
 def table(data: dict) -> str:
-    """The Markdown table of a results JSON: one row per method and mode, exact / character accuracy."""
+    """The Markdown table of a results JSON: one row per method, calibration and rate, 2x first.
+
+    Columns: measured rate, exact lines (percent and count), characters (percent), the relative output error
+    the report gives (on the calibration samples when calibrated), and the wall seconds of `prune_onnx`
+    with the model load and the load average before and after. Cells not measured say "not run"."""
     results = data["cells"]
-    rates = [r for r in RATES if any(c["rate"] == r for c in results.values())]
-    head = "| method | calibration | " + " | ".join(rates) + " | prune time (s) |"
-    lines = [head, "|" + "---|" * (len(rates) + 3)]
+    failed = data.get("failed", {})
+    samples = data.get("calibration_samples", 128)
+    lines = [
+        "| method | calibration | target | measured rate | exact lines % | characters % "
+        "| rel. output error | prune s (load) |",
+        "|---|---|---|---:|---:|---:|---:|---|",
+    ]
     dense = results.get("dense")
     if dense:
-        cell = f"{dense['exact_line_accuracy']:.1f} / {dense['character_accuracy']:.1f} (1x)"
-        lines.append(f"| dense | - | {' | '.join([cell] + ['-'] * (len(rates) - 1))} | - |")
-    for method in METHODS:
-        for calibrated in (False, True):
-            row, times = [], []
-            for rate in rates:
-                cell = results.get(cell_key(method, rate, calibrated))
-                if cell is None:
-                    row.append("not run")
-                    continue
-                achieved = cell.get("compression_rate")
-                rate_note = f" ({achieved:.2f}x)" if achieved and abs(achieved - RATES[rate]) > 0.02 else ""
-                row.append(f"{cell['exact_line_accuracy']:.1f} / {cell['character_accuracy']:.1f}{rate_note}")
-                times.append(f"{cell['prune_seconds']:.0f}")
-            if any(r != "not run" for r in row):
-                mode = f"{data.get('calibration_samples', 128)} samples" if calibrated else "none (\\|w\\|)"
-                lines.append(f"| {method} | {mode} | {' | '.join(row)} | {', '.join(times)} |")
+        lines.append(
+            f"| dense | - | 1x | 1.00x | {dense['exact_line_accuracy']:.2f} ({dense['exact_lines']}/"
+            f"{dense['lines']}) | {dense['character_accuracy']:.2f} | 0 | - |"
+        )
+    for rate in ("2x", "1.33x", "4x"):
+        for method in METHODS:
+            for calibrated in (True, False):
+                key = cell_key(method, rate, calibrated)
+                mode = f"{samples} samples" if calibrated else "none (\\|w\\|)"
+                lines.append(_row(method, mode, rate, results.get(key), failed.get(key)))
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the table (or print it from a JSON) and write the results after every cell."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--task", choices=list(TASKS), default="ppocr", help="model and metric (default: ppocr)"
+    )
     parser.add_argument("--json", type=Path, help="results file, rewritten after each cell")
     parser.add_argument("--resume", action="store_true", help="skip the cells already in --json")
     parser.add_argument("--table", type=Path, metavar="JSON", help="print the table of a results JSON")
@@ -170,21 +276,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.json is None:
         parser.error("--json is required to run the table")
+    task = load_task(args.task)
     data: dict = {"cells": {}}
     if args.resume and args.json.exists():
         data = json.loads(args.json.read_text())
+        if task_of(data) not in (None, args.task):
+            parser.error(f"{args.json} holds --task {task_of(data)} results, not {args.task}")
+        if data.get("calibration_samples", args.calibration_samples) != args.calibration_samples:
+            parser.error(f"{args.json} was measured with {data['calibration_samples']} calibration samples")
     data.update(
         {
             "command": "python benchmarks/bench_ocr_oneshot.py " + " ".join(argv or sys.argv[1:]),
             "machine": machine(),
-            "model": str(ddddocr_task.model_path()),
-            "evaluation_lines": ddddocr_task.EVAL_LINES,
+            "task": args.task,
+            "model": str(task.model_path()),
+            "evaluation_lines": task.EVAL_LINES,
             "calibration_samples": args.calibration_samples,
-            "calibration_seed": ddddocr_task.CALIBRATION_SEED,
+            "calibration_seed": task.CALIBRATION_SEED,
             "seed": args.seed,
         }
     )
-    calibration = ddddocr_task.calibration(args.calibration_samples)
+    calibration = task.calibration(args.calibration_samples)
     modes = [mode == "calibrated" for mode in args.modes]
     with tempfile.TemporaryDirectory(prefix="ocr_oneshot_") as tmp:
         for method, rate, calibrated in cells(args.methods, args.rates, modes):
@@ -192,19 +304,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             if key in data["cells"]:
                 continue
             try:
-                record = run_cell(method, rate, calibrated, calibration, args.seed, args.threads, Path(tmp))
+                record = run_cell(
+                    task, method, rate, calibrated, calibration, args.seed, args.threads, Path(tmp)
+                )
             except Exception as error:  # one failing cell must not lose the others; the JSON says why
                 record = {"method": method, "rate": rate, "calibrated": calibrated, "error": repr(error)}
                 print(f"{key}: FAILED {error!r}", flush=True)
             else:
                 print(
                     f"{key}: exact {record['exact_line_accuracy']:.1f} %, characters "
-                    f"{record['character_accuracy']:.1f} %, prune {record.get('prune_seconds', 0.0):.1f} s, "
-                    f"load {record['load_average'][0]:.1f}",
+                    f"{record['character_accuracy']:.1f} %, "
+                    f"rate {record.get('compression_rate') or 1.0:.2f}x, "
+                    f"error {record.get('output_error_measured') or 0.0:.4f}, "
+                    f"prune {record.get('prune_seconds', 0.0):.1f} s, load {record['load_average'][0]:.1f}",
                     flush=True,
                 )
             if "error" not in record:
                 data["cells"][key] = record
+                data.get("failed", {}).pop(key, None)
             else:
                 data.setdefault("failed", {})[key] = record
             _write_json(args.json, data)

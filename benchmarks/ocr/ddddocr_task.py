@@ -52,11 +52,15 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageFilter
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ocr_common import Line, collapse_ctc, edit_distance, font, score, write_npz
+
+__all__ = ["Line", "edit_distance", "score"]  # shared with ppocr_task.py (ocr_common.py), re-exported
 
 MODEL_FILE = "common.onnx"
 INPUT_NAME = "input1"
@@ -85,14 +89,6 @@ MAX_ROTATION = 10.0  # degrees, per character
 MAX_SHIFT = 2.0  # pixels, per character, up or down
 
 
-@dataclass(frozen=True)
-class Line:
-    """One rendered line: the string drawn and the RGB image it was drawn on."""
-
-    text: str
-    image: Image.Image
-
-
 def model_path() -> Path:
     """The float recognition model inside the installed ddddocr wheel (what `DdddOcr(beta=True)` loads)."""
     import importlib.util
@@ -116,18 +112,6 @@ def charset() -> tuple[str, ...]:
     return tuple(manager.get_charset())
 
 
-@functools.lru_cache(maxsize=1)
-def _fonts_dir() -> Path:
-    import matplotlib
-
-    return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-
-
-@functools.lru_cache(maxsize=64)
-def _font(name: str, size: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(str(_fonts_dir() / name), size)
-
-
 def _text(rng: np.random.Generator) -> str:
     length = int(rng.choice(LINE_LENGTHS))
     return "".join(ALPHABET[i] for i in rng.integers(0, len(ALPHABET), size=length))
@@ -140,15 +124,15 @@ def render_line(text: str, rng: np.random.Generator) -> Image.Image:
     size = int(rng.integers(26, 33))
     background = tuple(int(v) for v in rng.integers(205, 256, size=3))
     ink = tuple(int(v) for v in rng.integers(0, 90, size=3))
-    font = _font(font_name, size)
-    ascent, descent = font.getmetrics()
+    typeface = font(font_name, size)
+    ascent, descent = typeface.getmetrics()
     glyphs = []
     for char in text:
-        left, _, right, _ = font.getbbox(char)
+        left, _, right, _ = typeface.getbbox(char)
         # Every patch spans the font's ascent and descent, so the characters share one baseline and keep
         # their relative heights (the only cue between, e.g., "Y" and "y").
         patch = Image.new("L", (right - left + 8, ascent + descent + 8), 0)
-        ImageDraw.Draw(patch).text((4 - left, 4), char, font=font, fill=255)
+        ImageDraw.Draw(patch).text((4 - left, 4), char, font=typeface, fill=255)
         angle = float(rng.uniform(-MAX_ROTATION, MAX_ROTATION))
         glyphs.append((patch.height, patch.rotate(angle, resample=BICUBIC, expand=True)))
     gaps = rng.integers(-3, 3, size=len(text))
@@ -225,42 +209,7 @@ def ctc_greedy_decode(logits: np.ndarray, classes: Sequence[str]) -> list[str]:
     """ddddocr's decoding of time-major logits (T, N, C): argmax, collapse repeats, drop blank 0, map."""
     if logits.ndim != 3:
         raise ValueError(f"expected time-major logits (T, N, C), got shape {logits.shape}")
-    indices = logits.argmax(axis=2)  # (T, N)
-    texts = []
-    for column in indices.T:
-        keep = np.ones(column.shape, dtype=bool)
-        keep[1:] = column[1:] != column[:-1]
-        keep &= column != 0
-        texts.append("".join(classes[i] for i in column[keep] if 0 <= i < len(classes)))
-    return texts
-
-
-def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance (unit costs) between two strings."""
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
-
-
-def score(predictions: Sequence[str], truths: Sequence[str]) -> dict:
-    """Exact-line and character accuracy (percent) of `predictions` against `truths`."""
-    if len(predictions) != len(truths) or not truths:
-        raise ValueError(f"{len(predictions)} predictions for {len(truths)} truths")
-    exact = sum(p == t for p, t in zip(predictions, truths, strict=True))
-    edits = sum(edit_distance(p, t) for p, t in zip(predictions, truths, strict=True))
-    chars = sum(len(t) for t in truths)
-    return {
-        "exact_line_accuracy": 100.0 * exact / len(truths),
-        "character_accuracy": 100.0 * max(0.0, 1.0 - edits / chars),
-        "lines": len(truths),
-        "exact_lines": exact,
-        "edits": edits,
-        "characters": chars,
-    }
+    return collapse_ctc(logits.argmax(axis=2).T, classes)
 
 
 class Recognizer:
@@ -353,18 +302,9 @@ def calibration(n: int = 128, seed: int = CALIBRATION_SEED) -> dict[str, np.ndar
 
 def write_calibration(path: str | os.PathLike, n: int = 128, seed: int = CALIBRATION_SEED) -> Path:
     """Write `calibration(n, seed)` as an `.npz` at `path` atomically; return the path."""
-    path = Path(path)
-    if path.suffix != ".npz":
+    if Path(path).suffix != ".npz":
         raise ValueError(f"{path}: the calibration file must end in .npz")
-    arrays = calibration(n, seed)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_npz(path, calibration(n, seed))
 
 
 def png_bytes(image: Image.Image) -> bytes:
