@@ -122,3 +122,39 @@ def test_pointwise_conv_rows_equal_im2col(shape, strides, groups):
     assert len(got) == groups
     for g, block in enumerate(got):
         np.testing.assert_array_equal(block, rows[:, g * per_group : (g + 1) * per_group])
+
+
+@pytest.mark.parametrize(
+    ("shape", "kernel", "strides", "dilations", "pads", "groups"),
+    [
+        ((3, 4, 9, 11), (3, 3), (1, 1), (1, 1), (1, 1, 1, 1), 1),
+        ((2, 6, 9, 11), (1, 3), (2, 1), (1, 2), (0, 2, 1, 0), 2),
+        ((2, 4, 8, 8), (5, 5), (2, 2), (1, 1), (2, 2, 2, 2), 4),
+        ((3, 4, 13), (3,), (2,), (1,), (1, 0), 1),
+        ((2, 5, 7, 7), (1, 1), (1, 1), (1, 1), (0, 0, 0, 0), 1),
+    ],
+)
+def test_conv_square_sums_equal_the_rows_squares(shape, kernel, strides, dilations, pads, groups):
+    """The saliency's input norms of a conv, summed without im2col, equal the im2col rows' squares summed."""
+    from tightcompress.pipeline.calibration import conv_square_sums
+
+    x = np.random.default_rng(1).normal(size=shape).astype(np.float32)
+    rows = conv_rows(x, kernel, strides, dilations, pads, groups)
+    sums = conv_square_sums(x, kernel, strides, dilations, pads, groups)
+    assert len(sums) == groups
+    for block, total in zip(rows, sums, strict=True):
+        np.testing.assert_allclose(total, np.square(block, dtype=np.float64).sum(axis=0), rtol=1e-9)
+
+
+@pytest.mark.parametrize("method", ["tight", "nm-permuted"])
+def test_options_evaluated_on_threads_equal_one_thread(method):
+    """Evaluating a layer's candidate options on several threads gives exactly the options of one thread
+    (each search is seeded and runs whole on one thread), twice over (the same seed, the same result)."""
+    from tightcompress.pipeline.fit import candidate_configs, evaluate_options
+
+    rng = np.random.default_rng(0)
+    matrix = (rng.normal(size=(96, 80)) * (rng.random((96, 80)) < 0.6)).astype(np.float32)
+    configs = candidate_configs(method, 96, 16, seed=3, N=80)
+    alone = evaluate_options(matrix, configs, plan_iterations=3_000, workers=1)
+    for _ in range(2):
+        assert evaluate_options(matrix, configs, plan_iterations=3_000, workers=3) == alone

@@ -29,6 +29,10 @@ schedule, best-state bookkeeping) lives in the state tuple and the one-row `RUN`
 never reseeded between chunks, so any chunking gives bit-identical results; the caller returns to Python
 between chunks (Ctrl-C is acted on there). All chunks of a run must be called from the same thread, with
 no other numba RNG use in between.
+
+Threads: every kernel releases the GIL (`nogil`), and numba's RNG state is per thread, so several searches
+may run at once on threads (`pipeline.fit.evaluate_options` evaluates a layer's options so); each run,
+from `*_start` to `*_finish`, on one thread gives the same result as alone.
 """
 
 from __future__ import annotations
@@ -117,7 +121,7 @@ def _pick_col_swap(n_tiles, C):
     return t1, c1, t2, c2
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _pick_row_swap(n_pos, group_of_pos):
     """Two positions in different groups (uniform); (-1, -1) if there is one group only."""
     for _ in range(64):
@@ -145,7 +149,7 @@ def _restore_best(state, at_best):
         state.tile_cols[:, :] = state.best_cols
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _group_of_pos(offsets, K):
     group_of_pos = np.empty(K, dtype=np.int64)
     for g in range(offsets.shape[0] - 1):
@@ -186,7 +190,7 @@ def _drop_of(vals, start, end, k, swap_pos, swap_val, top):
     return total - kept
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _permuted_costs(cost, perm, tile_cols):
     """`vals[t, c, p]`: cost of the weight at array column c, permuted position p of tile t (0 if unused).
 
@@ -205,7 +209,7 @@ def _permuted_costs(cost, perm, tile_cols):
     return vals
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def capped_drop_table(cost, perm, tile_cols, offsets, k):
     """`drop[t, g, c]` for the current arrangement."""
     n_tiles, C = tile_cols.shape
@@ -222,7 +226,7 @@ def capped_drop_table(cost, perm, tile_cols, offsets, k):
     return drop
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _capped_row_delta(s, w, k, t, i1, i2):
     """Delta of swapping positions i1, i2 of tile t; fills `w.new1/new2/touched` for the touched columns."""
     g1 = s.group_of_pos[i1]
@@ -244,7 +248,7 @@ def _capped_row_delta(s, w, k, t, i1, i2):
     return delta, n_touched
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _capped_col_move(s, w, k, t1, c1, t2, c2, temperature):
     """Decide a swap of array column c1 of tile t1 with c2 of tile t2, drawing the Metropolis number the
     moment the delta is known to be positive, exactly as `delta <= 0 or random() < exp(-delta / T)` would.
@@ -306,7 +310,7 @@ def _capped_col_move(s, w, k, t1, c1, t2, c2, temperature):
     return u < math.exp(-delta / temperature), delta
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def capped_state(cost, perm, tile_cols, offsets, k):
     """The annealer's state for the capped objective (arrays of the arrangement and its tables) and its
     scratch buffers. `perm`/`tile_cols` are shared, not copied: the search works on them in place."""
@@ -341,7 +345,7 @@ def capped_state(cost, perm, tile_cols, offsets, k):
     return state, scratch
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def capped_start(s, w, run, seed, t0_scale):
     """Seed the RNG, take the start's cost, and pick the starting temperature (the mean uphill delta of 200
     random row swaps, scaled). Marks the run done when there is nothing to search."""
@@ -372,7 +376,7 @@ def capped_start(s, w, run, seed, t0_scale):
     r.t0 = t0_scale * (uphill / n_uphill if n_uphill else max(current / max(1, K), 1e-12))
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _capped_accept_col(s, w, t1, c1, t2, c2):
     """Apply an accepted column swap to the arrangement and its tables."""
     j1 = s.tile_cols[t1, c1]
@@ -387,7 +391,7 @@ def _capped_accept_col(s, w, t1, c1, t2, c2):
         s.drop[t2, g, c2] = w.col2[g]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _capped_accept_row(s, w, t, i1, i2, n_touched):
     """Apply an accepted row swap to the arrangement and its tables."""
     g1 = s.group_of_pos[i1]
@@ -404,7 +408,7 @@ def _capped_accept_row(s, w, t, i1, i2, n_touched):
         s.drop[t, g2, w.touched[n]] = w.new2[n]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def capped_chunk(s, w, run, moves):
     """Run the next `moves` moves (at most) of a capped annealing run; True once the run is over.
 
@@ -479,7 +483,7 @@ def capped_chunk(s, w, run, moves):
     return r.done
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def capped_finish(s, run):
     """Leave the arrangement at the best state and return its exact cost (the running sum drifts)."""
     r = run[0]
@@ -491,7 +495,7 @@ def capped_finish(s, run):
 
 
 # ---------------------------------------------------------------------------------------- lossless
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _lossless_tables(nonzero, perm, tile_cols, offsets, max_size):
     n_tiles, C = tile_cols.shape
     n_groups = offsets.shape[0] - 1
@@ -538,7 +542,7 @@ def _set_count(counts, hist, gmax, t, g, c, n):
         gmax[t, g] = m
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def lossless_state(nonzero, perm, tile_cols, offsets):
     """The annealer's state for the lossless objective (counts, their histogram and maxima per group) and
     its scratch buffers. `perm`/`tile_cols` are shared, not copied."""
@@ -574,7 +578,7 @@ def lossless_state(nonzero, perm, tile_cols, offsets):
     return state, scratch
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def lossless_start(s, run, seed, t0_scale):
     """Seed the RNG and take the start's rows and energy; marks the run done when there is nothing to do."""
     np.random.seed(seed)
@@ -597,7 +601,7 @@ def lossless_start(s, run, seed, t0_scale):
         r.done = True
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _lossless_col_delta(s, w, t1, c1, t2, c2):
     """Set the counts of a tentative column swap; returns (energy delta, rows delta). Undo: `_undo_col`."""
     hist = s.hist
@@ -633,14 +637,14 @@ def _lossless_col_delta(s, w, t1, c1, t2, c2):
     return after - before, rows_delta
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _lossless_undo_col(s, w, t1, c1, t2, c2):
     for g in range(s.offsets.shape[0] - 1):
         _set_count(s.counts, s.hist, s.gmax, t1, g, c1, w.old_col1[g])
         _set_count(s.counts, s.hist, s.gmax, t2, g, c2, w.old_col2[g])
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _lossless_row_delta(s, w, t, i1, i2):
     """Set the counts of a tentative row swap; returns (energy delta, rows delta, columns changed)."""
     hist = s.hist
@@ -670,7 +674,7 @@ def _lossless_row_delta(s, w, t, i1, i2):
     return after - before, gmax[t, g1] + gmax[t, g2] - m1 - m2, n_changed
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _lossless_undo_row(s, w, t, i1, i2, n_changed):
     g1 = s.group_of_pos[i1]
     g2 = s.group_of_pos[i2]
@@ -680,7 +684,7 @@ def _lossless_undo_row(s, w, t, i1, i2, n_changed):
         _set_count(s.counts, s.hist, s.gmax, t, g2, c, s.counts[t, g2, c] + w.old_n[n])
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def lossless_chunk(s, w, run, moves):
     """Run the next `moves` moves (at most) of a lossless annealing run; True once the run is over.
 
@@ -768,7 +772,7 @@ def lossless_chunk(s, w, run, moves):
     return r.done
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def lossless_finish(s, run):
     """Leave the arrangement at the best state; returns its packed rows."""
     r = run[0]
@@ -841,7 +845,7 @@ def _place(t, r, g, lo, hi, row_cols, perm, offsets, heads, counts, tallest):
             tallest[g] = counts[c, g]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _place_exact(t, order, row_start, row_cols, row_cost, sizes, offsets, k, perm, heads, counts, tallest):
     """Each row into the open group with the least score, every open group scored (O(rows x groups))."""
     n_groups = sizes.shape[0]
@@ -860,7 +864,7 @@ def _place_exact(t, order, row_start, row_cols, row_cost, sizes, offsets, k, per
         _place(t, r, best_g, lo, hi, row_cols, perm, offsets, heads, counts, tallest)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _place_by_candidates(
     t, order, row_start, row_cols, row_cost, sizes, offsets, k, n_candidates, perm, heads, counts, tallest
 ):
@@ -947,7 +951,7 @@ def _place_by_candidates(
             _tree_set(by_room, size, g, ((room_span - room[g]) * span + heads[g]) * n_groups + g)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def greedy_rows(
     cost, tile_cols, offsets, k, exact_groups=GREEDY_EXACT_GROUPS, n_candidates=GREEDY_CANDIDATES
 ):

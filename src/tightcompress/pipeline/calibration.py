@@ -86,6 +86,36 @@ def conv_rows(
     return [rows[:, g * per_group : (g + 1) * per_group] for g in range(groups)]
 
 
+def conv_square_sums(
+    x: np.ndarray,
+    kernel: tuple[int, ...],
+    strides: tuple[int, ...],
+    dilations: tuple[int, ...],
+    pads: tuple[int, ...],
+    groups: int,
+) -> list[np.ndarray]:
+    """Per group, the summed squares of every column of `conv_rows(x, ...)` (float64), without building
+    the rows: one strided sum of the padded `x**2` per kernel offset."""
+    x2 = np.square(np.asarray(x), dtype=np.float64)
+    if x2.ndim == 3:
+        x2 = x2[:, :, None, :]
+        kernel, strides, dilations = (1, *kernel), (1, *strides), (1, *dilations)
+        pads = (0, pads[0], 0, pads[1])
+    rank = len(kernel)
+    x2 = np.pad(x2, [(0, 0), (0, 0), *((int(pads[a]), int(pads[a + rank])) for a in range(rank))])
+    out = [(x2.shape[2 + a] - dilations[a] * (kernel[a] - 1) - 1) // strides[a] + 1 for a in range(rank)]
+    sums = np.zeros((x2.shape[1], *kernel), dtype=np.float64)
+    for offset in np.ndindex(*kernel):
+        window = tuple(
+            slice(o * d, o * d + s * (n - 1) + 1, s)
+            for o, d, s, n in zip(offset, dilations, strides, out, strict=True)
+        )
+        sums[(slice(None), *offset)] = x2[(slice(None), slice(None), *window)].sum(axis=(0, 2, 3))
+    flat = sums.reshape(-1)
+    per_group = flat.size // groups
+    return [flat[g * per_group : (g + 1) * per_group] for g in range(groups)]
+
+
 def _same_pads(spatial: tuple[int, ...], kernel, strides, dilations, upper: bool) -> tuple[int, ...]:
     begins, ends = [], []
     for size, k, s, d in zip(spatial, kernel, strides, dilations, strict=True):
@@ -239,15 +269,20 @@ class OnnxCalibration:
 
     def dense_input_norms(self) -> dict[str, np.ndarray]:
         """`||x_i||` of every GEMM's inputs in the dense model (one pass), by GEMM name."""
-        activations = list(dict.fromkeys(u.activation for w in self.graph.weights for u in w.uses))
+        activations = list(
+            dict.fromkeys(u.activation for w in self.graph.weights if not w.layer.depthwise for u in w.uses)
+        )
         session = self._session(activations)
         sums: dict[str, np.ndarray] = {}
         for feed in self._batches():
             values = dict(zip(activations, self._run(session, feed, self.dense_feed), strict=True))
             for found in self.graph.weights:
+                if found.layer.depthwise:  # left dense: no saliency needed
+                    continue
                 for use in found.uses:
-                    blocks = _use_rows(use, values[use.activation], found.layer)
-                    _add_square_sums(sums, found.layer, blocks)
+                    x = values[use.activation]
+                    check_finite([x], found.layer.name, "dense")
+                    _add_square_sums(sums, found.layer, _use_square_sums(use, x, found.layer))
         return {name: np.sqrt(total) for name, total in sums.items()}
 
     def output_error(self) -> float:
@@ -424,13 +459,12 @@ def _join_uses(rows: list[list[np.ndarray]], groups: int) -> list[np.ndarray]:
     return [np.concatenate([r[g] for r in rows]) for g in range(groups)]
 
 
-def _add_square_sums(sums: dict[str, np.ndarray], layer: LayerWeight, blocks: list[np.ndarray]) -> None:
+def _add_square_sums(sums: dict[str, np.ndarray], layer: LayerWeight, columns: list[np.ndarray]) -> None:
+    """Add each group's summed squares per input column to `sums` (by GEMM name)."""
     from tightcompress.readers.matrices import gemm_name
 
-    check_finite(blocks, layer.name, "dense")
-    for g, block in enumerate(blocks):
+    for g, column in enumerate(columns):
         name = gemm_name(layer.name, None if layer.groups == 1 else g)
-        column = np.square(block, dtype=np.float64).sum(axis=0)
         sums[name] = sums[name] + column if name in sums else column
 
 
@@ -438,25 +472,37 @@ def _use_rows(use: Any, x: np.ndarray, layer: LayerWeight) -> list[np.ndarray]:
     """One node's activation input -> rows per group."""
     K = layer.weight.shape[1] if layer.weight.ndim == 2 else None
     if use.kind == "conv":
-        attrs = use.attrs
-        kernel = tuple(int(k) for k in layer.weight.shape[2:])
-        rank = len(kernel)
-        strides = tuple(attrs.get("strides", [1] * rank))
-        dilations = tuple(attrs.get("dilations", [1] * rank))
-        auto_pad = attrs.get("auto_pad", b"NOTSET")
-        auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
-        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-            pads = _same_pads(tuple(x.shape[2:]), kernel, strides, dilations, auto_pad == "SAME_UPPER")
-        elif auto_pad == "VALID":
-            pads = (0,) * (2 * rank)
-        else:
-            pads = tuple(attrs.get("pads", [0] * (2 * rank)))
-        return conv_rows(x, kernel, strides, dilations, pads, layer.groups)
+        return conv_rows(x, *_conv_geometry(use, x, layer), layer.groups)
     if use.kind == "rows":
         return [np.asarray(x).reshape(-1, K)]
     if use.kind == "rows_t":
         return [np.asarray(x).T.reshape(-1, K)]
     return [np.swapaxes(np.asarray(x), -1, -2).reshape(-1, K)]  # cols: B @ x
+
+
+def _use_square_sums(use: Any, x: np.ndarray, layer: LayerWeight) -> list[np.ndarray]:
+    """Per group, the summed squares of each column of `_use_rows` (a conv's without im2col)."""
+    if use.kind == "conv":
+        return conv_square_sums(x, *_conv_geometry(use, x, layer), layer.groups)
+    return [np.square(block, dtype=np.float64).sum(axis=0) for block in _use_rows(use, x, layer)]
+
+
+def _conv_geometry(use: Any, x: np.ndarray, layer: LayerWeight) -> tuple[tuple[int, ...], ...]:
+    """`(kernel, strides, dilations, pads)` of a Conv node on input `x`, pads as ONNX writes them."""
+    attrs = use.attrs
+    kernel = tuple(int(k) for k in layer.weight.shape[2:])
+    rank = len(kernel)
+    strides = tuple(int(s) for s in attrs.get("strides", [1] * rank))
+    dilations = tuple(int(d) for d in attrs.get("dilations", [1] * rank))
+    auto_pad = attrs.get("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        pads = _same_pads(tuple(x.shape[2:]), kernel, strides, dilations, auto_pad == "SAME_UPPER")
+    elif auto_pad == "VALID":
+        pads = (0,) * (2 * rank)
+    else:
+        pads = tuple(int(p) for p in attrs.get("pads", [0] * (2 * rank)))
+    return kernel, strides, dilations, pads
 
 
 def _value_types(model: Any) -> dict[str, int]:
@@ -682,10 +728,14 @@ class TorchCalibration:
         sums: dict[str, np.ndarray] = {}
         handles = []
         for fqn, (module, layer) in self.found.items():
+            if layer.depthwise:  # left dense: no saliency needed
+                continue
 
             def hook(_module: Any, args: tuple, module=module, layer=layer) -> None:
                 x = args[0].detach().float().cpu().numpy()
-                _add_square_sums(sums, layer, _torch_rows(module, x, layer))
+                blocks = _torch_rows(module, x, layer)
+                check_finite(blocks, layer.name, "dense")
+                _add_square_sums(sums, layer, [np.square(b, dtype=np.float64).sum(axis=0) for b in blocks])
 
             handles.append(self.dense_modules[fqn].register_forward_pre_hook(hook))
         self.dense.eval()

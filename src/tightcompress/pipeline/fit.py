@@ -211,18 +211,54 @@ def check_rate(shapes: dict[str, tuple[int, int]], method: str, rate: float, til
 
 
 def evaluate_options(
-    matrix: np.ndarray, configs: list[PackConfig], *, plan_iterations: int | None = 30_000
+    matrix: np.ndarray,
+    configs: list[PackConfig],
+    *,
+    plan_iterations: int | None = 30_000,
+    workers: int | None = None,
 ) -> list[Option]:
-    """Pack `matrix` with each config (a short search for tight) and record slots and dropped magnitude."""
-    options = []
-    for config in configs:
+    """Pack `matrix` with each config (a short search for tight) and record slots and dropped magnitude.
+
+    The configs are packed on `workers` threads (default: `search_workers()`): the searches release the
+    GIL and each runs whole on one thread with its own seeded RNG, so the options are the same for any
+    number of workers (`tests/test_oneshot_speed.py`)."""
+    matrix = np.asarray(matrix)
+
+    def one(config: PackConfig) -> Option:
         trial = replace(config, iterations=plan_iterations) if is_searched(config) else config
-        packed = pack(matrix, trial)
-        report = packed.report()
-        options.append(
-            Option(config, int(report["packed_slots"]), float(report["dropped_magnitude_fraction"]))
-        )
-    return options
+        report = pack(matrix, trial).report()
+        return Option(config, int(report["packed_slots"]), float(report["dropped_magnitude_fraction"]))
+
+    workers = search_workers() if workers is None else max(1, int(workers))
+    searched = sum(is_searched(c) for c in configs)
+    if workers == 1 or searched < 2:
+        return [one(config) for config in configs]
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(configs)))
+    try:
+        return list(pool.map(one, configs))
+    finally:  # on Ctrl-C the queued configs are dropped; running ones end within their short search
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def search_workers() -> int:
+    """Threads for independent searches: the cores this process may use (`TIGHTCOMPRESS_SEARCH_THREADS`
+    overrides; 1 turns the threads off)."""
+    import os
+
+    value = os.environ.get("TIGHTCOMPRESS_SEARCH_THREADS")
+    if value is not None:
+        try:
+            return max(1, int(value))
+        except ValueError:
+            raise TightCompressError(
+                f"TIGHTCOMPRESS_SEARCH_THREADS must be an integer >= 1, got {value!r}"
+            ) from None
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def frontier(options: list[Option]) -> list[Option]:

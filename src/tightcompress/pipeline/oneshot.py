@@ -91,8 +91,9 @@ class OneShotOptions:
     damping: float = DAMPING
     # annealing moves when the candidate options are evaluated, and for the chosen option (the pipeline's
     # 30k / 300k cost 25 min on a 22-layer model on a busy 2-core machine; 5k moves drop within 0.1 % of
-    # the |w| 30k moves drop on a 144 x 32 layer)
-    plan_iterations: int | None = 5_000
+    # the |w| 30k moves drop on a 144 x 32 layer; PP-OCRv4 rec at rate 2 with 128 calibration samples:
+    # 1.5k moves give the same 33 options, output error and exact lines as 5k, at 25 instead of 68 CPU s)
+    plan_iterations: int | None = 1_500
     final_iterations: int | None = 50_000
 
     def __post_init__(self) -> None:
