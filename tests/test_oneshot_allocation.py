@@ -301,3 +301,24 @@ def test_pack_rate_calibrated_on_a_pytorch_checkpoint(tmp_path, monkeypatch, cap
     back = torch.load(tmp_path / "back.pt", weights_only=True)
     for name, tensor in torch.load(tmp_path / "pruned.pt", weights_only=True).items():
         assert torch.equal(back[name], tensor), name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", [["nm", "--permute"], ["column-combining"]])
+def test_pack_rate_calibrated_permuted_nm_and_column_combining_round_trip(model_dir, method, capsys):
+    """The two methods of the issue's table with a search or merges: `--out` unpacks to the very model
+    `--pruned` wrote, and a rate the options cannot meet closely is printed as a note."""
+    argv = ["pack", "m.onnx", "--rate", "2", "--method", *method, "--calibration", "calib.npz",
+            "--out", "p.safetensors", "--pruned", "pruned.onnx", "--json", "r.json", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    report = json.loads((model_dir / "r.json").read_text())
+    validate_pack_report(report)
+    assert report["method"] == ("nm-permuted" if "--permute" in method else "column-combining")
+    if report["compression_rate"] > 2.04:
+        assert f"note: rate {report['compression_rate']:.3f}x measured for the 2x asked" in out
+    assert main(["unpack", "p.safetensors", "back.onnx", "--onnx", "m.onnx"]) == 0
+    x = np.random.default_rng(6).normal(size=(5, 3, 6, 6)).astype(np.float32)
+    np.testing.assert_array_equal(
+        run_onnx(model_dir / "back.onnx", x), run_onnx(model_dir / "pruned.onnx", x)
+    )
