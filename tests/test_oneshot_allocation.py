@@ -18,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from torch import nn  # noqa: E402
 
 from tightcompress.cli.main import main  # noqa: E402
+from tightcompress.errors import TightCompressError  # noqa: E402
 from tightcompress.pipeline.fit import Option, choose_options, frontier, refined_config  # noqa: E402
 from tightcompress.pipeline.oneshot import plan_unstructured, prune_module  # noqa: E402
 from tightcompress.schemas import load_schema  # noqa: E402
@@ -108,6 +109,35 @@ def test_unstructured_is_planned_for_the_whole_model_and_uniform_stays_available
         r["allocation"]: sum(x["dropped_saliency_fraction"] for x in r["layers"]) for r in (planned, uniform)
     }
     assert summed["planned"] < summed["uniform"]  # the objective both rules are judged by
+
+
+@pytest.mark.parametrize("method", ["nm", "tight"])
+def test_uniform_allocation_gives_every_layer_the_rate(method):
+    """The planned rule may take the whole rate from the big layer; the uniform one packs each layer at
+    the rate itself (its least lossy option there), so no layer is left dense and none goes far beyond."""
+    planned = prune_module(dominated_model(), method=method, rate=2.0)
+    uniform = prune_module(dominated_model(), method=method, rate=2.0, allocation="uniform")
+    assert (planned["allocation"], uniform["allocation"]) == ("planned", "uniform")
+    rates = {layer["name"]: layer["compression_rate"] for layer in uniform["layers"]}
+    assert all(2.0 - 1e-9 <= rate <= 2.0 * 1.2 for rate in rates.values()), rates
+    assert uniform["compression_rate"] >= 2.0 - 1e-9
+    assert min(layer["compression_rate"] for layer in planned["layers"]) < 1.5  # planned left one near dense
+
+
+def test_uniform_choice_falls_back_to_a_layers_fewest_slots():
+    from tightcompress.pipeline.oneshot import choose_uniform
+
+    options = {
+        "small": [Option("dense", 9, 0.0), Option("a", 6, 0.2)],  # 1.5x at most
+        "big": [Option("dense", 100, 0.0), Option("b", 50, 0.1), Option("c", 40, 0.3), Option("d", 25, 0.5)],
+    }
+    chosen = choose_uniform(options, {"small": 9, "big": 100}, 2.0)
+    assert chosen["small"].config == "a" and chosen["big"].config == "b"
+
+
+def test_an_unknown_allocation_names_the_parameter():
+    with pytest.raises(TightCompressError, match="allocation"):
+        prune_module(dominated_model(), method="nm", rate=2.0, allocation="even")
 
 
 # ------------------------------------------------------------------------- 2. the rate lands on the target
@@ -241,6 +271,8 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
         (["--method", "tight-subword"], ["one-shot here", "--rate"]),
         (["--rate", "2", "--method", "dense"], ["choose tight"]),
         (["--rate", "1000", "--method", "nm"], ["cannot be reached"]),
+        (["--allocation", "uniform"], ["--allocation", "give --rate"]),
+        (["--rate", "2", "--allocation", "even"], ["--allocation", "invalid choice"]),
     ],
 )
 def test_bad_one_shot_combinations_are_one_line_errors(model_dir, capsys, options, words):

@@ -95,6 +95,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "without --calibration), every layer alike; replaces --group/--height/--alpha/--gamma",
     )
     parser.add_argument(
+        "--allocation",
+        choices=("planned", "uniform"),
+        help="with --rate: planned (default) shares the rate out between the layers for the least summed "
+        "dropped saliency; uniform gives every layer the rate itself (Wanda's and SparseGPT's rule). "
+        "Neither wins on every model: measure both (README, one-shot)",
+    )
+    parser.add_argument(
         "--pruned",
         metavar="OUT.onnx|OUT.pt",
         help="with --rate or --calibration: also write the pruned model, ready to run and score: the input "
@@ -338,7 +345,8 @@ def config_from_args(args: argparse.Namespace, method: str | None = None) -> Pac
 
 
 def run_pack(args: argparse.Namespace) -> int:
-    if args.rate is not None or args.calibration is not None or args.method in UNSTRUCTURED_METHODS:
+    one_shot = args.rate is not None or args.calibration is not None or args.allocation is not None
+    if one_shot or args.method in UNSTRUCTURED_METHODS:
         return run_pack_one_shot(args)
     if args.method == SUBWORD_METHOD:
         raise TightCompressError(
@@ -408,7 +416,9 @@ def run_pack_one_shot(args: argparse.Namespace) -> int:
     config = None
     if args.rate is None:  # one fixed config (tight-subword's: a tight one counting subword rows)
         config = config_from_args(args, method="tight" if method == SUBWORD_METHOD else None)
-    options = OneShotOptions(method=method, rate=args.rate, seed=args.seed)
+    options = OneShotOptions(
+        method=method, rate=args.rate, seed=args.seed, allocation=args.allocation or "planned"
+    )
     compile_kernels_once(args)
     found = graph = None
     if onnx_input:
@@ -472,7 +482,13 @@ def one_shot_checkpoint_model(
     )
     calibration = None if args.calibration is None else load_tensor_calibration(Path(args.calibration))
     result = prune_module_packed(
-        model, method=method, rate=args.rate, calibration=calibration, seed=args.seed, config=config
+        model,
+        method=method,
+        rate=args.rate,
+        calibration=calibration,
+        seed=args.seed,
+        config=config,
+        allocation=args.allocation or "planned",
     )
 
     def key(fqn: str) -> str:
@@ -520,6 +536,8 @@ def check_one_shot_args(args: argparse.Namespace) -> str:
             raise TightCompressError(
                 f"--method {method} has no packed format, so no --out: write the pruned model with --pruned"
             )
+    if args.allocation is not None and args.rate is None:
+        raise TightCompressError("--allocation shares out a whole-model rate: give --rate R with it")
     if args.rate is not None:
         given = [option for dest, option, default in FIXED_OPTIONS if getattr(args, dest) != default]
         if given:

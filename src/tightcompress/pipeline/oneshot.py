@@ -28,6 +28,11 @@ without calibration, as in `compress`), every layer counting alike (`pipeline.fi
   the whole model (`plan_unstructured`), so the rate is met exactly.
 - `unstructured-uniform` (a second reference, the rule of Wanda and SparseGPT): the `1/rate` most salient
   weights of every layer.
+`allocation="uniform"` instead gives every layer the rate itself (Wanda's and SparseGPT's rule): each
+layer takes its least lossy option at `>= rate` (its fewest slots when none reaches it), and unstructured
+keeps the `1/rate` most salient weights of every layer. Neither rule wins everywhere: on PP-OCRv4's
+recognizer the planned one packs the 120 x 6625 classifier 8.5x, leaves 22 of 33 layers dense and reads
+a quarter of the lines the uniform one reads (BENCHMARKS.md); on the digits MLP and on ddddocr it is ahead.
 The report's `allocation` says which rule a run used ("planned", "uniform" or "fixed" for one config).
 """
 
@@ -72,6 +77,7 @@ log = logging.getLogger("tightcompress.oneshot")
 UNSTRUCTURED = "unstructured"
 UNSTRUCTURED_UNIFORM = "unstructured-uniform"
 UNSTRUCTURED_METHODS = (UNSTRUCTURED, UNSTRUCTURED_UNIFORM)  # no packed format: the pruned weights only
+ALLOCATIONS = ("planned", "uniform")  # how a whole-model rate is shared out between the layers
 ONE_SHOT_METHODS = ("tight", SUBWORD_METHOD, "nm", PERMUTED_NM, "column-combining", *UNSTRUCTURED_METHODS)
 PLAN_COLUMNS = 512  # columns of a wide layer on which its candidate options are evaluated
 # The planned rate may exceed the target by this fraction before the options around the choice are refined
@@ -95,12 +101,17 @@ class OneShotOptions:
     # 1.5k moves give the same 33 options, output error and exact lines as 5k, at 25 instead of 68 CPU s)
     plan_iterations: int | None = 1_500
     final_iterations: int | None = 50_000
+    allocation: str = "planned"
 
     def __post_init__(self) -> None:
         check_field_types(self)
         if self.method not in ONE_SHOT_METHODS:
             raise TightCompressError(
                 f"unknown method {self.method!r}; choose one of {', '.join(ONE_SHOT_METHODS)}"
+            )
+        if self.allocation not in ALLOCATIONS:
+            raise TightCompressError(
+                f"unknown allocation {self.allocation!r}; choose one of {', '.join(ALLOCATIONS)}"
             )
         if self.rate is not None and not self.rate >= 1.0:
             raise TightCompressError(f"rate must be a number >= 1, got {self.rate!r}")
@@ -130,6 +141,7 @@ def prune_onnx(
     calibration: Mapping[str, np.ndarray] | None = None,
     seed: int = 0,
     config: PackConfig | None = None,
+    allocation: str = "planned",
 ) -> dict:
     """Prune every packable layer of the ONNX model one-shot at `rate`, write the pruned model (same graph,
     names and dtypes; each packed weight replaced by its kept values) to `out_path`; return the report.
@@ -138,7 +150,14 @@ def prune_onnx(
     what is kept is chosen by `|w|` and the kept weights are not changed. `config` (with `rate=None`) packs
     every layer with that one `PackConfig` instead of planning per-layer options for `rate`."""
     return prune_onnx_packed(
-        onnx_path, out_path, method=method, rate=rate, calibration=calibration, seed=seed, config=config
+        onnx_path,
+        out_path,
+        method=method,
+        rate=rate,
+        calibration=calibration,
+        seed=seed,
+        config=config,
+        allocation=allocation,
     ).report
 
 
@@ -151,12 +170,13 @@ def prune_onnx_packed(
     calibration: Mapping[str, np.ndarray] | None = None,
     seed: int = 0,
     config: PackConfig | None = None,
+    allocation: str = "planned",
 ) -> OneShotResult:
     """`prune_onnx`, returning the whole result: the report, the packed matrices and the new weights (the
     frontier simulates the packed matrices for its hardware figures)."""
     from tightcompress.readers.onnx import read_onnx
 
-    options = OneShotOptions(method=method, rate=rate, seed=seed)
+    options = OneShotOptions(method=method, rate=rate, seed=seed, allocation=allocation)
     graph = read_onnx(onnx_path)
     result = one_shot_onnx(graph, options, calibration=calibration, config=config)
     write_pruned_onnx(graph, result.weights, out_path)
@@ -171,12 +191,19 @@ def prune_module(
     calibration: Any = None,
     seed: int = 0,
     config: PackConfig | None = None,
+    allocation: str = "planned",
 ) -> dict:
     """The same for a PyTorch model, in place: its `nn.Linear`, `nn.Conv1d` and `nn.Conv2d` layers keep their
     class and hold the kept values (zeros elsewhere). `calibration`: a tensor (first axis samples) or a
     DataLoader of the model's inputs; `config` as for `prune_onnx`."""
     return prune_module_packed(
-        model, method=method, rate=rate, calibration=calibration, seed=seed, config=config
+        model,
+        method=method,
+        rate=rate,
+        calibration=calibration,
+        seed=seed,
+        config=config,
+        allocation=allocation,
     ).report
 
 
@@ -188,6 +215,7 @@ def prune_module_packed(
     calibration: Any = None,
     seed: int = 0,
     config: PackConfig | None = None,
+    allocation: str = "planned",
 ) -> OneShotResult:
     """`prune_module`, returning the whole result (report, packed matrices, new weights)."""
     from torch import nn
@@ -196,7 +224,7 @@ def prune_module_packed(
 
     if not isinstance(model, nn.Module):
         raise TightCompressError(f"prune_module takes an nn.Module, got {type(model).__name__}")
-    options = OneShotOptions(method=method, rate=rate, seed=seed)
+    options = OneShotOptions(method=method, rate=rate, seed=seed, allocation=allocation)
     found = module_layers(model)
     if not found:
         raise TightCompressError(f"{type(model).__name__}: no conv or linear layer to prune")
@@ -327,9 +355,7 @@ def one_shot(
         _subword_totals(report, packed)
     report["compression_rate"] = report["total"]["compression_rate"]
     report["target_rate"] = options.rate if config is None else None
-    report["allocation"] = (
-        "fixed" if config is not None else "uniform" if options.method == UNSTRUCTURED_UNIFORM else "planned"
-    )
+    report["allocation"] = "fixed" if config is not None else _allocation(options)
     report["calibrated"] = runner is not None
     report["calibration_samples"] = getattr(runner, "samples", None) if runner is not None else None
     report["relative_output_error"] = runner.output_error() if runner is not None else None
@@ -401,7 +427,7 @@ def _plan(
         if config is not None:
             raise TightCompressError(f"{options.method} takes a rate, not a packing config")
         rate = float(options.rate)  # type: ignore[arg-type]
-        if options.method == UNSTRUCTURED_UNIFORM:
+        if _allocation(options) == "uniform":
             return {name: max(1, math.floor(g.matrix.size / rate + 1e-9)) for name, g in matrices.items()}
         return plan_unstructured(_planning_saliency(matrices, norms), rate)
     if config is not None:
@@ -412,9 +438,14 @@ def _plan(
         salient, method = _planning_saliency(matrices, norms), options.method
     chosen = plan_rate_sampled(
         salient, method, float(options.rate), tile=options.tile, seed=options.seed,
-        plan_iterations=options.plan_iterations, quiet=quiet,
+        plan_iterations=options.plan_iterations, quiet=quiet, uniform=options.allocation == "uniform",
     )  # fmt: skip
     return {name: option.config for name, option in chosen.items()}
+
+
+def _allocation(options: OneShotOptions) -> str:
+    """The rule a rate is shared out by: `unstructured-uniform` is unstructured under the uniform rule."""
+    return "uniform" if options.method == UNSTRUCTURED_UNIFORM else options.allocation
 
 
 def _planning_saliency(
@@ -473,6 +504,7 @@ def plan_rate_sampled(
     plan_iterations: int | None,
     quiet: bool,
     max_columns: int = PLAN_COLUMNS,
+    uniform: bool = False,
 ) -> dict[str, Any]:
     """`pipeline.fit.plan_rate`, with each candidate option of a wide layer evaluated on `max_columns` of
     its columns (seeded choice, whole tiles) and its slots scaled to the whole layer: the dropped fraction
@@ -483,7 +515,9 @@ def plan_rate_sampled(
     times), each layer gets one more candidate between its chosen option and the next less lossy one
     (`pipeline.fit.refined_config`) and the choice is made again. The coarse grid has no option between
     dense and 2x per layer, nor between 2x and 2.67x; on a model whose classifier holds 90 % of the weights
-    (ddddocr's) every method then landed far above low targets (1.82x for 1.33x, 2.29x for 2x)."""
+    (ddddocr's) every method then landed far above low targets (1.82x for 1.33x, 2.29x for 2x).
+
+    `uniform`: each layer on its own meets `rate` (`choose_uniform`) instead of the model as a whole."""
     from tightcompress.pipeline.fit import (
         Option,
         candidate_configs,
@@ -512,7 +546,8 @@ def plan_rate_sampled(
             sample = matrix[:, np.sort(rng.choice(N, size=max_columns, replace=False))]
         samples[name] = (sample, N / sample.shape[1])
         options[name] = evaluate(name, candidate_configs(method, K, tile, seed, N=N))
-    chosen = choose_options(options, sizes, rate)
+    choose = choose_uniform if uniform else choose_options
+    chosen = choose(options, sizes, rate)
     dense = sum(sizes.values())
     for _ in range(REFINE_ROUNDS):
         planned = dense / sum(option.slots for option in chosen.values())
@@ -528,7 +563,22 @@ def plan_rate_sampled(
         if not refined:
             break
         log.info("planned %.3fx for %gx: refined the options of %d layers", planned, rate, refined)
-        chosen = choose_options(options, sizes, rate)
+        chosen = choose(options, sizes, rate)
+    return chosen
+
+
+def choose_uniform(options: dict[str, list[Any]], sizes: dict[str, int], rate: float) -> dict[str, Any]:
+    """Per layer, on its own, the least lossy option with `K*N / slots >= rate` (`choose_options` on that
+    layer alone), or its fewest slots when no option reaches the rate (a layer too small to pad to it)."""
+    from tightcompress.pipeline.fit import choose_options
+
+    chosen = {}
+    for name, layer_options in options.items():
+        fewest = min(layer_options, key=lambda option: (option.slots, option.dropped_fraction))
+        if sizes[name] / max(fewest.slots, 1) < rate - 1e-9:
+            chosen[name] = fewest
+        else:
+            chosen[name] = choose_options({name: layer_options}, {name: sizes[name]}, rate)[name]
     return chosen
 
 
