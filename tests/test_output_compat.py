@@ -38,8 +38,8 @@ CLASSES: dict[str, type[Result]] = {
 # Fields added since outputs_v0 was written, by file: adding a field is compatible (readers ignore what
 # they do not know); list it here with its class line so the change is seen.
 ADDED: dict[str, set[str]] = {
-    # issue 23 (pack --rate): the rate asked and how each layer's share was chosen
-    "pack-oneshot.json": {".allocation", ".target_rate"},
+    # issue 23 (pack --rate, --allocation): the rate asked and how each layer's share was chosen
+    "pack-oneshot.json": {".allocation", ".target_rate", ".config.one_shot.allocation"},
 }
 
 
