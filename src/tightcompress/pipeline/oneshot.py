@@ -32,7 +32,8 @@ without calibration, as in `compress`), every layer counting alike (`pipeline.fi
 layer takes its least lossy option at `>= rate` (its fewest slots when none reaches it), and unstructured
 keeps the `1/rate` most salient weights of every layer. Neither rule wins everywhere: on PP-OCRv4's
 recognizer the planned one packs the 120 x 6625 classifier 8.5x, leaves 22 of 33 layers dense and reads
-a quarter of the lines the uniform one reads (BENCHMARKS.md); on the digits MLP and on ddddocr it is ahead.
+a quarter of the lines the uniform one reads (BENCHMARKS.md); for unstructured on the digits MLP and on
+ddddocr it is ahead.
 The report's `allocation` says which rule a run used ("planned", "uniform" or "fixed" for one config).
 """
 
