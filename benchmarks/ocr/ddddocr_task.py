@@ -58,7 +58,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ocr_common import Line, collapse_ctc, edit_distance, font, score, write_npz
+from ocr_common import Line, collapse_ctc, disjoint_lines, edit_distance, font, score, write_npz
 
 __all__ = ["Line", "edit_distance", "score"]  # shared with ppocr_task.py (ocr_common.py), re-exported
 
@@ -180,17 +180,8 @@ def evaluation_lines(n: int = EVAL_LINES, seed: int = EVAL_SEED) -> tuple[Line, 
 
 def calibration_lines(n: int = 128, seed: int = CALIBRATION_SEED) -> tuple[Line, ...]:
     """`n` lines from the calibration stream whose strings are none of the evaluation set's."""
-    if n < 1:
-        raise ValueError(f"calibration needs at least one sample, got n={n}")
     taken = {line.text for line in evaluation_lines()}
-    lines: list[Line] = []
-    index = 0
-    while len(lines) < n:
-        line = _line(_CALIBRATION_STREAM, seed, index)
-        index += 1
-        if line.text not in taken:
-            lines.append(line)
-    return tuple(lines)
+    return disjoint_lines(n, lambda index: _line(_CALIBRATION_STREAM, seed, index), taken)
 
 
 def preprocess(image: Image.Image) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,21 @@ class Line:
 
     text: str
     image: Image.Image
+
+
+def disjoint_lines(n: int, line_at: Callable[[int], Line], taken: Collection[str]) -> tuple[Line, ...]:
+    """The first `n` lines `line_at(0), line_at(1), ...` whose strings are not in `taken` (the calibration
+    stream, kept apart from the evaluation set)."""
+    if n < 1:
+        raise ValueError(f"calibration needs at least one sample, got n={n}")
+    lines: list[Line] = []
+    index = 0
+    while len(lines) < n:
+        line = line_at(index)
+        index += 1
+        if line.text not in taken:
+            lines.append(line)
+    return tuple(lines)
 
 
 @functools.lru_cache(maxsize=1)

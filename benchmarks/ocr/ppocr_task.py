@@ -60,7 +60,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ocr_common import Line, collapse_ctc, font, score, write_npz
+from ocr_common import Line, collapse_ctc, disjoint_lines, font, score, write_npz
 
 WHEEL = "rapidocr_onnxruntime"
 WHEEL_VERSION = "1.4.4"
@@ -182,17 +182,8 @@ def evaluation_lines(n: int = EVAL_LINES, seed: int = EVAL_SEED) -> tuple[Line, 
 
 def calibration_lines(n: int = 128, seed: int = CALIBRATION_SEED) -> tuple[Line, ...]:
     """`n` lines from the calibration stream whose strings are none of the evaluation set's."""
-    if n < 1:
-        raise ValueError(f"calibration needs at least one sample, got n={n}")
     taken = {line.text for line in evaluation_lines()}
-    lines: list[Line] = []
-    index = 0
-    while len(lines) < n:
-        line = _line(_CALIBRATION_STREAM, seed, index)
-        index += 1
-        if line.text not in taken:
-            lines.append(line)
-    return tuple(lines)
+    return disjoint_lines(n, lambda index: _line(_CALIBRATION_STREAM, seed, index), taken)
 
 
 def bgr(image: Image.Image) -> np.ndarray:
