@@ -131,7 +131,7 @@ def test_exact_reconstruction_is_least_squares_and_beats_masking():
     X_d = rng.normal(size=(M, K)) @ rng.normal(size=(K, K))
     X_p = X_d + 0.1 * rng.normal(size=(M, K))  # upstream pruning moved the inputs
     W = rng.normal(size=(K, N))
-    stats = GramStats(K)
+    stats = GramStats(W)
     stats.add(X_p, X_d)
     mask = rng.random((K, N)) < 0.5
     solved, solver = reconstruct(W, mask, stats, damping=0.0)
@@ -347,7 +347,7 @@ def test_the_solve_is_validated_on_held_out_rows_and_never_overfits():
         rows, new = _correlated_rows(K, M, seed=K + M)
         W = rng.standard_normal((K, 16))
         mask = rng.random(W.shape) < 0.5
-        stats = GramStats(K)
+        stats = GramStats(W)
         for start in range(0, M, 37):  # batches of any size: one row in five is held out
             stats.add(rows[start : start + 37], rows[start : start + 37])
         assert stats.heldout is not None and stats.heldout.rows == M // 5

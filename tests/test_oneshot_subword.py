@@ -60,7 +60,7 @@ def test_reconstruction_under_the_format_beats_none_and_stays_representable():
     weight is one its kept subwords hold, and the held-out error predicts the error on new inputs."""
     K, N = 96, 64
     W, rows, new = _correlated_layer(K, N, 3000, seed=0)
-    stats = GramStats(K)
+    stats = GramStats(W)
     for start in range(0, len(rows), 250):
         stats.add(rows[start : start + 250], rows[start : start + 250])
     q, scales = quantize_for_subwords(W)
@@ -96,7 +96,7 @@ def test_without_a_useful_solve_the_kept_subwords_stay_as_they_are():
     rng = np.random.default_rng(1)
     W = rng.normal(size=(K, N)).astype(np.float32)
     rows = rng.normal(size=(40, K)).astype(np.float32)
-    stats = GramStats(K)
+    stats = GramStats(W)
     stats.add(rows, rows)
     q, scales = quantize_for_subwords(W)
     masks = SubwordMasks(rng.random((K, N)) < 0.6, rng.random((K, N)) < 0.6)

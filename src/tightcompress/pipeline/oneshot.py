@@ -318,7 +318,7 @@ def one_shot(
         names = [gemm_name(layer.name, None if layer.groups == 1 else g) for g in range(layer.groups)]
         if not all(name in matrices for name in names):
             continue  # depthwise: left dense, in `skipped`
-        stats = _layer_stats(runner, layer, names) if runner is not None else [None] * len(names)
+        stats = _layer_stats(runner, layer, names, matrices) if runner is not None else [None] * len(names)
         parts = []
         for name, stat in zip(names, stats, strict=True):
             gemm = matrices[name]
@@ -344,6 +344,7 @@ def one_shot(
                     method=options.method,
                 )
             )
+        del stats, stat  # freed before the next layer's sums are taken (a K x K float64 matrix or more)
         new_weight = weight_from_groups([p.astype(np.float32) for p in parts], layer.weight.shape)
         weights[layer.name] = new_weight
         if runner is not None:
@@ -390,7 +391,9 @@ def _config_dict(options: OneShotOptions, config: PackConfig | None) -> dict[str
     return out
 
 
-def _layer_stats(runner: Any, layer: LayerWeight, names: list[str]) -> list[GramStats]:
+def _layer_stats(
+    runner: Any, layer: LayerWeight, names: list[str], matrices: dict[str, Any]
+) -> list[GramStats]:
     """The Gram statistics of each of the layer's GEMMs over the calibration samples."""
     from tightcompress.pipeline.calibration import check_finite
 
@@ -398,8 +401,8 @@ def _layer_stats(runner: Any, layer: LayerWeight, names: list[str]) -> list[Gram
     for rows_p, rows_d in runner.input_rows(layer.name):
         check_finite(rows_p, layer.name, "pruned")
         check_finite(rows_d, layer.name, "dense")
-        if stats is None:
-            stats = [GramStats(block.shape[1]) for block in rows_p]
+        if stats is None:  # each GEMM's sums are taken against its dense weights (the target X_d W)
+            stats = [GramStats(matrices[name].matrix) for name in names]
         for stat, p, d in zip(stats, rows_p, rows_d, strict=True):
             stat.add(p, d)
     if stats is None:
@@ -860,7 +863,7 @@ def pack_weight_calibrated(
     per_group = K_total // groups
     for g, gemm in enumerate(matrices.values()):
         block = rows[:, g * per_group : (g + 1) * per_group]
-        stats = GramStats(per_group)
+        stats = GramStats(gemm.matrix)
         stats.add(block, block)
         _, packed, facts = _prune_gemm(gemm.matrix, stats, config, options, gemm.name)
         assert packed is not None

@@ -25,7 +25,8 @@ subwords the packer places. Per `K x N` layer (`y = x @ W`), with `prune.reconst
     Cholesky factor of the inverse of the kept Gram block. The solve that knows the constraint: the later
     weights absorb the earlier ones' rounding. Layers too large for per-column blocks (`EXACT_FLOPS`, as
     the word path's exact solve) use `sweep`, the same over the whole layer from the dense solution
-    `W0 = H^-1 C W` (SparseGPT's form: the pruned weights are swept too, which is less accurate).
+    `W0 = H^-1 B`, `B = X_p^T X_d W` (SparseGPT's form: the pruned weights are swept too, which is less
+    accurate).
   Each at the dampings `DAMPING_FACTORS` (times the configured one); the least held-out error wins and is
   solved again on all rows. Measured on a correlated synthetic layer (96 x 64, tight G=32 h=8 on the
   subword saliency, `tests/test_oneshot_subword.py`): output error 0.29 no solve, 0.10 float-round, 0.16
@@ -42,6 +43,8 @@ from tightcompress.prune.reconstruct import (
     EXACT_FLOPS,
     HOLDOUT_MIN_ROWS,
     GramStats,
+    Stats,
+    dense_solution_and_factor,
     reconstruct,
     relative_error,
 )
@@ -112,8 +115,8 @@ def dequantize(q: np.ndarray, scales: np.ndarray) -> np.ndarray:
     return np.asarray(q).astype(np.float32) * np.asarray(scales, dtype=np.float32)[None, :]
 
 
-def _dampened(stats: GramStats, damping: float) -> np.ndarray | None:
-    H = stats.H.astype(np.float64, copy=True)
+def _dampened(stats: Stats, damping: float) -> np.ndarray | None:
+    H = stats.gram_copy()
     scale = float(np.mean(np.diag(H))) if H.size else 0.0
     if not np.isfinite(scale) or scale <= 0.0:
         return None
@@ -125,7 +128,7 @@ def sweep_solve(
     weights: np.ndarray,
     masks: SubwordMasks,
     scales: np.ndarray,
-    stats: GramStats,
+    stats: Stats,
     damping: float = DAMPING,
     *,
     act_order: bool = True,
@@ -133,20 +136,19 @@ def sweep_solve(
     """int16 `q` (`K x N`, each value allowed by `masks`) from the GPTQ / OBS sweep of the module docstring:
     minimises `||X_p (q * scale) - X_d W||^2` greedily, input by input, the rounding error of each input's
     weights compensated by the inputs after it (largest `H_ii` first with `act_order`)."""
+    stats.check_weights(weights)
     W = np.asarray(weights, dtype=np.float64)
     scales = np.asarray(scales, dtype=np.float64)
     H = _dampened(stats, damping)
     if H is None:
         return allowed_round(W / scales, masks.high, masks.low)
     K = W.shape[0]
-    order = np.argsort(-np.diag(stats.H), kind="stable") if act_order else np.arange(K)
-    H = H[np.ix_(order, order)]
-    B = (stats.C @ W)[order]
+    order = np.argsort(-stats.diagonal(), kind="stable") if act_order else np.arange(K)
+    H = H[np.ix_(order, order)]  # a new C-order working copy (the dampened one is freed)
+    B = np.asarray(stats.B, dtype=np.float64)[order]
     keep_high, keep_low = masks.high[order], masks.low[order]
-    H_inv = np.linalg.inv(H)
-    H_inv = (H_inv + H_inv.T) / 2
-    work = H_inv @ B  # the dense least-squares solution, rows in `order`
-    U = np.linalg.cholesky(H_inv).T  # upper: H^-1 = U^T U
+    # the dense least-squares solution (rows in `order`) and U, upper: H^-1 = U^T U (in place over H)
+    work, U = dense_solution_and_factor(H, B)
     q = np.zeros(W.shape, dtype=np.int16)
     for start in range(0, K, _BLOCK):
         end = min(start + _BLOCK, K)
@@ -168,7 +170,7 @@ def sweep_solve(
 
 
 def column_sweep_solve(
-    weights: np.ndarray, masks: SubwordMasks, scales: np.ndarray, stats: GramStats, damping: float = DAMPING
+    weights: np.ndarray, masks: SubwordMasks, scales: np.ndarray, stats: Stats, damping: float = DAMPING
 ) -> np.ndarray:
     """int16 `q`: the GPTQ sweep per output column over that column's kept weights only, from their exact
     dampened least-squares solution (`prune.reconstruct.reconstruct`'s exact solve): the pruned weights are
@@ -179,20 +181,21 @@ def column_sweep_solve(
 
 
 def _column_solves(
-    weights: np.ndarray, masks: SubwordMasks, scales: np.ndarray, stats: GramStats, damping: float
+    weights: np.ndarray, masks: SubwordMasks, scales: np.ndarray, stats: Stats, damping: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """`(float-round q, column-sweep q)` from one factorization per column (both start from the exact
     solution of the column's kept weights: the first rounds it, the second sweeps it)."""
+    stats.check_weights(weights)
     W = np.asarray(weights, dtype=np.float64)
     scales = np.asarray(scales, dtype=np.float64)
     H = _dampened(stats, damping)
     if H is None:
         plain = allowed_round(W / scales, masks.high, masks.low)
         return plain, plain.copy()
-    B = stats.C @ W
+    B = np.asarray(stats.B, dtype=np.float64)
     keep = masks.high | masks.low
     counts = keep.sum(axis=0)
-    energy = np.diag(stats.H)
+    energy = stats.diagonal()
     rounded = np.zeros(W.shape, dtype=np.int16)
     swept = np.zeros(W.shape, dtype=np.int16)
     for count in np.unique(counts):
@@ -224,7 +227,7 @@ def _column_solves(
 
 
 def float_round_solve(
-    weights: np.ndarray, masks: SubwordMasks, scales: np.ndarray, stats: GramStats, damping: float = DAMPING
+    weights: np.ndarray, masks: SubwordMasks, scales: np.ndarray, stats: Stats, damping: float = DAMPING
 ) -> np.ndarray:
     """int16 `q`: the weights with at least one kept subword solved in float
     (`prune.reconstruct.reconstruct`), then each rounded to the values its kept subwords hold."""
@@ -238,7 +241,7 @@ def _solve(
     q: np.ndarray,
     masks: SubwordMasks,
     scales: np.ndarray,
-    stats: GramStats,
+    stats: Stats,
     damping: float,
 ) -> np.ndarray:
     if solver == "none":
