@@ -192,13 +192,14 @@ def reconstruct(
     mask: np.ndarray,
     stats: Stats,
     damping: float = DAMPING,
-    exact_flops: float = EXACT_FLOPS,
+    exact_flops: float | None = None,
 ) -> tuple[np.ndarray, str]:
     """`(kept weights, solver)`: the weights zero outside `mask` minimising `||X_p W' - X_d W||^2` plus the
     damping term (see the module docstring), float64. `weights` must be those `stats` were taken against.
     `solver` is `exact` (each output column's kept weights solved on their own Gram block, batched by kept
     count) when that costs at most `exact_flops`, else `obs-sweep` (SparseGPT's sweep, `O(K^2 N)`, a little
-    less accurate). Memory: one `K x K` working matrix besides `stats` (factorised in place)."""
+    less accurate; `exact_flops` None: `EXACT_FLOPS`). Memory: one `K x K` working matrix besides `stats`
+    (factorised in place)."""
     stats.check_weights(weights)
     W = np.asarray(weights, dtype=np.float64)
     mask = np.asarray(mask, dtype=bool)
@@ -210,7 +211,8 @@ def reconstruct(
     H[np.diag_indices(K)] += damping * scale
     B = np.asarray(stats.B, dtype=np.float64)
     counts = mask.sum(axis=0)
-    if float(np.sum(counts.astype(np.float64) ** 3)) / 3 <= exact_flops:
+    limit = EXACT_FLOPS if exact_flops is None else exact_flops
+    if float(np.sum(counts.astype(np.float64) ** 3)) / 3 <= limit:
         return _exact(H, B, mask, counts), "exact"
     return _obs_sweep(H, B, mask), "obs-sweep"
 
