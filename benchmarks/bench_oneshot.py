@@ -12,7 +12,8 @@
   is the calibration and the reconstruction, not the option search), median of `--repeats` runs; plus one
   run of tight at rate 2 (options planned per layer) to show what the search adds.
 - memory: a ResNet-50-sized model (torchvision's layer shapes, 25.5 M weights, 224 x 224 input) pruned the
-  same way with `--resnet-samples` samples; peak resident memory of the process (`ru_maxrss`).
+  same way (N:M 8:16 on every layer, calibrated, validated solves) with `--resnet-samples` samples; peak
+  resident memory of the process (`ru_maxrss`; issue 23's bar: 2 GiB), wall and CPU seconds.
 
     python benchmarks/bench_oneshot.py --repeats 3 --calibration ppocr_calib128.npz   # PP-OCRv4 rec
     python benchmarks/bench_oneshot.py --model cnn --repeats 3
@@ -200,8 +201,11 @@ def main(argv: list[str] | None = None) -> int:
         out["cnn_tight_rate2_relative_output_error"] = report["relative_output_error"]
     if args.resnet:
         print(f"ResNet-50: {weights(resnet50())} weights", file=sys.stderr)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
         seconds, report = run(resnet50, args.resnet_samples, 224, "nm", nm, None)
+        after = resource.getrusage(resource.RUSAGE_SELF)
         out["resnet50_seconds"] = seconds
+        out["resnet50_cpu_s"] = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
         out["resnet50_relative_output_error"] = report["relative_output_error"]
         out["resnet50_solvers"] = sorted({layer.get("solver", "") for layer in report["layers"]})
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
