@@ -209,3 +209,24 @@ def test_uniform_bound_chooses_what_searching_every_candidate_chooses(monkeypatc
         assert n_bounded < len(searched) / 2
     else:
         assert n_bounded == len(searched)
+
+
+def test_uniform_bound_choice_does_not_depend_on_the_search_threads(monkeypatch):
+    """The bounded search runs in batches as wide as the search threads; the choice is the same for 1 and 3
+    threads (a candidate is skipped only when it cannot win, whatever was searched before it)."""
+    from tightcompress.pipeline import oneshot
+
+    rng = np.random.default_rng(8)
+    matrices = {
+        f"layer{i}": np.abs(rng.normal(size=shape) * rng.random((shape[0], 1))).astype(np.float32)
+        for i, shape in enumerate([(96, 80), (60, 300)])
+    }
+    chosen = []
+    for threads in ("1", "3"):
+        monkeypatch.setenv("TIGHTCOMPRESS_SEARCH_THREADS", threads)
+        chosen.append(
+            oneshot.plan_rate_sampled(
+                matrices, "tight", 2.0, tile=32, seed=2, plan_iterations=600, quiet=True, uniform=True
+            )
+        )
+    assert chosen[0] == chosen[1]
