@@ -4,9 +4,10 @@
   `rapidocr_onnxruntime` wheel; 2.69 M weights in 33 packed layers) pruned by `prune_onnx` at rate 2 with
   128 calibration samples (`--calibration NPZ`, key `x`, e.g. h23ppocr's `benchmarks/ocr/ppocr_task.py
   --write-calibration`; without it a seeded stand-in of the same shape (N, 3, 48, 320) in [-1, 1]), each of
-  `--methods` (rate-planned per-layer options; `nm-8:16` is one fixed config on every layer), median of
-  `--repeats` runs, wall and CPU (user + sys) seconds with the load average. Without the wheel, the
-  synthetic CNN below (`--model cnn`).
+  `--methods` under each of `--allocations` (the rule sharing the rate out between the layers; `nm-8:16` is
+  one fixed config on every layer), median of `--repeats` runs, wall and CPU (user + sys) seconds with the
+  load average, and the output error (the same for every repeat: the runs are seeded). Without the wheel,
+  the synthetic CNN below (`--model cnn`).
 - speed, synthetic: a 2.7 M-weight CNN (7 convs and 2 linears, 32 x 32 input, seeded weights) pruned by
   `prune_module` at 2x with 128 calibration samples, N:M 8:16 on every layer (a fixed config, so the time
   is the calibration and the reconstruction, not the option search), median of `--repeats` runs; plus one
@@ -16,6 +17,8 @@
   resident memory of the process (`ru_maxrss`; issue 23's bar: 2 GiB), wall and CPU seconds.
 
     python benchmarks/bench_oneshot.py --repeats 3 --calibration ppocr_calib128.npz   # PP-OCRv4 rec
+    python benchmarks/bench_oneshot.py --repeats 1 --calibration ppocr_calib128.npz --methods tight \
+        --allocations uniform,planned                                                 # issue 23's 60 s
     python benchmarks/bench_oneshot.py --model cnn --repeats 3
     python benchmarks/bench_oneshot.py --skip-speed --resnet   # the memory figure (slow: minutes)
 """
@@ -121,8 +124,11 @@ def ppocr_calibration(path: str | None, samples: int) -> tuple[np.ndarray, str]:
     return x, "stand-in: seeded uniform [-1, 1], shape (N, 3, 48, 320)"
 
 
-def run_ppocr(path: str, x: np.ndarray, method: str) -> tuple[float, float, dict]:
-    """`(wall s, CPU s, report)` of one `prune_onnx` run at rate 2 (`nm-8:16`: one config, every layer)."""
+def run_ppocr(
+    path: str, x: np.ndarray, method: str, allocation: str = "planned"
+) -> tuple[float, float, dict]:
+    """`(wall s, CPU s, report)` of one `prune_onnx` run at rate 2 under `allocation` (`nm-8:16`: one config,
+    every layer)."""
     from tightcompress.pipeline.oneshot import prune_onnx
 
     config = None
@@ -133,7 +139,13 @@ def run_ppocr(path: str, x: np.ndarray, method: str) -> tuple[float, float, dict
         usage = resource.getrusage(resource.RUSAGE_SELF)
         start = time.perf_counter()
         report = prune_onnx(
-            path, os.path.join(tmp, "out.onnx"), method=method, rate=rate, calibration={"x": x}, config=config
+            path,
+            os.path.join(tmp, "out.onnx"),
+            method=method,
+            rate=rate,
+            calibration={"x": x},
+            config=config,
+            allocation=allocation,
         )
         wall = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_SELF)
@@ -153,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--calibration", default=None, help="PP-OCRv4 calibration .npz (key x)")
     parser.add_argument("--methods", default="tight,nm,nm-8:16", help="PP-OCRv4: comma-separated methods")
+    parser.add_argument(
+        "--allocations",
+        default="uniform,planned",
+        help="PP-OCRv4: comma-separated allocation rules (pipeline.oneshot.ALLOCATIONS) for the rate methods",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--samples", type=int, default=128)
     parser.add_argument("--skip-speed", action="store_true")
@@ -171,20 +188,29 @@ def main(argv: list[str] | None = None) -> int:
         out["model"] = "PP-OCRv4 rec (rapidocr_onnxruntime)"
         out["calibration"] = what
         out["samples"] = int(x.shape[0])
+        from tightcompress.pipeline.oneshot import ALLOCATIONS
+
+        allocations = args.allocations.split(",")
+        unknown = sorted(set(allocations) - set(ALLOCATIONS))
+        if unknown:
+            parser.error(f"unknown allocation {unknown[0]!r}; choose from {', '.join(ALLOCATIONS)}")
         for method in args.methods.split(","):
-            runs = []
-            for _ in range(args.repeats):
-                load = os.getloadavg()
-                wall, cpu, report = run_ppocr(path, x, method)
-                runs.append({"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "load_before": load})
-                print(method, runs[-1], file=sys.stderr)
-            out[method] = {
-                "runs": runs,
-                "median_wall_s": statistics.median(r["wall_s"] for r in runs),
-                "median_cpu_s": statistics.median(r["cpu_s"] for r in runs),
-                "rate": report["compression_rate"],
-                "relative_output_error": report["relative_output_error"],
-            }
+            for allocation in ["fixed"] if method == "nm-8:16" else allocations:
+                runs = []
+                for _ in range(args.repeats):
+                    load = os.getloadavg()
+                    wall, cpu, report = run_ppocr(
+                        path, x, method, "planned" if allocation == "fixed" else allocation
+                    )
+                    runs.append({"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "load_before": load})
+                    print(method, allocation, runs[-1], file=sys.stderr)
+                out[method if allocation == "fixed" else f"{method}/{allocation}"] = {
+                    "runs": runs,
+                    "median_wall_s": statistics.median(r["wall_s"] for r in runs),
+                    "median_cpu_s": statistics.median(r["cpu_s"] for r in runs),
+                    "rate": report["compression_rate"],
+                    "relative_output_error": report["relative_output_error"],
+                }
     if model == "cnn" and not args.skip_speed:
         print(f"2.7M CNN: {weights(cnn_2_7m())} weights", file=sys.stderr)
         times = []

@@ -158,3 +158,75 @@ def test_options_evaluated_on_threads_equal_one_thread(method):
     alone = evaluate_options(matrix, configs, plan_iterations=3_000, workers=1)
     for _ in range(2):
         assert evaluate_options(matrix, configs, plan_iterations=3_000, workers=3) == alone
+
+
+def test_capacity_floors_equal_the_packers_floor():
+    """`capacity_floor_fractions` (no search) equals the floor the packer reports for the same config, and
+    never exceeds the fraction the search drops."""
+    from tightcompress.api import pack
+    from tightcompress.pipeline.fit import candidate_configs, capacity_floor_fractions
+
+    rng = np.random.default_rng(5)
+    matrix = np.abs(rng.normal(size=(120, 70)) * (rng.random((120, 70)) < 0.7)).astype(np.float32)
+    configs = candidate_configs("tight", 120, 32, N=70)
+    floors = capacity_floor_fractions(matrix, configs)
+    assert floors[0] == 0.0  # dense: no bound
+    assert max(floors) > 0.3
+    for config, floor in zip(configs[1:], floors[1:], strict=True):
+        report = pack(matrix, config.__class__(**{**vars(config), "iterations": 300})).report()
+        assert floor == pytest.approx(report["lower_bound_dropped_magnitude_fraction"], rel=1e-9, abs=1e-12)
+        assert floor <= report["dropped_magnitude_fraction"] + 1e-12
+
+
+@pytest.mark.parametrize("rate", [2.0, 3.0, 40.0])  # 40x: no option reaches it, the fewest slots are taken
+def test_uniform_bound_chooses_what_searching_every_candidate_chooses(monkeypatch, rate):
+    """The uniform rule searches candidates in order of their floor and skips those that cannot win: the
+    options chosen are those of a search of every candidate, and far fewer searches run."""
+    from tightcompress.api import pack as real_pack
+    from tightcompress.pipeline import fit, oneshot
+
+    rng = np.random.default_rng(6)
+    matrices = {
+        f"layer{i}": np.abs(rng.normal(size=shape) * rng.random((shape[0], 1))).astype(np.float32)
+        for i, shape in enumerate([(120, 40), (64, 600), (27, 16), (200, 96)])
+    }
+    searched = []
+
+    def counting_pack(matrix, config, **kw):
+        if fit.is_searched(config):
+            searched.append(config)
+        return real_pack(matrix, config, **kw)
+
+    monkeypatch.setattr(fit, "pack", counting_pack)
+    kwargs = dict(tile=32, seed=1, plan_iterations=800, quiet=True, uniform=True)
+    bounded = oneshot.plan_rate_sampled(matrices, "tight", rate, **kwargs)
+    n_bounded = len(searched)
+    monkeypatch.setattr(fit, "capacity_floor_fractions", lambda matrix, configs: [0.0] * len(configs))
+    searched.clear()
+    full = oneshot.plan_rate_sampled(matrices, "tight", rate, **kwargs)
+    assert bounded == full
+    if rate < 40:
+        assert n_bounded < len(searched) / 2
+    else:
+        assert n_bounded == len(searched)
+
+
+def test_uniform_bound_choice_does_not_depend_on_the_search_threads(monkeypatch):
+    """The bounded search runs in batches as wide as the search threads; the choice is the same for 1 and 3
+    threads (a candidate is skipped only when it cannot win, whatever was searched before it)."""
+    from tightcompress.pipeline import oneshot
+
+    rng = np.random.default_rng(8)
+    matrices = {
+        f"layer{i}": np.abs(rng.normal(size=shape) * rng.random((shape[0], 1))).astype(np.float32)
+        for i, shape in enumerate([(96, 80), (60, 300)])
+    }
+    chosen = []
+    for threads in ("1", "3"):
+        monkeypatch.setenv("TIGHTCOMPRESS_SEARCH_THREADS", threads)
+        chosen.append(
+            oneshot.plan_rate_sampled(
+                matrices, "tight", 2.0, tile=32, seed=2, plan_iterations=600, quiet=True, uniform=True
+            )
+        )
+    assert chosen[0] == chosen[1]

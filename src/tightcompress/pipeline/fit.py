@@ -242,6 +242,29 @@ def evaluate_options(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def capacity_floor_fractions(matrix: np.ndarray, configs: list[PackConfig]) -> list[float]:
+    """Per config, a lower bound on the fraction of `|matrix|` its packing drops, without searching: for a
+    capped search (tight, N:M with a permutation, a fixed height) the per-column floor of
+    `format.build.column_capacity_floor` (a column holds at most `sum_g min(size_g, h)` weights, whatever
+    the permutation); 0 for every other config (no bound known)."""
+    from tightcompress.format.build import uniform_group_offsets
+
+    magnitude = np.abs(np.asarray(matrix, dtype=np.float64))
+    K = magnitude.shape[0]
+    total = float(magnitude.sum())
+    ascending = None
+    floors = []
+    for config in configs:
+        if not (is_searched(config) and isinstance(config.height, int)) or total <= 0.0:
+            floors.append(0.0)
+            continue
+        if ascending is None:  # per column, the running sums of its smallest values (zeros cost nothing)
+            ascending = np.cumsum(np.sort(magnitude, axis=0), axis=0)
+        capacity = int(np.minimum(np.diff(uniform_group_offsets(K, config.group)), config.height).sum())
+        floors.append(float(ascending[K - capacity - 1].sum()) / total if capacity < K else 0.0)
+    return floors
+
+
 def search_workers() -> int:
     """Threads for independent searches: the cores this process may use (`TIGHTCOMPRESS_SEARCH_THREADS`
     overrides; 1 turns the threads off)."""
