@@ -132,3 +132,57 @@ def test_shared_row_search_costs_no_more_work_than_tight():
     tight = tc.pack(W, method="tight", group=8, height=4, tile=32).report()
     assert nm["search_iterations"] * 2048 <= max(tight["search_iterations"] * 32, 500 * 2048)
     assert nm["search_final_cost"] <= nm["search_initial_cost"]
+
+
+def test_swap_delta_equals_the_recounted_drop_change():
+    """The capped row move's O(1) delta (`kernels._swap_delta` from a group's k-th and (k+1)-th largest)
+    equals the change of the group's drop recounted by `kernels._drop_of`, for groups with ties, zeros,
+    fewer nonzeros than k, and k = 0 (nothing kept)."""
+    from tightcompress.permute import kernels
+
+    rng = np.random.default_rng(11)
+    checked = 0
+    for _ in range(3000):
+        size = int(rng.integers(1, 40))
+        k = int(rng.integers(0, size + 2))
+        vals = np.round(rng.exponential(size=size), 1)  # rounding makes ties
+        vals[rng.random(size) < 0.3] = 0.0
+        pos = int(rng.integers(size))
+        v_in = float(rng.choice([0.0, float(np.round(rng.exponential(), 1)), float(rng.choice(vals))]))
+        top = np.empty(k + 1)
+        before, kth, nxt = kernels._drop_of(vals, 0, size, k, top)
+        v_out = float(vals[pos])
+        vals[pos] = v_in
+        after, _, _ = kernels._drop_of(vals, 0, size, k, top)
+        assert kernels._swap_delta(v_out, v_in, kth, nxt) == pytest.approx(after - before, abs=1e-9)
+        checked += 1
+    assert checked == 3000
+
+
+@pytest.mark.parametrize("tile", [16, 40])
+def test_capped_row_delta_is_the_exact_change_of_the_move(tile):
+    """Every row move's delta as the annealer computes it (O(C)) equals the exact recount of the move."""
+    from tightcompress.permute import kernels
+
+    rng = np.random.default_rng(12)
+    W = _sparse(96, 40, 0.6, seed=7)
+    cost = np.ascontiguousarray(np.abs(W).T)
+    offsets = uniform_group_offsets(96, 8)
+    from tightcompress.permute.search import greedy_col_perm
+
+    tile_cols = greedy_col_perm(W, tile).reshape(-1, tile)
+    perm = np.tile(np.arange(96, dtype=np.int64), (tile_cols.shape[0], 1))
+    state, scratch = kernels.capped_state(cost, perm, tile_cols, offsets, 3)
+    state.vals[:] = kernels._permuted_costs(cost, perm, tile_cols)
+    for _ in range(300):
+        t = int(rng.integers(tile_cols.shape[0]))
+        i1, i2 = (int(i) for i in rng.choice(96, size=2, replace=False))
+        if i1 // 8 == i2 // 8:
+            continue
+        delta, n_touched = kernels._capped_row_delta(state, scratch, 3, t, i1, i2)
+        exact = kernels._capped_recount_row(state, scratch, 3, t, i1, i2, n_touched)
+        assert delta == pytest.approx(exact, abs=1e-9)
+        kernels._capped_accept_row(state, scratch, t, i1, i2, n_touched)  # walk on: the tables move too
+    recount = kernels.capped_drop_table(cost, state.perm, state.tile_cols, offsets, 3)
+    for table, expected in zip((state.drop, state.kth, state.nxt), recount, strict=True):
+        np.testing.assert_allclose(table, expected, atol=1e-12)

@@ -74,9 +74,11 @@ RUN = np.dtype(
 
 CappedState = namedtuple(
     "CappedState",
-    "cost col_total perm tile_cols offsets group_of_pos vals drop best_perm best_cols",
+    "cost col_total perm tile_cols offsets group_of_pos vals drop kth nxt best_perm best_cols",
 )
-CappedScratch = namedtuple("CappedScratch", "top new1 new2 touched col1 col2 buf1 buf2")
+CappedScratch = namedtuple(
+    "CappedScratch", "top new1 new2 touched col1 col2 buf1 buf2 kth1 nxt1 kth2 nxt2 cola1 colb1 cola2 colb2"
+)
 LosslessState = namedtuple(
     "LosslessState",
     "nonzero perm tile_cols offsets group_of_pos counts hist gmax best_perm best_cols",
@@ -160,24 +162,26 @@ def _group_of_pos(offsets, K):
 
 # ------------------------------------------------------------------------------------------ capped
 @nb.njit(cache=True, inline="always")
-def _drop_of(vals, start, end, k, swap_pos, swap_val, top):
-    """Cost dropped by keeping the k largest of `vals[start:end]` (one group of one array column).
+def _drop_of(vals, start, end, k, top):
+    """`(drop, kth, nxt)` of one group of one array column, `vals[start:end]`: the cost dropped by keeping
+    its k largest, and its k-th and (k+1)-th largest values (0 where the group has fewer nonzeros).
 
-    Position `swap_pos` is read as `swap_val` (a tentative row swap); pass -1 for none. The sums run in
-    position order and the kept top-k in descending order, so every caller gets bit-identical drops.
+    `top` is scratch of length k + 1. The sums run in position order and the kept top-k in descending
+    order, so every caller gets bit-identical drops. `kth` and `nxt` are what a row swap's delta needs
+    (`_swap_delta`): a swap changes one value of the group, and the new drop follows from these two.
     """
     total = 0.0
     n_top = 0
     for p in range(start, end):
-        v = swap_val if p == swap_pos else vals[p]
+        v = vals[p]
         if v == 0.0:
             continue
         total += v
-        if n_top < k:
+        if n_top <= k:
             i = n_top
             n_top += 1
-        elif v > top[k - 1]:
-            i = k - 1
+        elif v > top[k]:
+            i = k
         else:
             continue
         while i > 0 and top[i - 1] < v:
@@ -185,9 +189,27 @@ def _drop_of(vals, start, end, k, swap_pos, swap_val, top):
             i -= 1
         top[i] = v
     kept = 0.0
-    for i in range(n_top):
+    for i in range(min(n_top, k)):
         kept += top[i]
-    return total - kept
+    if k == 0:  # nothing kept: any value swapped in is dropped (`_swap_delta` then gives v_in - v_out)
+        kth = math.inf
+    else:
+        kth = top[k - 1] if n_top >= k else 0.0
+    nxt = top[k] if n_top > k else 0.0
+    return total - kept, kth, nxt
+
+
+@nb.njit(cache=True, inline="always")
+def _swap_delta(v_out, v_in, kth, nxt):
+    """The change of a group's drop when its value `v_out` is replaced by `v_in` (a row swap), from the
+    group's k-th (`kth`) and (k+1)-th (`nxt`) largest values, in O(1) (costs are >= 0, zeros included):
+    - `v_out >= kth` (kept): the (k+1)-th moves up unless `v_in` beats it, so the drop changes by
+      `min(v_in - nxt, 0)`;
+    - `v_out < kth` (dropped): `v_out` leaves the drop and `min(v_in, kth)` joins it.
+    Equal to the difference of two `_drop_of` sums up to rounding (`tests/test_search.py` checks it)."""
+    if v_out >= kth:
+        return min(v_in - nxt, 0.0)
+    return min(v_in, kth) - v_out
 
 
 @nb.njit(cache=True, nogil=True)
@@ -211,24 +233,29 @@ def _permuted_costs(cost, perm, tile_cols):
 
 @nb.njit(cache=True, nogil=True)
 def capped_drop_table(cost, perm, tile_cols, offsets, k):
-    """`drop[t, g, c]` for the current arrangement."""
+    """`(drop, kth, nxt)[t, g, c]` for the current arrangement (`_drop_of` of every cell)."""
     n_tiles, C = tile_cols.shape
     n_groups = offsets.shape[0] - 1
-    top = np.empty(max(k, 1), dtype=np.float64)
+    top = np.empty(k + 1, dtype=np.float64)
     drop = np.zeros((n_tiles, n_groups, C), dtype=np.float64)
+    kth = np.zeros((n_tiles, n_groups, C), dtype=np.float64)
+    nxt = np.zeros((n_tiles, n_groups, C), dtype=np.float64)
     vals = _permuted_costs(cost, perm, tile_cols)
     for t in range(n_tiles):
         for c in range(C):
             if tile_cols[t, c] < 0:
                 continue
             for g in range(n_groups):
-                drop[t, g, c] = _drop_of(vals[t, c], offsets[g], offsets[g + 1], k, -1, 0.0, top)
-    return drop
+                drop[t, g, c], kth[t, g, c], nxt[t, g, c] = _drop_of(
+                    vals[t, c], offsets[g], offsets[g + 1], k, top
+                )
+    return drop, kth, nxt
 
 
 @nb.njit(cache=True, nogil=True)
 def _capped_row_delta(s, w, k, t, i1, i2):
-    """Delta of swapping positions i1, i2 of tile t; fills `w.new1/new2/touched` for the touched columns."""
+    """Delta of swapping positions i1, i2 of tile t, in O(C) from the k-th and (k+1)-th largest of each
+    touched cell (`_swap_delta`); lists the touched columns (values that differ) in `w.touched`."""
     g1 = s.group_of_pos[i1]
     g2 = s.group_of_pos[i2]
     n_touched = 0
@@ -236,15 +263,12 @@ def _capped_row_delta(s, w, k, t, i1, i2):
     for c in range(s.tile_cols.shape[1]):
         v1 = s.vals[t, c, i1]
         v2 = s.vals[t, c, i2]
-        if s.tile_cols[t, c] < 0 or (v1 == 0.0 and v2 == 0.0):
+        if s.tile_cols[t, c] < 0 or v1 == v2:
             continue
-        d1 = _drop_of(s.vals[t, c], s.offsets[g1], s.offsets[g1 + 1], k, i1, v2, w.top)
-        d2 = _drop_of(s.vals[t, c], s.offsets[g2], s.offsets[g2 + 1], k, i2, v1, w.top)
-        w.new1[n_touched] = d1
-        w.new2[n_touched] = d2
         w.touched[n_touched] = c
         n_touched += 1
-        delta += d1 + d2 - s.drop[t, g1, c] - s.drop[t, g2, c]
+        delta += _swap_delta(v1, v2, s.kth[t, g1, c], s.nxt[t, g1, c])
+        delta += _swap_delta(v2, v1, s.kth[t, g2, c], s.nxt[t, g2, c])
     return delta, n_touched
 
 
@@ -254,8 +278,9 @@ def _capped_col_move(s, w, k, t1, c1, t2, c2, temperature):
     moment the delta is known to be positive, exactly as `delta <= 0 or random() < exp(-delta / T)` would.
 
     Fills `w.buf1`/`w.buf2` (the columns' costs in their new tiles' row order) and `w.col1`/`w.col2` (new
-    drops per group). Most column moves are rejected by a wide margin: once the drops computed so far
-    already exceed the old ones by more than the drawn number allows, the remaining groups are skipped.
+    drops per group; `w.cola*`/`w.colb*` their k-th and (k+1)-th largest). Most column moves are rejected
+    by a wide margin: once the drops computed so far already exceed the old ones by more than the drawn
+    number allows, the remaining groups are skipped.
     `col_total[j]` is column j's summed cost: it bounds the rounding noise (+-ulps) of the drops not yet
     computed. Returns (accepted, delta); delta is exact only when accepted.
     """
@@ -280,15 +305,15 @@ def _capped_col_move(s, w, k, t1, c1, t2, c2, temperature):
         if j2 >= 0:
             for p in range(start, end):
                 w.buf1[p] = cost[j2, perm[t1, p]]
-            w.col1[g] = _drop_of(w.buf1, start, end, k, -1, 0.0, w.top)
+            w.col1[g], w.cola1[g], w.colb1[g] = _drop_of(w.buf1, start, end, k, w.top)
         else:
-            w.col1[g] = 0.0
+            w.col1[g] = w.cola1[g] = w.colb1[g] = 0.0
         if j1 >= 0:
             for p in range(start, end):
                 w.buf2[p] = cost[j1, perm[t2, p]]
-            w.col2[g] = _drop_of(w.buf2, start, end, k, -1, 0.0, w.top)
+            w.col2[g], w.cola2[g], w.colb2[g] = _drop_of(w.buf2, start, end, k, w.top)
         else:
-            w.col2[g] = 0.0
+            w.col2[g] = w.cola2[g] = w.colb2[g] = 0.0
         new += w.col1[g] + w.col2[g]
         # A lower bound on the delta (the drops left are >= 0 up to rounding), less a margin far above any
         # rounding of these sums, so `bound > 0` means the delta as the full sum computes it is > 0 too.
@@ -320,6 +345,7 @@ def capped_state(cost, perm, tile_cols, offsets, k):
     col_total = np.empty(cost.shape[0], dtype=np.float64)
     for j in range(cost.shape[0]):
         col_total[j] = cost[j].sum()
+    drop, kth, nxt = capped_drop_table(cost, perm, tile_cols, offsets, k)
     state = CappedState(
         cost,
         col_total,
@@ -328,12 +354,14 @@ def capped_state(cost, perm, tile_cols, offsets, k):
         offsets,
         _group_of_pos(offsets, K),
         np.zeros((n_tiles, C, K), dtype=np.float64),
-        capped_drop_table(cost, perm, tile_cols, offsets, k),
+        drop,
+        kth,
+        nxt,
         perm.copy(),
         tile_cols.copy(),
     )
     scratch = CappedScratch(
-        np.empty(max(k, 1), dtype=np.float64),
+        np.empty(k + 1, dtype=np.float64),
         np.empty(C, dtype=np.float64),
         np.empty(C, dtype=np.float64),
         np.empty(C, dtype=np.int64),
@@ -341,6 +369,14 @@ def capped_state(cost, perm, tile_cols, offsets, k):
         np.empty(n_groups, dtype=np.float64),
         np.empty(K, dtype=np.float64),
         np.empty(K, dtype=np.float64),
+        np.empty(C, dtype=np.float64),
+        np.empty(C, dtype=np.float64),
+        np.empty(C, dtype=np.float64),
+        np.empty(C, dtype=np.float64),
+        np.empty(n_groups, dtype=np.float64),
+        np.empty(n_groups, dtype=np.float64),
+        np.empty(n_groups, dtype=np.float64),
+        np.empty(n_groups, dtype=np.float64),
     )
     return state, scratch
 
@@ -389,23 +425,50 @@ def _capped_accept_col(s, w, t1, c1, t2, c2):
     for g in range(s.offsets.shape[0] - 1):
         s.drop[t1, g, c1] = w.col1[g]
         s.drop[t2, g, c2] = w.col2[g]
+        s.kth[t1, g, c1] = w.cola1[g]
+        s.kth[t2, g, c2] = w.cola2[g]
+        s.nxt[t1, g, c1] = w.colb1[g]
+        s.nxt[t2, g, c2] = w.colb2[g]
+
+
+@nb.njit(cache=True, nogil=True)
+def _capped_recount_row(s, w, k, t, i1, i2, n_touched):
+    """Swap positions i1, i2 of tile t in `vals` and recount the touched cells exactly (`_drop_of`) into
+    `w.new*`/`w.kth*`/`w.nxt*`; returns the exact change of the summed drop. `_capped_accept_row` then
+    applies the swap to the arrangement and the tables."""
+    g1 = s.group_of_pos[i1]
+    g2 = s.group_of_pos[i2]
+    for c in range(s.tile_cols.shape[1]):
+        v = s.vals[t, c, i1]
+        s.vals[t, c, i1] = s.vals[t, c, i2]
+        s.vals[t, c, i2] = v
+    start1, end1 = s.offsets[g1], s.offsets[g1 + 1]
+    start2, end2 = s.offsets[g2], s.offsets[g2 + 1]
+    change = 0.0
+    for n in range(n_touched):
+        c = w.touched[n]
+        w.new1[n], w.kth1[n], w.nxt1[n] = _drop_of(s.vals[t, c], start1, end1, k, w.top)
+        w.new2[n], w.kth2[n], w.nxt2[n] = _drop_of(s.vals[t, c], start2, end2, k, w.top)
+        change += w.new1[n] + w.new2[n] - s.drop[t, g1, c] - s.drop[t, g2, c]
+    return change
 
 
 @nb.njit(cache=True, nogil=True)
 def _capped_accept_row(s, w, t, i1, i2, n_touched):
-    """Apply an accepted row swap to the arrangement and its tables."""
+    """Apply a recounted row swap (`_capped_recount_row`) to the arrangement and its tables."""
     g1 = s.group_of_pos[i1]
     g2 = s.group_of_pos[i2]
     r = s.perm[t, i1]
     s.perm[t, i1] = s.perm[t, i2]
     s.perm[t, i2] = r
-    for c in range(s.tile_cols.shape[1]):
-        v = s.vals[t, c, i1]
-        s.vals[t, c, i1] = s.vals[t, c, i2]
-        s.vals[t, c, i2] = v
     for n in range(n_touched):
-        s.drop[t, g1, w.touched[n]] = w.new1[n]
-        s.drop[t, g2, w.touched[n]] = w.new2[n]
+        c = w.touched[n]
+        s.drop[t, g1, c] = w.new1[n]
+        s.drop[t, g2, c] = w.new2[n]
+        s.kth[t, g1, c] = w.kth1[n]
+        s.kth[t, g2, c] = w.kth2[n]
+        s.nxt[t, g1, c] = w.nxt1[n]
+        s.nxt[t, g2, c] = w.nxt2[n]
 
 
 @nb.njit(cache=True, nogil=True)
@@ -460,6 +523,9 @@ def capped_chunk(s, w, run, moves):
             delta, n_touched = _capped_row_delta(s, w, k, t, i1, i2)
             if n_touched == 0 or not _metropolis(delta, temperature):
                 continue
+            # accepted on the O(1) delta; the touched cells are recounted exactly and the exact change is
+            # tracked, so the running cost never drifts from the tables
+            delta = _capped_recount_row(s, w, k, t, i1, i2, n_touched)
             if delta > 0.0:
                 at_best = _leave_best(s, at_best)
             _capped_accept_row(s, w, t, i1, i2, n_touched)
@@ -491,7 +557,7 @@ def capped_finish(s, run):
     r.at_best = True
     if r.ran == 0:
         return r.best
-    return capped_drop_table(s.cost, s.perm, s.tile_cols, s.offsets, r.k).sum()
+    return capped_drop_table(s.cost, s.perm, s.tile_cols, s.offsets, r.k)[0].sum()
 
 
 # ---------------------------------------------------------------------------------------- lossless
