@@ -311,8 +311,8 @@ def table(data: dict, allocation: str = "planned") -> str:
 
 
 def compact_table(data: dict, allocation: str = "planned") -> str:
-    """One row per method and calibration, one column per rate: exact lines % / characters % (measured
-    rate); "not run" or "failed" where there is no measurement."""
+    """One row per method and calibration, one column per rate: exact lines % (two decimals: 400 lines
+    move it by 0.25) / characters % (measured rate); "not run" or "failed" where there is no measurement."""
     data = rekeyed(data)
     results = data["cells"]
     failed = data.get("failed", {})
@@ -325,7 +325,7 @@ def compact_table(data: dict, allocation: str = "planned") -> str:
     dense = results.get("dense")
     if dense:
         lines.append(
-            f"| dense | - | {dense['exact_line_accuracy']:.1f} / {dense['character_accuracy']:.1f} (1x) |"
+            f"| dense | - | {dense['exact_line_accuracy']:.2f} / {dense['character_accuracy']:.1f} (1x) |"
             + " - |" * (len(rates) - 1)
         )
     for method in table_methods(allocation):
@@ -337,7 +337,7 @@ def compact_table(data: dict, allocation: str = "planned") -> str:
                 cell = results.get(key)
                 if cell is not None:
                     row += (
-                        f" {cell['exact_line_accuracy']:.1f} / {cell['character_accuracy']:.1f} "
+                        f" {cell['exact_line_accuracy']:.2f} / {cell['character_accuracy']:.1f} "
                         f"({cell['compression_rate']:.2f}x) |"
                     )
                 else:
