@@ -5,8 +5,10 @@ in `Constant` nodes, scored by `benchmarks/ocr/ppocr_task.py`. `--task ddddocr`:
 `common.onnx`, scored by `benchmarks/ocr/ddddocr_task.py`. Both score 400 rendered lines with known strings:
 exact-line accuracy and character accuracy (1 - total edit distance / total characters), both in percent.
 
-Each cell prunes the dense model once with `tightcompress.pipeline.oneshot.prune_onnx(..., rate=R)` (per-layer
-options planned for the whole model's rate; no fine-tuning), without calibration (|w|) and with 128
+Each cell prunes the dense model once with `tightcompress.pipeline.oneshot.prune_onnx(..., rate=R,
+allocation=A)` (no fine-tuning; `--allocation planned`, the default, plans per-layer options for the whole
+model's rate, `--allocation uniform` gives every layer the rate itself, Wanda's and SparseGPT's rule, under
+which unstructured keeps the `1/R` most salient weights of each layer), without calibration (|w|) and with 128
 calibration samples (saliency |w| x ||x|| and layer-by-layer reconstruction, every method alike), writes the
 pruned ONNX file, and scores it. It records the measured rate, the relative error of the model's output on
 the calibration samples (measured here for every cell; the report's own is kept when calibrated), the wall
@@ -19,7 +21,12 @@ where a run stopped. A cell that fails is recorded under `failed` with its error
 
     nice python benchmarks/bench_ocr_oneshot.py --task ppocr --json ppocr.json            # the whole table
     nice python benchmarks/bench_ocr_oneshot.py --task ppocr --json ppocr.json --resume   # what is missing
+    nice python benchmarks/bench_ocr_oneshot.py --allocation uniform --json ppocr.json --resume
     python benchmarks/bench_ocr_oneshot.py --table ppocr.json                     # Markdown from the JSON
+    python benchmarks/bench_ocr_oneshot.py --table ppocr.json --allocation uniform --compact
+
+One JSON holds cells of several allocations: each cell records its `allocation` and is keyed by it
+(`METHOD@RATE/calibrated|magnitude/ALLOCATION`; cells of files written before the option are `planned`).
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ from types import ModuleType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "ocr"))
 from ocr_common import machine
+
+from tightcompress.pipeline.oneshot import ALLOCATIONS
 
 TASKS = {"ppocr": "ppocr_task", "ddddocr": "ddddocr_task"}  # --task -> module in benchmarks/ocr
 
@@ -101,11 +110,29 @@ def task_of(data: dict) -> str | None:
     return "ddddocr" if "ddddocr" in model else ("ppocr" if "rapidocr" in model else None)
 
 
-def cell_key(method: str, rate: str, calibrated: bool) -> str:
-    """The cell's name in the JSON: 'dense' or 'METHOD@RATE/calibrated|magnitude'."""
+def cell_key(method: str, rate: str, calibrated: bool, allocation: str) -> str:
+    """The cell's name in the JSON: 'dense' or 'METHOD@RATE/calibrated|magnitude/ALLOCATION'."""
     if method == "dense":
         return "dense"
-    return f"{method}@{rate}/{'calibrated' if calibrated else 'magnitude'}"
+    return f"{method}@{rate}/{'calibrated' if calibrated else 'magnitude'}/{allocation}"
+
+
+def rekeyed(data: dict) -> dict:
+    """`data` with every cell (and failed cell) keyed by `cell_key` and recording its allocation: files
+    written before `--allocation` hold planned cells keyed 'METHOD@RATE/MODE'."""
+    for section in ("cells", "failed"):
+        records = data.get(section)
+        if not records:
+            continue
+        new = {}
+        for key, record in records.items():
+            if key == "dense":
+                new[key] = record
+                continue
+            allocation = record.setdefault("allocation", "planned")
+            new[cell_key(record["method"], record["rate"], record["calibrated"], allocation)] = record
+        data[section] = new
+    return data
 
 
 def cells(methods: Sequence[str], rates: Sequence[str], modes: Sequence[bool]) -> list[tuple[str, str, bool]]:
@@ -120,6 +147,7 @@ def run_cell(
     method: str,
     rate: str,
     calibrated: bool,
+    allocation: str,
     calibration: dict,
     seed: int,
     threads: int,
@@ -129,13 +157,15 @@ def run_cell(
     dense = task.model_path()
     load_before = os.getloadavg()[0]
     record: dict = {"method": method, "rate": rate, "calibrated": calibrated, "code": code_version()}
+    if method != "dense":
+        record["allocation"] = allocation
     if method == "dense":
         path = dense
     else:
         from tightcompress.pipeline.oneshot import prune_onnx
 
-        path = workdir / f"{method}_{rate}_{int(calibrated)}.onnx"
-        start = time.perf_counter()
+        path = workdir / f"{method}_{rate}_{int(calibrated)}_{allocation}.onnx"
+        start, cpu_start = time.perf_counter(), _cpu_seconds()
         report = prune_onnx(
             dense,
             path,
@@ -143,9 +173,12 @@ def run_cell(
             rate=RATES[rate],
             calibration=calibration if calibrated else None,
             seed=seed,
+            allocation=allocation,
         )
         record["prune_seconds"] = time.perf_counter() - start
+        record["prune_cpu_seconds"] = _cpu_seconds() - cpu_start
         record["compression_rate"] = report.get("compression_rate")
+        record["report_allocation"] = report.get("allocation")
         record["relative_output_error"] = report.get("relative_output_error")
         total = report.get("total") or {}
         record["dropped_weight_fraction"] = total.get("dropped_magnitude_fraction")
@@ -162,6 +195,12 @@ def run_cell(
     if path != dense:
         path.unlink(missing_ok=True)
     return record
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process, all its threads."""
+    times = os.times()
+    return times.user + times.system
 
 
 def output_error(dense: Path, pruned: Path, inputs: dict, batch: int = 32) -> float:
@@ -212,30 +251,48 @@ def _row(method: str, mode: str, rate: str, cell: dict | None, failed: dict | No
     achieved = cell.get("compression_rate")
     error = cell.get("output_error_measured", cell.get("relative_output_error"))
     seconds = cell.get("prune_seconds")
+    cpu = cell.get("prune_cpu_seconds")
     load = cell.get("load_average") or []
     load_note = f" (load {load[0]:.1f}-{load[1]:.1f})" if len(load) == 2 else ""
+    cpu_note = f" / {cpu:.0f}" if cpu is not None else ""
     return (
         f"| {method} | {mode} | {rate} | {achieved:.2f}x | {cell['exact_line_accuracy']:.2f} "
         f"({cell['exact_lines']}/{cell['lines']}) | {cell['character_accuracy']:.2f} | "
         + (f"{error:.4f}" if error is not None else "-")
         + " | "
-        + (f"{seconds:.0f}{load_note}" if seconds is not None else "-")
+        + (f"{seconds:.0f}{cpu_note}{load_note}" if seconds is not None else "-")
         + " |"
     )
 
 
-def table(data: dict) -> str:
-    """The Markdown table of a results JSON: one row per method, calibration and rate, 2x first.
+def table_methods(allocation: str) -> tuple[str, ...]:
+    """The methods a table shows: under `uniform`, unstructured already keeps `1/rate` of each layer, so
+    `unstructured-uniform` is the same cell and is left out."""
+    return tuple(m for m in METHODS if not (allocation == "uniform" and m == "unstructured-uniform"))
+
+
+def allocations_of(data: dict) -> list[str]:
+    """The allocations a results JSON holds cells of, in `ALLOCATIONS` order."""
+    found = {r.get("allocation", "planned") for k, r in {**data["cells"], **data.get("failed", {})}.items()
+             if k != "dense"}  # fmt: skip
+    return [a for a in ALLOCATIONS if a in found] + sorted(found - set(ALLOCATIONS))
+
+
+def table(data: dict, allocation: str = "planned") -> str:
+    """The Markdown table of a results JSON for one allocation: one row per method, calibration and rate,
+    2x first.
 
     Columns: measured rate, exact lines (percent and count), characters (percent), the relative output error
-    the report gives (on the calibration samples when calibrated), and the wall seconds of `prune_onnx`
-    with the model load and the load average before and after. Cells not measured say "not run"."""
+    of the model's output on the calibration samples, and the wall seconds of `prune_onnx` with the model
+    load / its process CPU seconds (user + sys), with the load average before and after. Cells not
+    measured say "not run", failed ones "failed:" and the error."""
+    data = rekeyed(data)
     results = data["cells"]
     failed = data.get("failed", {})
     samples = data.get("calibration_samples", 128)
     lines = [
         "| method | calibration | target | measured rate | exact lines % | characters % "
-        "| rel. output error | prune s (load) |",
+        "| rel. output error | prune wall s / CPU s (load) |",
         "|---|---|---|---:|---:|---:|---:|---|",
     ]
     dense = results.get("dense")
@@ -245,11 +302,47 @@ def table(data: dict) -> str:
             f"{dense['lines']}) | {dense['character_accuracy']:.2f} | 0 | - |"
         )
     for rate in ("2x", "1.33x", "4x"):
-        for method in METHODS:
+        for method in table_methods(allocation):
             for calibrated in (True, False):
-                key = cell_key(method, rate, calibrated)
+                key = cell_key(method, rate, calibrated, allocation)
                 mode = f"{samples} samples" if calibrated else "none (\\|w\\|)"
                 lines.append(_row(method, mode, rate, results.get(key), failed.get(key)))
+    return "\n".join(lines)
+
+
+def compact_table(data: dict, allocation: str = "planned") -> str:
+    """One row per method and calibration, one column per rate: exact lines % (two decimals: 400 lines
+    move it by 0.25) / characters % (measured rate); "not run" or "failed" where there is no measurement."""
+    data = rekeyed(data)
+    results = data["cells"]
+    failed = data.get("failed", {})
+    samples = data.get("calibration_samples", 128)
+    rates = ("1.33x", "2x", "4x")
+    lines = [
+        "| method | calibration | " + " | ".join(rates) + " |",
+        "|---|---|" + "---|" * len(rates),
+    ]
+    dense = results.get("dense")
+    if dense:
+        lines.append(
+            f"| dense | - | {dense['exact_line_accuracy']:.2f} / {dense['character_accuracy']:.1f} (1x) |"
+            + " - |" * (len(rates) - 1)
+        )
+    for method in table_methods(allocation):
+        for calibrated in (False, True):
+            mode = f"{samples} samples" if calibrated else "none (\\|w\\|)"
+            row = f"| {method} | {mode} |"
+            for rate in rates:
+                key = cell_key(method, rate, calibrated, allocation)
+                cell = results.get(key)
+                if cell is not None:
+                    row += (
+                        f" {cell['exact_line_accuracy']:.2f} / {cell['character_accuracy']:.1f} "
+                        f"({cell['compression_rate']:.2f}x) |"
+                    )
+                else:
+                    row += " failed |" if key in failed else " not run |"
+            lines.append(row)
     return "\n".join(lines)
 
 
@@ -267,26 +360,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--modes", nargs="+", choices=("magnitude", "calibrated"), default=["magnitude", "calibrated"]
     )
+    parser.add_argument(
+        "--allocation",
+        choices=list(ALLOCATIONS),
+        help="how the rate is shared out between the layers (prune_onnx's allocation; default planned); "
+        "with --table: the allocation to print (default: every one in the JSON)",
+    )
+    parser.add_argument(
+        "--compact", action="store_true", help="with --table: one row per method, one column per rate"
+    )
     parser.add_argument("--calibration-samples", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads when scoring")
     args = parser.parse_args(argv)
     if args.table:
-        print(table(json.loads(args.table.read_text())))
+        results = rekeyed(json.loads(args.table.read_text()))
+        render = compact_table if args.compact else table
+        chosen = [args.allocation] if args.allocation else allocations_of(results) or ["planned"]
+        print("\n\n".join(f"allocation {a}:\n\n{render(results, a)}" for a in chosen))
         return 0
+    allocation = args.allocation or "planned"
     if args.json is None:
         parser.error("--json is required to run the table")
     task = load_task(args.task)
     data: dict = {"cells": {}}
     if args.resume and args.json.exists():
-        data = json.loads(args.json.read_text())
+        data = rekeyed(json.loads(args.json.read_text()))
         if task_of(data) not in (None, args.task):
             parser.error(f"{args.json} holds --task {task_of(data)} results, not {args.task}")
         if data.get("calibration_samples", args.calibration_samples) != args.calibration_samples:
             parser.error(f"{args.json} was measured with {data['calibration_samples']} calibration samples")
     data.update(
         {
-            "command": "python benchmarks/bench_ocr_oneshot.py " + " ".join(argv or sys.argv[1:]),
+            "command": "python benchmarks/bench_ocr_oneshot.py " + " ".join(argv or sys.argv[1:]),  # the last
             "machine": machine(),
             "task": args.task,
             "model": str(task.model_path()),
@@ -298,17 +404,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     calibration = task.calibration(args.calibration_samples)
     modes = [mode == "calibrated" for mode in args.modes]
-    with tempfile.TemporaryDirectory(prefix="ocr_oneshot_") as tmp:
+    command = "python benchmarks/bench_ocr_oneshot.py " + " ".join(argv or sys.argv[1:])
+    with tempfile.TemporaryDirectory(prefix="ocr_oneshot_") as tmpdir:
+        tmp = Path(tmpdir)
         for method, rate, calibrated in cells(args.methods, args.rates, modes):
-            key = cell_key(method, rate, calibrated)
+            key = cell_key(method, rate, calibrated, allocation)
             if key in data["cells"]:
                 continue
             try:
                 record = run_cell(
-                    task, method, rate, calibrated, calibration, args.seed, args.threads, Path(tmp)
+                    task, method, rate, calibrated, allocation, calibration, args.seed, args.threads, tmp
                 )
             except Exception as error:  # one failing cell must not lose the others; the JSON says why
-                record = {"method": method, "rate": rate, "calibrated": calibrated, "error": repr(error)}
+                record = {
+                    "method": method,
+                    "rate": rate,
+                    "calibrated": calibrated,
+                    "allocation": allocation,
+                    "error": repr(error),
+                    "load_average": [os.getloadavg()[0]],
+                }
                 print(f"{key}: FAILED {error!r}", flush=True)
             else:
                 print(
@@ -319,13 +434,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"prune {record.get('prune_seconds', 0.0):.1f} s, load {record['load_average'][0]:.1f}",
                     flush=True,
                 )
+            record["command"] = command
             if "error" not in record:
                 data["cells"][key] = record
                 data.get("failed", {}).pop(key, None)
             else:
                 data.setdefault("failed", {})[key] = record
             _write_json(args.json, data)
-    print(table(data))
+    print(table(data, allocation))
     return 0
 
 

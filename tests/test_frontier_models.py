@@ -125,15 +125,21 @@ def _result(rate: float) -> types.SimpleNamespace:
     return types.SimpleNamespace(report=report, packed={}, weights={})
 
 
-def stand_in(calls: list) -> types.ModuleType:
-    """`pipeline.oneshot`'s two entry points the frontier calls: per-layer magnitude pruning to 1/rate."""
+def stand_in(calls: list, allocations: list | None = None) -> types.ModuleType:
+    """`pipeline.oneshot`'s two entry points the frontier calls: per-layer magnitude pruning to 1/rate.
+    Each call is appended to `calls`, and the allocation it was given to `allocations`."""
+    allocations = [] if allocations is None else allocations
     module = types.ModuleType("tightcompress.pipeline.oneshot")
+    module.ALLOCATIONS = ("planned", "uniform")
 
-    def prune_onnx_packed(onnx_path, out_path, *, method, rate, calibration=None, seed=0):
+    def prune_onnx_packed(
+        onnx_path, out_path, *, method, rate, calibration=None, seed=0, allocation="planned"
+    ):
         import onnx
         from onnx import numpy_helper
 
         calls.append(("onnx", method, rate, seed, None if calibration is None else sorted(calibration)))
+        allocations.append(allocation)
         model = onnx.load(str(onnx_path))
         for index, init in enumerate(model.graph.initializer):
             array = numpy_helper.to_array(init)
@@ -143,10 +149,11 @@ def stand_in(calls: list) -> types.ModuleType:
         onnx.save(model, str(out_path))
         return _result(rate)
 
-    def prune_module_packed(model, *, method, rate, calibration=None, seed=0):
+    def prune_module_packed(model, *, method, rate, calibration=None, seed=0, allocation="planned"):
         calls.append(
             ("pytorch", method, rate, seed, None if calibration is None else tuple(calibration.shape))
         )
+        allocations.append(allocation)
         with torch.no_grad():
             for layer in model.modules():
                 if isinstance(layer, torch.nn.Conv2d | torch.nn.Linear):
@@ -271,6 +278,63 @@ def test_pytorch_frontier_gives_the_metric_the_pruned_model(tiny, oneshot, tmp_p
     assert result["config"]["model"]["kind"] == "pytorch"
 
 
+# --------------------------------------------------------------------------------------- --allocation
+def test_allocation_reaches_every_pruning_call_and_is_kept_apart_on_resume(tiny, tmp_path, monkeypatch):
+    calls: list = []
+    allocations: list = []
+    monkeypatch.setitem(sys.modules, "tightcompress.pipeline.oneshot", stand_in(calls, allocations))
+    argv = ["frontier", "--onnx", str(tiny / "tiny.onnx"), "--eval", f"{tiny / 'tinynet.py'}:evaluate_onnx",
+            "--methods", "tight", "--rates", "2", "4", "--seeds", "0", "--jobs", "1",
+            "--workdir", str(tmp_path / "w"), "--quiet"]  # fmt: skip
+    assert main([*argv, "--allocation", "uniform", "--json", str(tmp_path / "u.json")]) == 0
+    assert allocations == ["uniform", "uniform"] and len(calls) == 2
+    assert json.loads((tmp_path / "u.json").read_text())["config"]["allocation"] == "uniform"
+    # The default (planned) does not reuse the uniform points; each resumes its own.
+    assert main([*argv, "--resume", "--json", str(tmp_path / "p.json")]) == 0
+    assert allocations[2:] == ["planned", "planned"]
+    planned = json.loads((tmp_path / "p.json").read_text())
+    _validate(planned)
+    assert planned["config"]["allocation"] == "planned"
+    assert main([*argv, "--allocation", "uniform", "--resume", "--json", str(tmp_path / "u2.json")]) == 0
+    assert main([*argv, "--allocation", "planned", "--resume", "--json", str(tmp_path / "p2.json")]) == 0
+    assert len(allocations) == 4  # nothing pruned again
+    # PyTorch models too.
+    argv = ["frontier", "--model", f"{tiny / 'tinynet.py'}:TinyNet", "--checkpoint", str(tiny / "tiny.pt"),
+            "--eval", f"{tiny / 'tinynet.py'}:evaluate", "--methods", "nm", "--rates", "2", "--seeds", "0",
+            "--jobs", "1", "--workdir", str(tmp_path / "w"), "--allocation", "uniform",
+            "--json", str(tmp_path / "t.json"), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    assert calls[-1][:3] == ("pytorch", "nm", 2.0) and allocations[-1] == "uniform"
+
+
+def _kind(*flags: str):
+    from tightcompress.cli.frontier import model_from_args
+    from tightcompress.cli.main import build_parser
+
+    return model_from_args(build_parser().parse_args(["frontier", *flags]))
+
+
+@pytest.mark.parametrize("model", ["onnx", "pytorch"])
+def test_the_allocation_changes_the_real_per_layer_rates(tiny, model):
+    """Through the command line's flags and the real `pipeline.oneshot`: unstructured at 2x keeps half of
+    each layer under `uniform`; under `planned` the small conv stays nearly dense (about 1.04x here)."""
+    if model == "onnx":
+        flags = ["--onnx", str(tiny / "tiny.onnx"), "--eval", f"{tiny / 'tinynet.py'}:evaluate_onnx"]
+    else:
+        flags = ["--model", f"{tiny / 'tinynet.py'}:TinyNet", "--checkpoint", str(tiny / "tiny.pt"),
+                 "--eval", f"{tiny / 'tinynet.py'}:evaluate"]  # fmt: skip
+    rates = {}
+    for allocation in ("planned", "uniform"):
+        kind = _kind(*flags, "--allocation", allocation)
+        assert kind.allocation == allocation and kind.describe()["allocation"] == allocation
+        result, score, _ = kind.prune_and_score("unstructured", 2.0, 0)
+        assert result.report["allocation"] == allocation and 0.0 <= score <= 100.0
+        rates[allocation] = [round(layer["compression_rate"], 2) for layer in result.report["layers"]]
+    assert len(rates["uniform"]) == 2 and rates["uniform"] == [2.0, 2.0]
+    assert max(abs(a - b) for a, b in zip(rates["planned"], rates["uniform"], strict=True)) > 0.5
+    assert _kind(*flags).allocation == "planned"  # the default
+
+
 # ----------------------------------------------------------------------------------- bad input: one line
 def _one_line(capsys, argv, *words) -> None:
     try:
@@ -318,6 +382,11 @@ def test_a_bad_metric_is_one_line_and_writes_nothing(tiny, oneshot, tmp_path, ca
         (["--onnx", "{tiny}/missing.onnx", "--eval", "m:f"], ["missing.onnx"]),
         (["--onnx", "{tiny}/tiny.onnx", "--eval", "m:f", "--calibration", "{tiny}/x.npz"], ["x.npz"]),
         (["--methods", "unstructured"], ["unknown method 'unstructured'"]),  # the demo has no such method
+        (["--allocation", "uniform"], ["--allocation applies to your own model"]),
+        (["--model", "{tiny}/tinynet.py:TinyNet", "--checkpoint", "{tiny}/tiny.pt", "--eval", "m:f",
+          "--mode", "fine-tune", "--allocation", "uniform"], ["--allocation is for one-shot"]),
+        (["--onnx", "{tiny}/tiny.onnx", "--eval", "m:f", "--allocation", "even"],
+         ["--allocation", "invalid choice"]),
     ],
 )  # fmt: skip
 def test_model_flags_are_checked_in_one_line(tiny, tmp_path, capsys, flags, words):

@@ -273,15 +273,23 @@ def _pack_searched(
 
     start = time.perf_counter()
     offsets = uniform_group_offsets(weights.shape[0], config.group)
-    anneal = AnnealConfig(iterations=config.iterations, seed=config.seed, objective=config.objective)
-    result = search_permutation(
-        weights,
-        group_offsets=offsets,
-        tile=config.tile,
-        height_cap=height_cap,
-        config=anneal,
-        shared_rows=shared_rows,
-    )
+    if shared_rows and height_cap is not None:  # capped N:M: the channel-swap search (h23nmperm)
+        from tightcompress.baselines.structured import search_nm_permutation
+
+        result = search_nm_permutation(
+            weights, group=config.group, height=height_cap, tile=config.tile, seed=config.seed,
+            iterations=config.iterations, objective=config.objective,
+        )  # fmt: skip
+    else:
+        anneal = AnnealConfig(iterations=config.iterations, seed=config.seed, objective=config.objective)
+        result = search_permutation(
+            weights,
+            group_offsets=offsets,
+            tile=config.tile,
+            height_cap=height_cap,
+            config=anneal,
+            shared_rows=shared_rows,
+        )
     extra = {"permute": True} if shared_rows else {}
     build_cap = height_cap
     if shared_rows and height_cap is None:  # lossless N:M: the least uniform N the found order allows

@@ -34,6 +34,7 @@ from tightcompress.pipeline.config import (
     DemoConfig,
 )
 from tightcompress.pipeline.iso_accuracy import TOLERANCES
+from tightcompress.pipeline.oneshot import ALLOCATIONS
 from tightcompress.results import FrontierReport
 from tightcompress.utils.atomic import output_group, write_json_atomic
 
@@ -77,6 +78,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--calibration",
         metavar="FILE",
         help="model inputs for calibrated pruning: .npz by input name (ONNX), .pt/.npy tensor (PyTorch)",
+    )
+    outside.add_argument(
+        "--allocation",
+        choices=ALLOCATIONS,
+        help="one-shot: how each point's rate is shared out between the layers, as `pack --allocation` "
+        "(default planned; uniform: every layer at the rate itself)",
     )
     outside.add_argument(
         "--mode", choices=MODES, help="one-shot (default for your model) or fine-tune (PyTorch, with --data)"
@@ -139,7 +146,7 @@ def model_from_args(args: argparse.Namespace) -> ModelKind:
     from tightcompress.pipeline.frontier.kinds.metric import Metric, metric_spec
 
     if args.onnx is None and args.model is None:
-        for flag in ("eval", "calibration", "mode", "data", "checkpoint"):
+        for flag in ("eval", "calibration", "allocation", "mode", "data", "checkpoint"):
             if getattr(args, flag) is not None:
                 raise TightCompressError(f"--{flag} applies to your own model (--onnx or --model)")
         compress = budget_config(args)
@@ -150,6 +157,7 @@ def model_from_args(args: argparse.Namespace) -> ModelKind:
         raise TightCompressError("give --eval module:function: your metric, higher is better")
     metric = Metric(metric_spec(args.eval))
     mode = args.mode or "one-shot"
+    allocation = args.allocation or "planned"
     if args.onnx is not None:
         if mode != "one-shot":
             raise TightCompressError("--mode fine-tune needs a PyTorch model (--model and --checkpoint)")
@@ -157,7 +165,8 @@ def model_from_args(args: argparse.Namespace) -> ModelKind:
             raise TightCompressError("--checkpoint and --data apply to --model, not --onnx")
         from tightcompress.pipeline.frontier.kinds.onnx import OnnxKind
 
-        return OnnxKind(Path(args.onnx), metric, None if args.calibration is None else Path(args.calibration))
+        calibration = None if args.calibration is None else Path(args.calibration)
+        return OnnxKind(Path(args.onnx), metric, calibration, allocation=allocation)
     if args.checkpoint is None:
         raise TightCompressError("give --checkpoint with --model")
     kwargs = _model_args(args.model_args)
@@ -166,6 +175,10 @@ def model_from_args(args: argparse.Namespace) -> ModelKind:
 
         if args.calibration is not None:
             raise TightCompressError("--calibration is for one-shot; fine-tune trains on --data")
+        if args.allocation is not None:
+            raise TightCompressError(
+                "--allocation is for one-shot; fine-tune shares the rate out by its own schedule"
+            )
         return FineTuneKind(
             args.model,
             Path(args.checkpoint),
@@ -179,7 +192,9 @@ def model_from_args(args: argparse.Namespace) -> ModelKind:
     from tightcompress.pipeline.frontier.kinds.pytorch import TorchKind
 
     calibration = None if args.calibration is None else Path(args.calibration)
-    return TorchKind(args.model, Path(args.checkpoint), metric, calibration, model_args=kwargs)
+    return TorchKind(
+        args.model, Path(args.checkpoint), metric, calibration, model_args=kwargs, allocation=allocation
+    )
 
 
 def _gain(value: float | None) -> str:

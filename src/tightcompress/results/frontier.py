@@ -93,6 +93,10 @@ class FrontierConfig(Result):
     mode: str = optional("-", "one-shot (pruned without training) or fine-tune (your model only)")
     metric: str = optional("-", "--eval module:function (or file.py:function), higher is better")
     calibration: str | None = optional("file", "one-shot calibration inputs, or null")
+    allocation: str = optional(
+        "-", "one-shot: how each point's rate was shared out between the layers (--allocation: planned, "
+        "uniform)"
+    )
     data: str | None = optional("folder", "fine-tune: --data ImageFolder root (null: digits)")
     widths: list[int] = optional("channels", "demo CNN conv widths (demo)")
     dense_epochs: float = optional("epochs", "demo dense training (demo)")

@@ -24,10 +24,10 @@ def _kernels() -> dict[str, object]:
     """The cached entry-point kernels (inline helpers are compiled into their callers, not cached alone)."""
     from tightcompress.baselines import column_combining
     from tightcompress.format import build
-    from tightcompress.permute import kernels
+    from tightcompress.permute import channel_swap, kernels
 
     found = {}
-    for module in (kernels, build, column_combining):
+    for module in (kernels, channel_swap, build, column_combining):
         for name, value in vars(module).items():
             options = getattr(value, "targetoptions", None)
             cached = type(getattr(value, "_cache", None)).__name__ == "FunctionCache"  # njit(cache=True)

@@ -2,6 +2,10 @@
 methods, the stages (only the dense score: the model itself is read again by every point) and the driver
 of one point: prune one-shot at the rate, score with the user's metric, simulate the packed layers.
 
+`allocation` (`pipeline.oneshot.ALLOCATIONS`) is how each point's rate is shared out between the layers: it
+is part of a point's settings (a `planned` point keeps the settings, and so the file, it had before the
+option existed), not of the dense score's.
+
 A seed changes only the pruning's own randomness (the permutation search); the dense score is the same
 for every seed and is kept once per work folder (`dense-HASH.json`).
 """
@@ -32,6 +36,14 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def check_allocation(allocation: str) -> None:
+    """One line unless `allocation` is one of `pipeline.oneshot.ALLOCATIONS`."""
+    from tightcompress.pipeline.oneshot import ALLOCATIONS
+
+    if allocation not in ALLOCATIONS:
+        raise TightCompressError(f"unknown allocation {allocation!r}; choose one of {', '.join(ALLOCATIONS)}")
 
 
 def existing_file(path: str | Path, what: str) -> Path:
@@ -73,6 +85,7 @@ class OneShotKind(ModelKind):
     methods: ClassVar[tuple[str, ...]] = ONESHOT_METHODS
     metric: Metric
     calibration: Path | None
+    allocation: str
 
     @abstractmethod
     def model_settings(self) -> dict[str, Any]:
@@ -102,7 +115,10 @@ class OneShotKind(ModelKind):
     def point_settings(
         self, seed: int, method: str, rate: float, methods: Sequence[str], rates: Sequence[float]
     ) -> dict[str, Any]:
-        return {**self._common(), "seed": seed, "method": method, "rate": rate}
+        settings = {**self._common(), "seed": seed, "method": method, "rate": rate}
+        if self.allocation != "planned":  # planned points keep the files they had before the option
+            settings["allocation"] = self.allocation
+        return settings
 
     def check(self, methods: Sequence[str], rates: Sequence[float]) -> None:
         """Load the metric once here, so that a missing module or function fails before any work."""
@@ -141,5 +157,6 @@ class OneShotKind(ModelKind):
             "mode": "one-shot",
             "metric": self.metric.spec,
             "calibration": None if self.calibration is None else str(self.calibration),
+            "allocation": self.allocation,
             "array": "32x32",
         }

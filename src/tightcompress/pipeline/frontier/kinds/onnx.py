@@ -1,7 +1,7 @@
 """An ONNX file as a frontier model kind (`tightcompress frontier --onnx M.onnx --eval module:function`):
 each point prunes the file one-shot (`pipeline.oneshot.prune_onnx`, calibrated with `--calibration`, an
-`.npz` of the model's inputs keyed by input name) into a temporary ONNX file, which the user's metric
-scores by its path."""
+`.npz` of the model's inputs keyed by input name; the rate shared out between the layers by `--allocation`)
+into a temporary ONNX file, which the user's metric scores by its path."""
 
 from __future__ import annotations
 
@@ -12,20 +12,28 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from tightcompress.pipeline.frontier.kinds.metric import Metric
-from tightcompress.pipeline.frontier.kinds.oneshot import OneShotKind, existing_file, file_sha256
+from tightcompress.pipeline.frontier.kinds.oneshot import (
+    OneShotKind,
+    check_allocation,
+    existing_file,
+    file_sha256,
+)
 
 
 @dataclass(frozen=True)
 class OnnxKind(OneShotKind):
-    """The ONNX file at `path`, scored by `metric` on each pruned copy's path."""
+    """The ONNX file at `path`, scored by `metric` on each pruned copy's path; `allocation` is
+    `prune_onnx`'s (`pipeline.oneshot.ALLOCATIONS`)."""
 
     path: Path
     metric: Metric
     calibration: Path | None = None
+    allocation: str = "planned"
 
     name: ClassVar[str] = "onnx"
 
     def __post_init__(self) -> None:
+        check_allocation(self.allocation)
         object.__setattr__(self, "path", existing_file(self.path, "ONNX model"))
         if self.calibration is not None:
             object.__setattr__(self, "calibration", existing_file(self.calibration, "--calibration"))
@@ -49,7 +57,13 @@ class OnnxKind(OneShotKind):
         with tempfile.TemporaryDirectory(prefix="tightcompress-frontier-") as tmp:
             out = Path(tmp) / f"{self.path.stem}-{method}-{rate:g}x.onnx"
             result = prune_onnx_packed(
-                self.path, out, method=method, rate=rate, calibration=calibration, seed=seed
+                self.path,
+                out,
+                method=method,
+                rate=rate,
+                calibration=calibration,
+                seed=seed,
+                allocation=self.allocation,
             )
             score = self.metric(str(out), f"{method} at {rate:g}x")
         vectors = None

@@ -1,7 +1,8 @@
 """A PyTorch model as a frontier model kind (`tightcompress frontier --model file.py:Class --checkpoint C
 --eval module:function`): each point builds the model, loads the checkpoint, prunes it one-shot in place
 (`pipeline.oneshot.prune_module`, calibrated with `--calibration`, a `.pt` or `.npy` tensor of inputs,
-first axis = samples) and scores it with the user's metric, which is given the model."""
+first axis = samples; the rate shared out between the layers by `--allocation`) and scores it with the
+user's metric, which is given the model."""
 
 from __future__ import annotations
 
@@ -17,7 +18,12 @@ from torch import nn
 
 from tightcompress.errors import TightCompressError
 from tightcompress.pipeline.frontier.kinds.metric import Metric
-from tightcompress.pipeline.frontier.kinds.oneshot import OneShotKind, existing_file, file_sha256
+from tightcompress.pipeline.frontier.kinds.oneshot import (
+    OneShotKind,
+    check_allocation,
+    existing_file,
+    file_sha256,
+)
 from tightcompress.pipeline.hardware import vectors_per_layer
 from tightcompress.pipeline.models import load_model
 
@@ -48,24 +54,27 @@ def model_spec(spec: str) -> str:
 
 @dataclass(frozen=True)
 class TorchKind(OneShotKind):
-    """`model` (`file.py:Class` or `module:Class`) built with `model_args` and loaded from `checkpoint`."""
+    """`model` (`file.py:Class` or `module:Class`) built with `model_args` and loaded from `checkpoint`;
+    `allocation` is `prune_module`'s (`pipeline.oneshot.ALLOCATIONS`)."""
 
     model: str
     checkpoint: Path
     metric: Metric
     calibration: Path | None = None
     model_args: dict[str, Any] = field(default_factory=dict)
+    allocation: str = "planned"
 
     name: ClassVar[str] = "pytorch"
 
     def __post_init__(self) -> None:
+        check_allocation(self.allocation)
         object.__setattr__(self, "model", model_spec(self.model))
         object.__setattr__(self, "checkpoint", existing_file(self.checkpoint, "--checkpoint"))
         if self.calibration is not None:
             object.__setattr__(self, "calibration", existing_file(self.calibration, "--calibration"))
 
     def __hash__(self) -> int:  # model_args is a dict
-        return hash((self.model, self.checkpoint, self.metric, self.calibration))
+        return hash((self.model, self.checkpoint, self.metric, self.calibration, self.allocation))
 
     @cached_property
     def sha256(self) -> str:
@@ -91,7 +100,9 @@ class TorchKind(OneShotKind):
 
         model = self.build()
         calibration = None if self.calibration is None else load_tensor_calibration(self.calibration)
-        result = prune_module_packed(model, method=method, rate=rate, calibration=calibration, seed=seed)
+        result = prune_module_packed(
+            model, method=method, rate=rate, calibration=calibration, seed=seed, allocation=self.allocation
+        )
         vectors = None
         if calibration is not None and result.packed:
             vectors = vectors_per_layer(model, calibration[:1])
