@@ -109,18 +109,13 @@ def _group_stats(s, g, k):
                 kept += s.V[p, c]
             continue
         part = buf[:m]
-        if m <= 32:  # insertion sort: a library sort call costs more on a few values
-            for i in range(m):
-                v = s.V[lo + i, c]
-                j = i
-                while j > 0 and part[j - 1] > v:
-                    part[j] = part[j - 1]
-                    j -= 1
-                part[j] = v
-        else:
-            for i in range(m):
-                part[i] = s.V[lo + i, c]
-            part.sort()  # ascending: the k largest are the last k
+        for i in range(m):  # insertion sort, ascending: cheaper than a library sort call on <= 64 values
+            v = s.V[lo + i, c]
+            j = i
+            while j > 0 and part[j - 1] > v:
+                part[j] = part[j - 1]
+                j -= 1
+            part[j] = v
         s.a[g, c] = part[m - k]
         s.b[g, c] = part[m - k - 1]
         for i in range(m - k, m):
@@ -244,7 +239,7 @@ def _pair_best(s, g, h, tol):
 
 
 @nb.njit(cache=True, nogil=True, fastmath={"reassoc", "contract", "nsz"})
-def _apply_swap(s, p, q, k):
+def _apply_swap(s, p, q, k, bounds=True):
     """Swap the rows at positions p and q (different groups), update the tables, and stamp both groups
     as changed (their pairs are scored again when the sweep reaches them)."""
     g1 = s.gop[p]
@@ -265,6 +260,11 @@ def _apply_swap(s, p, q, k):
     for g in (g1, g2):
         for i in range(s.offsets[g], s.offsets[g + 1]):
             _row_terms(s, i)
+    s.clock[0] += 1
+    s.changed[g1] = s.clock[0]
+    s.changed[g2] = s.clock[0]
+    if not bounds:  # the random phase scores no pairs: the bounds are rebuilt when the sweeps start
+        return
     K = s.V.shape[0]
     G = s.offsets.shape[0] - 1
     b1 = s.b[g1]
@@ -286,9 +286,6 @@ def _apply_swap(s, p, q, k):
         s.amax[g, g2] = _amax(s, g, g2)
         s.amax[g1, g] = _amax(s, g1, g)
         s.amax[g2, g] = _amax(s, g2, g)
-    s.clock[0] += 1
-    s.changed[g1] = s.clock[0]
-    s.changed[g2] = s.clock[0]
 
 
 @nb.njit(cache=True, nogil=True)
@@ -298,6 +295,19 @@ def _kept_sum(s, k):
     for g in range(s.offsets.shape[0] - 1):
         total += _group_stats(s, g, k)
     return total
+
+
+@nb.njit(cache=True, nogil=True, fastmath={"reassoc", "contract", "nsz"})
+def _build_bounds(s):
+    """`P` and `amax` for every row and group (`a`, `b`, `thr`, `R` must be current)."""
+    K = s.V.shape[0]
+    G = s.offsets.shape[0] - 1
+    for p in range(K):
+        for h in range(G):
+            s.P[p, h] = _entry_gain(s.V, s.b, p, h)
+    for g in range(G):
+        for h in range(G):
+            s.amax[g, h] = _amax(s, g, h)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -325,6 +335,34 @@ def _return_to_best(s, run):
             _apply_swap(s, p, pick, r.k)
             r.moves += 1
     r.current = r.best
+
+
+@nb.njit(cache=True, nogil=True)
+def order_dropped(cost, order, offsets, k):
+    """Summed cost N:M drops with the rows of `cost` (K x N, >= 0) in `order`: per group and column, all
+    but the k largest (summed directly, not as total - kept, so small drops stay exact)."""
+    N = cost.shape[1]
+    max_size = 1
+    for g in range(offsets.shape[0] - 1):
+        max_size = max(max_size, offsets[g + 1] - offsets[g])
+    part = np.empty(max_size, dtype=np.float64)
+    dropped = 0.0
+    for g in range(offsets.shape[0] - 1):
+        lo = offsets[g]
+        m = offsets[g + 1] - lo
+        if m <= k:
+            continue
+        for c in range(N):
+            for i in range(m):
+                v = cost[order[lo + i], c]
+                j = i
+                while j > 0 and part[j - 1] > v:
+                    part[j] = part[j - 1]
+                    j -= 1
+                part[j] = v
+            for i in range(m - k):
+                dropped += part[i]
+    return dropped
 
 
 # ------------------------------------------------------------------------------------------ the run
@@ -398,11 +436,6 @@ def swap_start(s, run, seed):
         return
     for p in range(K):
         _row_terms(s, p)
-        for h in range(G):
-            s.P[p, h] = _entry_gain(s.V, s.b, p, h)
-    for g in range(G):
-        for h in range(G):
-            s.amax[g, h] = _amax(s, g, h)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -527,15 +560,16 @@ def swap_chunk(s, run, work):
         gain = _swap_gain(s, p, q)
         r.scored += 1
         if gain > r.tol:
-            _apply_swap(s, p, q, k)
+            _apply_swap(s, p, q, k, False)
             r.current += gain
             r.moves += 1
             r.improving += 1
             r.misses = 0
         else:
             r.misses += 1
-            if r.misses >= K:  # the random swaps stopped paying: sweep the pairs of groups
-                r.random_phase = False
+        if r.misses >= K or r.scored >= r.budget:  # random swaps stopped paying: sweep pairs of groups
+            r.random_phase = False
+            _build_bounds(s)
     while visited < work and not r.done:
         g = r.sweep_g
         h = (g + r.sweep_d) % G
@@ -574,12 +608,17 @@ def swap_chunk(s, run, work):
 
 @nb.njit(cache=True, nogil=True)
 def swap_finish(s, run):
-    """Leave `perm` at the best grouping seen and return its exact kept sum."""
+    """Leave `perm` at the best grouping seen and return its tracked kept sum (`order_dropped` recounts
+    the drop exactly)."""
     r = run[0]
     if r.current > r.best + r.tol:
         r.best = r.current
         for i in range(s.V.shape[0]):
             s.best_group[s.perm[i]] = s.gop[i]
-    else:
-        _return_to_best(s, run)
-    return _kept_sum(s, r.k)
+    elif r.current < r.best - r.tol:  # write the best grouping into perm (the tables are not needed now)
+        fill = s.offsets[:-1].copy()
+        for row in range(s.V.shape[0]):
+            g = s.best_group[row]
+            s.perm[fill[g]] = row
+            fill[g] += 1
+    return r.best
