@@ -121,7 +121,10 @@ def search_nm_permutation(
     greedy = kernels.greedy_rows(
         np.ascontiguousarray(cost.T), np.arange(N, dtype=np.int64).reshape(1, N), offsets, int(height)
     )[0]
-    starts = [(nm_dropped(cost, order, group, height), i, order) for i, order in enumerate((natural, greedy))]
+    starts = [
+        (channel_swap.order_dropped(cost, order, offsets, int(height)), i, order)
+        for i, order in enumerate((natural, greedy))
+    ]
     initial, _, perm = min(starts, key=lambda s: (s[0], s[1]))  # the natural order on a tie
     chosen_start = np.ascontiguousarray(perm, dtype=np.int64)
     perm = chosen_start.copy()
@@ -139,7 +142,7 @@ def search_nm_permutation(
     channel_swap.swap_start(state, run, int(seed))
     _run_chunks(lambda moves: channel_swap.swap_chunk(state, run, moves), run, chunk_moves)
     channel_swap.swap_finish(state, run)
-    final = nm_dropped(cost, perm, group, height)
+    final = channel_swap.order_dropped(cost, perm, offsets, int(height))
     if final > initial:  # the search returns its start when it finds nothing better; rounding aside
         perm, final = chosen_start, initial
     capacity = int(np.minimum(np.diff(offsets), height).sum())
