@@ -30,6 +30,7 @@ from tightcompress.format.dtypes import store_dtype
 from tightcompress.format.io import load_packed, load_packed_state, save_packed
 from tightcompress.format.packed import PackedMatrix
 from tightcompress.parallel import check_pack_memory, default_jobs, pack_layers, worker_count
+from tightcompress.pipeline.oneshot import ALLOCATIONS
 from tightcompress.prune.subword_pack import is_subword, weight_matrix
 from tightcompress.readers import INPUT_HELP, ModelWeights, model_weights, read_model
 from tightcompress.readers.matrices import DEPTHWISE_REASON, weight_source
@@ -96,10 +97,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--allocation",
-        choices=("planned", "uniform"),
+        choices=ALLOCATIONS,
         help="with --rate: planned (default) shares the rate out between the layers for the least summed "
-        "dropped saliency; uniform gives every layer the rate itself (Wanda's and SparseGPT's rule). "
-        "Neither wins on every model: measure both (README, one-shot)",
+        "dropped saliency; uniform gives every layer the rate itself (Wanda's and SparseGPT's rule); "
+        "sensitivity (with --calibration; planned without) for the least estimated output error, each "
+        "layer's share measured on the calibration samples with that layer alone pruned (README, one-shot)",
     )
     parser.add_argument(
         "--pruned",
