@@ -234,9 +234,14 @@ class OnnxCalibration:
                 f"{self.graph.path}: onnxruntime cannot run the model ({str(exc).splitlines()[0][:200]})"
             ) from None
 
+    def _per_run(self) -> int:
+        """Samples per session run: `SAMPLES_PER_RUN` when every input's batch axis is free, else 1."""
+        free = all(_free_batch(shape) for shape in graph_inputs(self.graph.model).values())
+        return SAMPLES_PER_RUN if free else 1
+
     def _batches(self) -> Iterator[dict[str, np.ndarray]]:
         model_inputs = graph_inputs(self.graph.model)
-        per_run = SAMPLES_PER_RUN if all(_free_batch(shape) for shape in model_inputs.values()) else 1
+        per_run = self._per_run()
         for start in range(0, self.samples, per_run):
             feed = {}
             for name, shape in model_inputs.items():
@@ -310,8 +315,12 @@ class OnnxCalibration:
         for feed in self._batches():
             if taken >= samples:
                 break
+            size = len(next(iter(feed.values())))
+            if self._per_run() > 1 and taken + size > samples:  # cut the last batch at `samples`
+                feed = {name: array[: samples - taken] for name, array in feed.items()}
+                size = samples - taken
             batches.append(feed)
-            taken += len(next(iter(feed.values()))) if len(feed) else 1
+            taken += size
         stages = StagedGraph(self.runnable, batches, set(self.dense_feed), self._types, self._open, self._run)
         perturbed = {}
         for name, values in weights.items():
@@ -885,8 +894,8 @@ class TorchCalibration:
         for batch in self.batches:
             if taken >= samples:
                 break
-            batches.append(batch.to(self.device))
-            taken += len(batch)
+            batches.append(batch[: samples - taken].to(self.device))
+            taken += len(batches[-1])
         self.dense.eval()
         with torch.no_grad():
             reference = [_float_outputs(self.dense(batch)) for batch in batches]

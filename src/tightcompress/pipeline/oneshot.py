@@ -34,7 +34,16 @@ keeps the `1/rate` most salient weights of every layer. Neither rule wins everyw
 recognizer the planned one packs the 120 x 6625 classifier 8.5x, leaves 22 of 33 layers dense and reads
 a quarter of the lines the uniform one reads (BENCHMARKS.md); for unstructured on the digits MLP and on
 ddddocr it is ahead.
-The report's `allocation` says which rule a run used ("planned", "uniform" or "fixed" for one config).
+`allocation="sensitivity"` (calibrated runs) weighs each layer by how its error reaches the model output
+(`output_curves`): each layer alone is pruned in the dense model at four rates around the target, the
+squared relative error of the model's outputs (of the logits when the graph ends in Softmax) on
+`SENSITIVITY_SAMPLES` calibration samples gives a convex curve of that layer's dropped saliency fraction,
+and the planner minimises the summed curves instead of the summed fractions. On PP-OCRv4 it keeps the
+classifier near 2x and reads more lines than either other rule (nm: 83.0 % against 74.5 % uniform and
+17.75 % planned). Without calibration there is nothing to measure on: the run is planned, the report says
+so (`allocation`, `notes.messages`).
+The report's `allocation` says which rule a run used ("planned", "uniform", "sensitivity" or "fixed" for one
+config).
 """
 
 from __future__ import annotations
@@ -81,7 +90,7 @@ UNSTRUCTURED_METHODS = (UNSTRUCTURED, UNSTRUCTURED_UNIFORM)  # no packed format:
 SENSITIVITY = "sensitivity"
 ALLOCATIONS = ("planned", "uniform", SENSITIVITY)  # how a whole-model rate is shared out between the layers
 # calibration samples on which each layer's output gain is measured (the sensitivity allocation)
-SENSITIVITY_SAMPLES = 16
+SENSITIVITY_SAMPLES = 8
 ONE_SHOT_METHODS = ("tight", SUBWORD_METHOD, "nm", PERMUTED_NM, "column-combining", *UNSTRUCTURED_METHODS)
 PLAN_COLUMNS = 512  # columns of a wide layer on which its candidate options are evaluated
 # The planned rate may exceed the target by this fraction before the options around the choice are refined
@@ -533,7 +542,7 @@ class ErrorCurve:
 def sensitivity_rates(rate: float) -> tuple[float, ...]:
     """The per-layer rates at which `output_curves` measures each layer: around the target and beyond it,
     where the planned rule puts the layers it prunes hardest (PP-OCRv4's classifier at 8.5x for 2x)."""
-    return (math.sqrt(rate), rate, 2 * rate, 4 * rate)
+    return (rate, 2 * rate, 4 * rate)
 
 
 def output_curves(
