@@ -53,7 +53,7 @@ def rates(report: dict) -> dict[str, float]:
 @pytest.mark.parametrize("method", ["nm", "unstructured"])
 def test_a_layer_whose_error_is_amplified_downstream_stays_nearer_dense(method):
     x = calibration()
-    planned = prune_module(Amplified(), method=method, rate=2.0, calibration=x)
+    planned = prune_module(Amplified(), method=method, rate=2.0, calibration=x, allocation="planned")
     sensitive = prune_module(Amplified(), method=method, rate=2.0, calibration=x, allocation="sensitivity")
     assert (planned["allocation"], sensitive["allocation"]) == ("planned", "sensitivity")
     before, after = rates(planned), rates(sensitive)
@@ -71,6 +71,18 @@ def test_without_calibration_the_sensitivity_rule_falls_back_to_planned_and_says
     planned = prune_module(Amplified(), method="nm", rate=2.0)
     assert report["allocation"] == "planned" and rates(report) == rates(planned)
     assert any("planned rule" in message for message in report["notes"]["messages"])
+
+
+def test_the_default_rule_is_sensitivity_when_calibrated_and_planned_without():
+    x = calibration()
+    calibrated = prune_module(Amplified(), method="nm", rate=2.0, calibration=x)
+    plain = prune_module(Amplified(), method="nm", rate=2.0)
+    assert calibrated["allocation"] == "sensitivity" and calibrated["config"]["one_shot"]["allocation"] == (
+        "sensitivity"
+    )
+    assert plain["allocation"] == "planned" and "messages" not in plain["notes"]  # no note when not asked
+    explicit = prune_module(Amplified(), method="nm", rate=2.0, calibration=x, allocation="sensitivity")
+    assert rates(calibrated) == rates(explicit)
 
 
 def test_the_error_curve_is_the_lower_convex_hull_through_the_origin():

@@ -114,7 +114,7 @@ class OneShotOptions:
     # 1.5k moves give the same 33 options, output error and exact lines as 5k, at 25 instead of 68 CPU s)
     plan_iterations: int | None = 1_500
     final_iterations: int | None = 50_000
-    allocation: str = "planned"
+    allocation: str | None = None  # None: sensitivity when calibrated, else planned (`default_allocation`)
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -122,7 +122,7 @@ class OneShotOptions:
             raise TightCompressError(
                 f"unknown method {self.method!r}; choose one of {', '.join(ONE_SHOT_METHODS)}"
             )
-        if self.allocation not in ALLOCATIONS:
+        if self.allocation is not None and self.allocation not in ALLOCATIONS:
             raise TightCompressError(
                 f"unknown allocation {self.allocation!r}; choose one of {', '.join(ALLOCATIONS)}"
             )
@@ -154,7 +154,7 @@ def prune_onnx(
     calibration: Mapping[str, np.ndarray] | None = None,
     seed: int = 0,
     config: PackConfig | None = None,
-    allocation: str = "planned",
+    allocation: str | None = None,
 ) -> dict:
     """Prune every packable layer of the ONNX model one-shot at `rate`, write the pruned model (same graph,
     names and dtypes; each packed weight replaced by its kept values) to `out_path`; return the report.
@@ -183,7 +183,7 @@ def prune_onnx_packed(
     calibration: Mapping[str, np.ndarray] | None = None,
     seed: int = 0,
     config: PackConfig | None = None,
-    allocation: str = "planned",
+    allocation: str | None = None,
 ) -> OneShotResult:
     """`prune_onnx`, returning the whole result: the report, the packed matrices and the new weights (the
     frontier simulates the packed matrices for its hardware figures)."""
@@ -204,7 +204,7 @@ def prune_module(
     calibration: Any = None,
     seed: int = 0,
     config: PackConfig | None = None,
-    allocation: str = "planned",
+    allocation: str | None = None,
 ) -> dict:
     """The same for a PyTorch model, in place: its `nn.Linear`, `nn.Conv1d` and `nn.Conv2d` layers keep their
     class and hold the kept values (zeros elsewhere). `calibration`: a tensor (first axis samples) or a
@@ -228,7 +228,7 @@ def prune_module_packed(
     calibration: Any = None,
     seed: int = 0,
     config: PackConfig | None = None,
-    allocation: str = "planned",
+    allocation: str | None = None,
 ) -> OneShotResult:
     """`prune_module`, returning the whole result (report, packed matrices, new weights)."""
     from torch import nn
@@ -310,6 +310,10 @@ def one_shot(
     `pipeline.calibration.CalibratedModel` (None: no calibration). `config` fixes one packing config for
     every layer instead of planning per-layer options for `options.rate`."""
     start = time.perf_counter()
+    if options.allocation is None:
+        options = replace(
+            options, allocation=default_allocation(runner is not None and config is None, options.method)
+        )
     matrices, skipped = gemm_matrices(layers, source=source)
     if config is None and options.rate is None:
         raise TightCompressError("give a rate or a packing config")
@@ -397,6 +401,15 @@ def one_shot(
     if messages:
         report["notes"]["messages"] = messages
     return OneShotResult(report, packed, weights)
+
+
+def default_allocation(calibrated: bool, method: str) -> str:
+    """The allocation rule when none is asked: `sensitivity` with calibration samples (it read the most
+    lines on PP-OCRv4 for tight, nm and unstructured, dense-level lines on ddddocr, and made the planned
+    rule's choice on the digits CNN; BENCHMARKS.md), `planned` without (nothing to measure the layers'
+    output errors on) and for tight-subword (its options drop fractions of subword saliency, the curves are
+    of weight saliency; not measured under the sensitivity rule)."""
+    return SENSITIVITY if calibrated and method != SUBWORD_METHOD else "planned"
 
 
 def rate_note(measured: float, target: float | None) -> str | None:
