@@ -34,14 +34,15 @@ keeps the `1/rate` most salient weights of every layer. Neither rule wins everyw
 recognizer the planned one packs the 120 x 6625 classifier 8.5x, leaves 22 of 33 layers dense and reads
 a quarter of the lines the uniform one reads (BENCHMARKS.md); for unstructured on the digits MLP and on
 ddddocr it is ahead.
-`allocation="sensitivity"` (calibrated runs) weighs each layer by how its error reaches the model output
-(`output_curves`): each layer alone is pruned in the dense model at four rates around the target, the
-squared relative error of the model's outputs (of the logits when the graph ends in Softmax) on
-`SENSITIVITY_SAMPLES` calibration samples gives a convex curve of that layer's dropped saliency fraction,
-and the planner minimises the summed curves instead of the summed fractions. On PP-OCRv4 it keeps the
-classifier near 2x and reads more lines than either other rule (nm: 83.0 % against 74.5 % uniform and
-17.75 % planned). Without calibration there is nothing to measure on: the run is planned, the report says
-so (`allocation`, `notes.messages`).
+`allocation="sensitivity"` (the default of calibrated runs, tight-subword's excepted) weighs each layer by
+how its error reaches the model output (`output_curves`): each layer alone is pruned in the dense model at
+`sensitivity_rates` (R, 2R, 4R), the squared relative error of the model's outputs (of the logits when the
+graph ends in Softmax) on `SENSITIVITY_SAMPLES` calibration samples gives a convex curve of that layer's
+dropped saliency fraction, and the planner minimises the summed curves instead of the summed fractions. On
+PP-OCRv4 it keeps the classifier near 2x and reads more lines than either other rule (nm: 80.25 % against
+74.5 % uniform and 17.75 % planned; it ties the planned rule on the digits CNN and ddddocr unstructured).
+Without calibration there is nothing to measure on: the run is planned, the report says so (`allocation`,
+and `notes.messages` when sensitivity was asked for).
 The report's `allocation` says which rule a run used ("planned", "uniform", "sensitivity" or "fixed" for one
 config).
 """
