@@ -30,6 +30,7 @@ from tightcompress.format.dtypes import store_dtype
 from tightcompress.format.io import load_packed, load_packed_state, save_packed
 from tightcompress.format.packed import PackedMatrix
 from tightcompress.parallel import check_pack_memory, default_jobs, pack_layers, worker_count
+from tightcompress.pipeline.oneshot import ALLOCATIONS
 from tightcompress.prune.subword_pack import is_subword, weight_matrix
 from tightcompress.readers import INPUT_HELP, ModelWeights, model_weights, read_model
 from tightcompress.readers.matrices import DEPTHWISE_REASON, weight_source
@@ -96,10 +97,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--allocation",
-        choices=("planned", "uniform"),
-        help="with --rate: planned (default) shares the rate out between the layers for the least summed "
-        "dropped saliency; uniform gives every layer the rate itself (Wanda's and SparseGPT's rule). "
-        "Neither wins on every model: measure both (README, one-shot)",
+        choices=ALLOCATIONS,
+        help="with --rate: sensitivity (the default with --calibration; planned without) for the least "
+        "estimated output error, each layer's share measured on the calibration samples with that layer "
+        "alone pruned; planned (the default without --calibration) for the least summed dropped saliency, "
+        "every layer alike; uniform gives every layer the rate itself (Wanda's and SparseGPT's rule)",
     )
     parser.add_argument(
         "--pruned",
@@ -416,9 +418,7 @@ def run_pack_one_shot(args: argparse.Namespace) -> int:
     config = None
     if args.rate is None:  # one fixed config (tight-subword's: a tight one counting subword rows)
         config = config_from_args(args, method="tight" if method == SUBWORD_METHOD else None)
-    options = OneShotOptions(
-        method=method, rate=args.rate, seed=args.seed, allocation=args.allocation or "planned"
-    )
+    options = OneShotOptions(method=method, rate=args.rate, seed=args.seed, allocation=args.allocation)
     compile_kernels_once(args)
     found = graph = None
     if onnx_input:
@@ -488,7 +488,7 @@ def one_shot_checkpoint_model(
         calibration=calibration,
         seed=args.seed,
         config=config,
-        allocation=args.allocation or "planned",
+        allocation=args.allocation,
     )
 
     def key(fqn: str) -> str:

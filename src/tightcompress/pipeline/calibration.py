@@ -46,6 +46,11 @@ class CalibratedModel(Protocol):
     def output_error(self) -> float:
         """`||f_p - f_d|| / ||f_d||` of the model outputs over the calibration samples."""
 
+    def output_errors(self, weights: dict[str, list[np.ndarray]], samples: int) -> dict[str, list[float]]:
+        """Per layer of `weights` and per weight given for it (PyTorch layout), `||f - f_d|| / ||f_d||` of the
+        dense model with that one layer's weight replaced, on the first `samples` calibration samples
+        (`pipeline.oneshot`'s sensitivity allocation)."""
+
 
 # ------------------------------------------------------------------------------------ shared: im2col
 def conv_rows(
@@ -229,9 +234,14 @@ class OnnxCalibration:
                 f"{self.graph.path}: onnxruntime cannot run the model ({str(exc).splitlines()[0][:200]})"
             ) from None
 
+    def _per_run(self) -> int:
+        """Samples per session run: `SAMPLES_PER_RUN` when every input's batch axis is free, else 1."""
+        free = all(_free_batch(shape) for shape in graph_inputs(self.graph.model).values())
+        return SAMPLES_PER_RUN if free else 1
+
     def _batches(self) -> Iterator[dict[str, np.ndarray]]:
         model_inputs = graph_inputs(self.graph.model)
-        per_run = SAMPLES_PER_RUN if all(_free_batch(shape) for shape in model_inputs.values()) else 1
+        per_run = self._per_run()
         for start in range(0, self.samples, per_run):
             feed = {}
             for name, shape in model_inputs.items():
@@ -297,6 +307,33 @@ class OnnxCalibration:
                     diff += float(np.sum((p.astype(np.float64) - d.astype(np.float64)) ** 2))
                     ref += float(np.sum(d.astype(np.float64) ** 2))
         return float(np.sqrt(diff / ref)) if ref > 0 else 0.0
+
+    def output_errors(self, weights: dict[str, list[np.ndarray]], samples: int) -> dict[str, list[float]]:
+        """`CalibratedModel.output_errors`: a staged run of the dense model on the first `samples` samples
+        (whole batches); each layer's variant reruns only the nodes from the weight's first reader on."""
+        batches, taken = [], 0
+        for feed in self._batches():
+            if taken >= samples:
+                break
+            size = len(next(iter(feed.values())))
+            if self._per_run() > 1 and taken + size > samples:  # cut the last batch at `samples`
+                feed = {name: array[: samples - taken] for name, array in feed.items()}
+                size = samples - taken
+            batches.append(feed)
+            taken += size
+        stages = StagedGraph(self.runnable, batches, set(self.dense_feed), self._types, self._open, self._run)
+        perturbed = {}
+        for name, values in weights.items():
+            found = self.weights[name]
+            dense = self.dense_feed[found.tensor]
+            perturbed[found.tensor] = [
+                np.ascontiguousarray(
+                    (np.asarray(w).T if found.transposed else np.asarray(w)).astype(dense.dtype)
+                )
+                for w in values
+            ]
+        errors = stages.output_errors(perturbed, self.dense_feed)
+        return {name: errors[self.weights[name].tensor] for name in weights}
 
 
 class StagedGraph:
@@ -387,20 +424,92 @@ class StagedGraph:
             out.append(values)
         return out
 
+    def output_errors(
+        self, perturbed: dict[str, list[np.ndarray]], weights: dict[str, np.ndarray]
+    ) -> dict[str, list[float]]:
+        """Per weight of `perturbed` and per value given for it, `||f - f_ref|| / ||f_ref||` of the graph's
+        float outputs over every batch, where `f_ref` runs with `weights` and `f` with that one weight
+        replaced by the value. The reference run advances in stages to each weight's first reader; from
+        there one session of the rest of the graph runs every value, so each variant reruns only the nodes
+        downstream of the weight (in the graph's order); the stages are left as they were."""
+        state = _Stage()
+        targets = self.scored_outputs()
+        reference = self._outputs_from(state, [weights], targets)[0]
+        first = {}
+        for name in perturbed:
+            readers = [index for index, names in enumerate(self.reads) if name in names]
+            if not readers:
+                raise ValueError(f"{name}: no node reads this weight")
+            first[name] = readers[0]
+        errors = {}
+        for name in sorted(perturbed, key=first.__getitem__):
+            if state.position > first[name]:
+                state = _Stage()
+            if first[name] > state.position:
+                self._run(state, first[name], set(targets), weights)
+            variants = [{**weights, name: value} for value in perturbed[name]]
+            errors[name] = [_relative(out, reference) for out in self._outputs_from(state, variants, targets)]
+        return errors
+
+    def scored_outputs(self) -> list[str]:
+        """The values `output_errors` compares: the graph's outputs, a `Softmax`/`LogSoftmax` output by its
+        input (the logits: an error there is what moves the decision, where probabilities near 0 and 1
+        hide it)."""
+        scored = []
+        for name in self.outputs:
+            node = self.nodes[self.producer[name]] if name in self.producer else None
+            if (
+                node is not None
+                and node.op_type in ("Softmax", "LogSoftmax")
+                and node.input[0] in self.producer
+            ):
+                name = node.input[0]
+            scored.append(name)
+        return list(dict.fromkeys(scored))
+
+    def _outputs_from(
+        self, state: _Stage, variants: list[dict[str, np.ndarray]], targets: list[str]
+    ) -> list[list[dict[str, np.ndarray]]]:
+        """Per variant of the weights, per batch, the values `targets` run on from `state` (one session)."""
+        outputs = [
+            name for name in targets if name in self.producer and self.producer[name] >= state.position
+        ]
+        end = max((self.producer[name] + 1 for name in outputs), default=state.position)
+        session = self.open_session(self._cut(state, end, outputs, variants[0])) if outputs else None
+        out = []
+        for weights in variants:
+            values = self._values(session, state, outputs, weights) if session is not None else {}
+            out.append([
+                {name: np.asarray(values[name][index] if name in values
+                                  else state.values[name][index] if name in state.values else feed[name])
+                 for name in targets}
+                for index, feed in enumerate(self.batches)
+            ])  # fmt: skip
+        return out
+
     def _run(self, state: _Stage, end: int, targets: set[str], weights: dict[str, np.ndarray]) -> None:
-        helper = self.helper
-        start = state.position
-        nodes = self.nodes[start:end]
-        made: list[str] = [out for node in nodes for out in node.output if out]
-        made_set = set(made)
+        made = [out for node in self.nodes[state.position : end] for out in node.output if out]
         wanted = set(self.outputs) | targets
 
         def live(name: str) -> bool:
             return name in wanted or self.last_read.get(name, -1) >= end
 
         keep_made = [name for name in made if live(name)]
+        values = {name: arrays for name, arrays in state.values.items() if live(name)}
+        if keep_made:
+            session = self.open_session(self._cut(state, end, keep_made, weights))
+            values.update(self._values(session, state, keep_made, weights))
+        state.values = values
+        state.position = end
+
+    def _cut(self, state: _Stage, end: int, outputs: list[str], weights: dict[str, np.ndarray]) -> Any:
+        """The model of nodes `state.position` to `end`, reading the kept values, the weights and the
+        batches' inputs, giving `outputs`."""
+        helper = self.helper
+        nodes = self.nodes[state.position : end]
+        made_set = {out for node in nodes for out in node.output if out}
         inputs: list[str] = []
-        for index in range(start, end):
+        for index in range(state.position, end):
             for name in self.reads[index]:
                 if name not in made_set:
                     inputs.append(name)
@@ -426,22 +535,35 @@ class StagedGraph:
         cut.graph.node.extend(nodes)
         cut.graph.input.extend(infos)
         cut.graph.initializer.extend(inits)
-        for name in keep_made:
+        for name in outputs:
             cut.graph.output.append(helper.make_tensor_value_info(name, self.types.get(name) or 1, None))
-        values = {name: arrays for name, arrays in state.values.items() if live(name)}
-        if keep_made:
-            session = self.open_session(cut)
-            names = {i.name for i in session.get_inputs()}
-            results: dict[str, list[np.ndarray]] = {name: [] for name in keep_made}
-            for index, feed in enumerate(self.batches):
-                full = {n: feed[n] for n in names if n in feed}
-                full.update({n: weights[n] for n in names if n in weights})
-                full.update({n: state.values[n][index] for n in names if n in state.values})
-                for name, value in zip(keep_made, self.run_session(session, full, {}), strict=True):
-                    results[name].append(value)
-            values.update(results)
-        state.values = values
-        state.position = end
+        return cut
+
+    def _values(
+        self, session: Any, state: _Stage, outputs: list[str], weights: dict[str, np.ndarray]
+    ) -> dict[str, list[np.ndarray]]:
+        """Per name of `outputs`, its value per batch: `session` (a `_cut` from `state`) run on each batch."""
+        names = {i.name for i in session.get_inputs()}
+        results: dict[str, list[np.ndarray]] = {name: [] for name in outputs}
+        for index, feed in enumerate(self.batches):
+            full = {n: feed[n] for n in names if n in feed}
+            full.update({n: weights[n] for n in names if n in weights})
+            full.update({n: state.values[n][index] for n in names if n in state.values})
+            for name, value in zip(outputs, self.run_session(session, full, {}), strict=True):
+                results[name].append(value)
+        return results
+
+
+def _relative(got: list[dict[str, np.ndarray]], want: list[dict[str, np.ndarray]]) -> float:
+    """`||got - want|| / ||want||` over every batch's floating-point outputs."""
+    diff = ref = 0.0
+    for batch_got, batch_want in zip(got, want, strict=True):
+        for key, d in batch_want.items():
+            if np.issubdtype(d.dtype, np.floating):
+                d64 = d.astype(np.float64)
+                diff += float(np.sum((batch_got[key].astype(np.float64) - d64) ** 2))
+                ref += float(np.sum(d64**2))
+    return float(np.sqrt(diff / ref)) if ref > 0 else 0.0
 
 
 @dataclass
@@ -762,6 +884,53 @@ class TorchCalibration:
                     diff += float(((p.double() - d.double()) ** 2).sum())
                     ref += float((d.double() ** 2).sum())
         return float(np.sqrt(diff / ref)) if ref > 0 else 0.0
+
+    def output_errors(self, weights: dict[str, list[np.ndarray]], samples: int) -> dict[str, list[float]]:
+        """`CalibratedModel.output_errors`: the dense copy run on the first batches (at least `samples`
+        samples) once per layer, that layer's weight swapped in and then restored."""
+        import torch
+
+        batches, taken = [], 0
+        for batch in self.batches:
+            if taken >= samples:
+                break
+            batches.append(batch[: samples - taken].to(self.device))
+            taken += len(batches[-1])
+        self.dense.eval()
+        with torch.no_grad():
+            reference = [_float_outputs(self.dense(batch)) for batch in batches]
+            errors = {}
+            for name, values in weights.items():
+                module = self.dense_modules[name]
+                target = module.weight_orig if hasattr(module, "weight_orig") else module.weight
+                saved = target.detach().clone()
+                errors[name] = []
+                try:
+                    for weight in values:
+                        target.copy_(torch.from_numpy(np.asarray(weight, dtype=np.float32)).to(target.dtype))
+                        diff = ref = 0.0
+                        for batch, want in zip(batches, reference, strict=True):
+                            for got, d in zip(_float_outputs(self.dense(batch)), want, strict=True):
+                                diff += float(((got - d) ** 2).sum())
+                                ref += float((d**2).sum())
+                        errors[name].append(float(np.sqrt(diff / ref)) if ref > 0 else 0.0)
+                finally:
+                    target.copy_(saved)
+        return errors
+
+
+def _float_outputs(output: Any) -> list[Any]:
+    """The floating-point tensors of a model's output (a tensor, or tuples, lists and dicts of them), as
+    float64."""
+    import torch
+
+    if isinstance(output, torch.Tensor):
+        return [output.double()] if output.is_floating_point() else []
+    if isinstance(output, Mapping):
+        output = list(output.values())
+    if isinstance(output, list | tuple):
+        return [t for item in output for t in _float_outputs(item)]
+    return []
 
 
 def _torch_rows(module: Any, x: np.ndarray, layer: LayerWeight) -> list[np.ndarray]:

@@ -117,6 +117,10 @@ class PackLayer(BitFigures):
         "weights kept (quantization alone, on the pruned model's inputs)"
     )
     calibration_rows: int = optional("rows", "--calibration: rows of X (samples x positions) the layer saw")
+    estimated_output_error: float = optional(
+        "fraction", "--allocation sensitivity: the relative model output error this layer's dropped saliency "
+        "alone is estimated to cause, on its curve measured with the layer alone pruned (the planner's cost)"
+    )
     option: str = optional("-", "one-shot: the packing option of this layer (`nm G=16 h=8`)")
     permute: bool = optional("-", "nm: the rows carry one searched input-channel permutation (true) or none")
     tile_narrowed_from: int = optional(
@@ -224,6 +228,7 @@ class PackReport(Versioned):
     allocation: str = optional(
         "-", "--rate/--calibration: how each layer's share was chosen: planned (per-layer options, or for "
         "unstructured per-layer kept counts, with the least summed dropped saliency fraction for the "
-        "whole-model rate), uniform (unstructured-uniform: the same fraction in every layer) or fixed "
-        "(one packing config)"
+        "whole-model rate), uniform (unstructured-uniform: the same fraction in every layer), sensitivity "
+        "(the least summed estimated output error, each layer's measured on the calibration samples; a run "
+        "without calibration that asked for it is planned, with a note) or fixed (one packing config)"
     )
