@@ -211,7 +211,7 @@ def test_pack_rate_tight_subword_on_the_command_line(tmp_path, monkeypatch):
             "--json", "r.json", "--out", "p.safetensors", "--pruned", "pruned.onnx", "--quiet"]  # fmt: skip
     assert main(argv) == 0
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["method"] == "tight-subword" and report["allocation"] == "planned"
+    assert report["method"] == "tight-subword" and report["allocation"] == "sensitivity"
     assert report["bit_rate"] == report["compression_rate"] >= 2 - 1e-9
     assert main(["unpack", "p.safetensors", "out.onnx", "--onnx", "m.onnx", "--quiet"]) == 0
 
